@@ -1,0 +1,58 @@
+"""Dataset converters, found by name.
+
+Built-in converters live in this package, one module per dataset family. Other packages add
+their own through the ``rsgpt4v.converters`` entry-point group: an entry point named ``mydata``
+pointing at a :class:`Converter` subclass makes ``rsgpt4v convert mydata ROOT`` work.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import entry_points
+
+from rsgpt4v.converters.base import Converter, Problem, ProblemLog
+from rsgpt4v.errors import ConverterNotFoundError
+
+__all__ = ["Converter", "Problem", "ProblemLog", "available_converters", "get_converter"]
+
+ENTRY_POINT_GROUP = "rsgpt4v.converters"
+
+# name → "module:class"; imported only when used, so listing names stays cheap.
+BUILTIN_CONVERTERS: dict[str, str] = {
+    "dota": "rsgpt4v.converters.dota:DotaConverter",
+    "dota-v1.0": "rsgpt4v.converters.dota:DotaV10Converter",
+    "dota-v1.5": "rsgpt4v.converters.dota:DotaV15Converter",
+    "dota-v2.0": "rsgpt4v.converters.dota:DotaV20Converter",
+}
+
+
+def _load(target: str) -> type[Converter]:
+    module, _, attribute = target.partition(":")
+    return getattr(import_module(module), attribute)
+
+
+def get_converter(name: str) -> type[Converter]:
+    """The converter class registered under name (built-in first, then entry points)."""
+    if name in BUILTIN_CONVERTERS:
+        return _load(BUILTIN_CONVERTERS[name])
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == name:
+            converter = entry.load()
+            if not (isinstance(converter, type) and issubclass(converter, Converter)):
+                raise ConverterNotFoundError(
+                    f"entry point {name!r} ({entry.value}) is not a Converter subclass"
+                )
+            return converter
+    known = ", ".join(sorted(available_converter_names()))
+    raise ConverterNotFoundError(f"unknown dataset {name!r}; known: {known}")
+
+
+def available_converter_names() -> list[str]:
+    names = set(BUILTIN_CONVERTERS)
+    names.update(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
+def available_converters() -> dict[str, type[Converter]]:
+    """Every registered converter, by name (imports them all)."""
+    return {name: get_converter(name) for name in available_converter_names()}

@@ -1,0 +1,103 @@
+"""What every converter shares: the class contract, safe path handling and the problem log.
+
+A converter reads one legacy dataset layout and yields :class:`~rsgpt4v.schema.Record` objects.
+Bad input never disappears: each problem is raised as an :class:`InputError` naming the file, the
+line and the value, or, when the user asked to skip bad items, logged as a reject with its reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.schema import Record
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One rejected item (an object, a line, an image) and why."""
+
+    reason: str
+    file: str
+    line: int | None = None
+    value: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class ProblemLog:
+    """Raises on the first problem, or collects them all when ``skip_bad`` is set."""
+
+    skip_bad: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def reject(
+        self, reason: str, file: str | Path, line: int | None = None, value: object = None
+    ) -> None:
+        if not self.skip_bad:
+            raise InputError(
+                reason + " (use --skip-bad to skip it and list it in the rejects file)",
+                file=file,
+                line=line,
+                value=value,
+            )
+        text = None if value is None else str(value)
+        self.problems.append(Problem(reason, str(file), line, text))
+
+    def warn(self, reason: str, file: str | Path, line: int | None = None) -> None:
+        """Something the user should know that loses nothing (e.g. an image without labels)."""
+        self.warnings.append(Problem(reason, str(file), line))
+
+
+class Converter(ABC):
+    """A legacy dataset layout → records. Subclasses declare the data contract as constants."""
+
+    NAME: ClassVar[str]
+    DESCRIPTION: ClassVar[str]
+    LAYOUT: ClassVar[str]
+    SPLITS: ClassVar[tuple[str, ...]] = ()
+    CLASSES: ClassVar[tuple[str, ...]] = ()
+    OPTIONS: ClassVar[Mapping[str, str]] = {}
+    CITATION: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        split: str | None = None,
+        log: ProblemLog | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError("dataset root is not a folder", file=self.root)
+        self.split = split
+        self.log = log or ProblemLog()
+        self.options = dict(options or {})
+        unknown = sorted(set(self.options) - set(self.OPTIONS))
+        if unknown:
+            known = ", ".join(f"{k} ({v})" for k, v in self.OPTIONS.items()) or "none"
+            raise InputError(f"unknown option for {self.NAME}: {unknown[0]}; known: {known}")
+
+    @abstractmethod
+    def records(self) -> Iterator[Record]:
+        """Yield one record per image, streaming."""
+
+    def estimate_count(self) -> int | None:
+        """Roughly how many records `records()` will yield, for a progress bar; None if unknown."""
+        return None
+
+    def inside_root(self, path: Path) -> bool:
+        """False for a path (or symlink) that resolves outside the dataset root."""
+        return path.resolve().is_relative_to(self.root.resolve())
+
+    def relative_path(self, path: Path) -> str:
+        """The record's image path: relative to the root, POSIX separators."""
+        return path.relative_to(self.root).as_posix()

@@ -1,0 +1,385 @@
+"""DOTA v1.0 / v1.5 / v2.0: large aerial scenes with oriented (OBB) or horizontal (HBB) boxes.
+
+Dataset
+    DOTA (Xia et al., CVPR 2018; Ding et al., TPAMI 2021): 2806 (v1.0/v1.5) to 11268 (v2.0)
+    aerial images from 800 to 20000 px, objects labelled with four-corner polygons.
+Layout
+    Either the devkit layout ``ROOT/images/*.png`` + ``ROOT/labelTxt/*.txt``, or the
+    distributed one, one folder per split::
+
+        ROOT/train/images/[partN/]P0000.png
+        ROOT/train/labelTxt-v1.0/labelTxt/P0000.txt                 v1.0 OBB
+        ROOT/train/labelTxt-v1.0/trainset_reclabelTxt/P0000.txt     v1.0 HBB
+        ROOT/train/labelTxt-v1.5/DOTA-v1.5_train[_hbb]/P0000.txt    v1.5
+        ROOT/train/labelTxt-v2.0/DOTA-v2.0_train[_hbb]/P0000.txt    v2.0
+        ROOT/train/meta/P0000.txt                                   v2.0 metadata
+        ROOT/test/images/...                                        no labels
+Quirks
+    CRLF line endings; ``imagesource:``/``gsd:`` header lines in v1.x (recognised by content,
+    not position) and none in v2.0, whose metadata sits in ``meta/`` with ``acquisition
+    dates:``; ``gsd:null`` / ``gsd:None``; integer or float coordinates; polygons reaching
+    past the image edge (the box is clipped, the polygon kept); difficult 0/1 (2 from split
+    tools, kept as difficult with ``truncated``); label files with no objects.
+Citation
+    Xia et al., "DOTA: A Large-scale Dataset for Object Detection in Aerial Images", CVPR 2018.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from rsgpt4v.converters.base import Converter
+from rsgpt4v.errors import InputError
+from rsgpt4v.geometry import polygon_to_clipped_bbox
+from rsgpt4v.raster import describe_raster
+from rsgpt4v.schema import ImageInfo, Object, Record
+
+DOTA_V10_CLASSES = (
+    "plane",
+    "baseball-diamond",
+    "bridge",
+    "ground-track-field",
+    "small-vehicle",
+    "large-vehicle",
+    "ship",
+    "tennis-court",
+    "basketball-court",
+    "storage-tank",
+    "soccer-ball-field",
+    "roundabout",
+    "harbor",
+    "swimming-pool",
+    "helicopter",
+)
+DOTA_V15_CLASSES = (*DOTA_V10_CLASSES, "container-crane")
+DOTA_V20_CLASSES = (*DOTA_V15_CLASSES, "airport", "helipad")
+
+DIFFICULT_FLAGS = ("0", "1", "2")  # 2 is written by split tools for small remnants
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DEVKIT_LABELS = "labelTxt"  # ROOT/images + ROOT/labelTxt: the version is not in the folder names
+SMALLEST_PLAUSIBLE_GSD = 1e-3  # metres; some v1.0 headers carry 1.34e-06, which is not a GSD
+
+
+def _label_folders(version: str, split: str, kind: str) -> list[str]:
+    """Candidate label folders inside one split folder, most specific first."""
+    hbb = kind == "hbb"
+    folders = {
+        "1.0": [
+            f"labelTxt-v1.0/{split}set_reclabelTxt",
+            f"labelTxt-v1.0/Train_Task2_gt/{split}set_reclabelTxt",
+            f"Train_Task2_gt/{split}set_reclabelTxt",
+            f"{split}set_reclabelTxt",
+        ]
+        if hbb
+        else ["labelTxt-v1.0/labelTxt"],
+        "1.5": [f"labelTxt-v1.5/DOTA-v1.5_{split}" + ("_hbb" if hbb else "")],
+        "2.0": [f"labelTxt-v2.0/DOTA-v2.0_{split}" + ("_hbb" if hbb else "")],
+    }
+    return folders[version] + ([] if hbb else [DEVKIT_LABELS])
+
+
+@dataclass
+class LabelFile:
+    """A parsed label file: header metadata and object lines (with their line numbers)."""
+
+    header: dict[str, str] = field(default_factory=dict)
+    objects: list[tuple[int, list[list[float]], str, str]] = field(default_factory=list)
+    bad_lines: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def parse_dota_label(text: str) -> LabelFile:
+    """Parse label text of any DOTA version; header lines are recognised by content.
+
+    An object line is 8 numbers, a category and an optional difficult flag (the devkit accepts
+    9 tokens). A ``key:value`` line is metadata. Anything else is a bad line, kept with its
+    number so the caller can report it.
+    """
+    parsed = LabelFile()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        tokens = line.split()
+        coordinates = _floats(tokens[:8]) if len(tokens) >= 9 else None
+        if coordinates is not None and len(tokens) <= 10:
+            difficult = tokens[9] if len(tokens) == 10 else "0"
+            polygon = [coordinates[i : i + 2] for i in range(0, 8, 2)]
+            parsed.objects.append((number, polygon, tokens[8], difficult))
+        elif ":" in line and coordinates is None:
+            key, _, value = line.partition(":")
+            parsed.header[key.strip()] = value.strip()
+        else:
+            expected = "8 coordinates, a category and a difficult flag"
+            parsed.bad_lines.append((number, line, f"not a DOTA object line ({expected})"))
+    return parsed
+
+
+def _floats(tokens: list[str]) -> list[float] | None:
+    try:
+        values = [float(t) for t in tokens]
+    except ValueError:
+        return None
+    return values if all(math.isfinite(v) for v in values) else None
+
+
+def _image_files(split_folder: Path) -> list[Path]:
+    """Every image under ``images/`` (v2.0 nests them in ``partN/``), skipping ``Thumbs``."""
+    return [
+        path
+        for path in sorted((split_folder / "images").rglob("*"))
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.stem != "Thumbs"
+    ]
+
+
+def parse_gsd(text: str | None) -> float | None:
+    """``float()``, falling back to None for ``null``, ``None`` and implausible values."""
+    try:
+        gsd = float(text) if text is not None else None
+    except ValueError:
+        return None
+    if gsd is None or not math.isfinite(gsd) or gsd < SMALLEST_PLAUSIBLE_GSD:
+        return None
+    return gsd
+
+
+class DotaConverter(Converter):
+    NAME = "dota"
+    DESCRIPTION = "DOTA aerial scenes, OBB/HBB labels; version detected from the label folders."
+    LAYOUT = (
+        "ROOT/{train,val,test}/images/ + labelTxt-v1.0/labelTxt | labelTxt-v1.5/DOTA-v1.5_SPLIT"
+        " | labelTxt-v2.0/DOTA-v2.0_SPLIT (+ meta/), or ROOT/images/ + ROOT/labelTxt/"
+    )
+    SPLITS = ("train", "val", "test", "test-dev", "test-challenge")
+    CLASSES = DOTA_V20_CLASSES
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "labels": "obb or hbb: which label folder to read (default obb; hbb when only HBB exists)"
+    }
+    CITATION = (
+        "Xia et al., DOTA: A Large-scale Dataset for Object Detection in Aerial Images, CVPR 2018"
+    )
+    VERSIONS: ClassVar[tuple[str, ...]] = ("2.0", "1.5", "1.0")
+
+    def __init__(self, root: str | Path, **kwargs: object) -> None:
+        super().__init__(root, **kwargs)  # type: ignore[arg-type]
+        self.kind = self.options.get("labels", "obb")
+        if self.kind not in ("obb", "hbb"):
+            raise InputError("option labels must be obb or hbb", value=self.kind)
+
+    # -- layout -------------------------------------------------------------------------------
+    def split_folders(self) -> list[tuple[str, Path]]:
+        """(split name, folder) pairs: the split folders present, or the root itself."""
+        if (self.root / "images").is_dir():
+            return [(self.split or "all", self.root)]
+        names = (
+            [self.split]
+            if self.split
+            else [p.name for p in sorted(self.root.iterdir()) if (p / "images").is_dir()]
+        )
+        if self.split and not (self.root / self.split / "images").is_dir():
+            raise InputError(
+                f"no split folder {self.split!r} with an images/ folder", file=self.root
+            )
+        if not names:
+            raise InputError(
+                f"no images/ folder and no split folders; expected {self.LAYOUT}", file=self.root
+            )
+        return [(name, self.root / name) for name in names]
+
+    def find_labels(self, split: str, folder: Path) -> tuple[str, str, Path] | None:
+        """(version, kind, label folder) of a split, the asked kind first; None if unlabelled."""
+        kinds = (self.kind, "hbb" if self.kind == "obb" else "obb")
+        for kind in kinds:
+            for version in self.VERSIONS:
+                for candidate in _label_folders(version, split, kind):
+                    if (folder / candidate).is_dir():
+                        return version, kind, folder / candidate
+        return None
+
+    def dataset_name(self, found: tuple[str, str, Path] | None, folder: Path) -> str:
+        """``dota-vX`` when the folders (or the converter) say which version, else ``dota``."""
+        if len(self.VERSIONS) == 1:
+            return f"dota-v{self.VERSIONS[0]}"
+        if found is None or found[2] == folder / DEVKIT_LABELS:
+            return "dota"
+        return f"dota-v{found[0]}"
+
+    def estimate_count(self) -> int | None:
+        return sum(len(_image_files(folder)) for _, folder in self.split_folders())
+
+    # -- records ------------------------------------------------------------------------------
+    def records(self) -> Iterator[Record]:
+        splits = [
+            (split, folder, self.find_labels(split, folder))
+            for split, folder in self.split_folders()
+        ]
+        fallback = self._unlabelled_dataset_name()
+        for split, folder, found in splits:
+            dataset = self.dataset_name(found, folder) if found else fallback
+            yield from self._split_records(dataset, split, folder, found)
+
+    def _unlabelled_dataset_name(self) -> str:
+        """Unlabelled splits (test) take the version of the labelled splits beside them."""
+        folders = (
+            [self.root]
+            if (self.root / "images").is_dir()
+            else [p for p in sorted(self.root.iterdir()) if (p / "images").is_dir()]
+        )
+        names = {
+            self.dataset_name(found, folder)
+            for folder in folders
+            if (found := self.find_labels(folder.name, folder))
+        }
+        return names.pop() if len(names) == 1 else self.dataset_name(None, self.root)
+
+    def _split_records(
+        self, dataset: str, split: str, folder: Path, found: tuple[str, str, Path] | None
+    ) -> Iterator[Record]:
+        images = self._image_index(folder)
+        if found is None:
+            for stem in sorted(images):
+                yield self._record(dataset, split, images[stem], None, folder)
+            return
+        _version, kind, labels = found
+        labelled: set[str] = set()
+        for label_path in sorted(labels.glob("*.txt")):
+            stem = label_path.stem
+            labelled.add(stem)
+            if stem not in images:
+                self.log.reject("label file has no image", label_path, value=stem)
+                continue
+            if not self.inside_root(label_path):
+                self.log.reject("label file resolves outside the dataset root", label_path)
+                continue
+            yield from self._labelled_record(dataset, split, images[stem], label_path, kind, folder)
+        for stem in sorted(set(images) - labelled):
+            self.log.warn("image has no label file; kept as an unlabelled record", images[stem])
+            yield self._record(dataset, split, images[stem], None, folder)
+
+    def _image_index(self, folder: Path) -> dict[str, Path]:
+        index: dict[str, Path] = {}
+        for path in _image_files(folder):
+            if not self.inside_root(path):
+                self.log.reject("image resolves outside the dataset root", path)
+                continue
+            if path.stem in index:
+                self.log.reject(
+                    f"two images share the id {path.stem}", path, value=index[path.stem]
+                )
+                continue
+            index[path.stem] = path
+        return index
+
+    def _labelled_record(
+        self, dataset: str, split: str, image: Path, label_path: Path, kind: str, folder: Path
+    ) -> Iterator[Record]:
+        try:
+            text = label_path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            self.log.reject(f"label file is not UTF-8 text ({error.reason})", label_path)
+            return
+        parsed = parse_dota_label(text)
+        for number, line, reason in parsed.bad_lines:
+            self.log.reject(reason, label_path, number, line)
+        meta_file = folder / "meta" / f"{label_path.stem}.txt"
+        if meta_file.is_file():
+            parsed.header = {
+                **parse_dota_label(meta_file.read_text("utf-8-sig")).header,
+                **parsed.header,
+            }
+        yield self._record(dataset, split, image, (label_path, parsed, kind), folder)
+
+    def _record(
+        self,
+        dataset: str,
+        split: str,
+        image: Path,
+        labels: tuple[Path, LabelFile, str] | None,
+        folder: Path,
+    ) -> Record:
+        facts = describe_raster(image)
+        meta: dict[str, object] = {"labelled": labels is not None}
+        header_gsd = None
+        objects: list[Object] = []
+        if labels is not None:
+            label_path, parsed, kind = labels
+            meta["label_file"] = self.relative_path(label_path)
+            meta.update({k: v for k, v in parsed.header.items() if k != "gsd"})
+            header_gsd = parse_gsd(parsed.header.get("gsd"))
+            if "gsd" in parsed.header and header_gsd is None:
+                meta["gsd_raw"] = parsed.header["gsd"]
+            objects = self._objects(parsed, label_path, kind, facts.width, facts.height)
+            unreadable = len(parsed.bad_lines) + sum(
+                d not in DIFFICULT_FLAGS for *_, d in parsed.objects
+            )
+            if unreadable:  # counts from this image would be wrong: later stages must know
+                meta["skipped_objects"] = unreadable
+        return Record(
+            id=f"{dataset}/{split}/{image.stem}",
+            dataset=dataset,
+            split=split,
+            image=ImageInfo(
+                path=self.relative_path(image),
+                width=facts.width,
+                height=facts.height,
+                bands=facts.bands,
+                gsd=header_gsd or facts.gsd,
+                crs=facts.crs,
+                transform=facts.transform,
+            ),
+            objects=objects,
+            meta=meta,
+        )
+
+    def _objects(
+        self, parsed: LabelFile, label_path: Path, kind: str, width: int, height: int
+    ) -> list[Object]:
+        objects: list[Object] = []
+        for number, polygon, category, difficult in parsed.objects:
+            if difficult not in DIFFICULT_FLAGS:
+                self.log.reject("difficult flag must be 0, 1 or 2", label_path, number, difficult)
+                continue
+            bbox = polygon_to_clipped_bbox(polygon, width, height)
+            if bbox is None:
+                self.log.reject(
+                    f"object lies outside the {width}x{height} image or has no area",
+                    label_path,
+                    number,
+                    polygon,
+                )
+                continue
+            objects.append(
+                Object(
+                    id=len(objects),
+                    category=category,
+                    bbox=bbox,
+                    polygon=polygon if kind == "obb" else None,
+                    difficult=difficult != "0",
+                    attributes={"truncated": True} if difficult == "2" else {},
+                )
+            )
+        return objects
+
+
+class DotaV10Converter(DotaConverter):
+    NAME = "dota-v1.0"
+    DESCRIPTION = "DOTA v1.0 (15 classes), labelTxt-v1.0 OBB or HBB labels."
+    CLASSES = DOTA_V10_CLASSES
+    VERSIONS = ("1.0",)
+
+
+class DotaV15Converter(DotaConverter):
+    NAME = "dota-v1.5"
+    DESCRIPTION = "DOTA v1.5 (16 classes, adds container-crane and tiny instances)."
+    CLASSES = DOTA_V15_CLASSES
+    VERSIONS = ("1.5",)
+
+
+class DotaV20Converter(DotaConverter):
+    NAME = "dota-v2.0"
+    DESCRIPTION = "DOTA v2.0 (18 classes, adds airport and helipad); metadata in meta/."
+    CLASSES = DOTA_V20_CLASSES
+    VERSIONS = ("2.0",)

@@ -1,0 +1,111 @@
+"""The ``convert`` stage: a legacy dataset → records.jsonl, plus a rejects file for bad items."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rsgpt4v.converters import Problem, ProblemLog, get_converter
+from rsgpt4v.errors import InputError
+from rsgpt4v.schema import JsonlWriter, Record
+
+
+@dataclass
+class ConversionSummary:
+    output: Path
+    records: int = 0
+    objects: int = 0
+    unlabelled: int = 0
+    captions: int = 0
+    categories: Counter[str] = field(default_factory=Counter)
+    rejects: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    rejects_file: Path | None = None
+
+
+def rejects_path(output: Path) -> Path:
+    """``records.jsonl`` → ``records.rejects.jsonl``, next to the output."""
+    return output.with_name(output.name.removesuffix(".jsonl") + ".rejects.jsonl")
+
+
+def load_captions(path: str | Path) -> dict[str, list[str]]:
+    """Read a captions file: a JSON object mapping an image path (or file stem) to captions."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("captions file not found", file=path) from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON ({error.msg})", file=path, line=error.lineno) from None
+    if not isinstance(data, dict):
+        raise InputError("expected an object mapping image paths to caption lists", file=path)
+    for key, captions in data.items():
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise InputError(
+                "captions must be a list of strings", file=path, entry=key, value=captions
+            )
+    return data
+
+
+def _attach_captions(
+    records: Iterable[Record], captions: Mapping[str, list[str]], source: Path, log: ProblemLog
+) -> Iterator[Record]:
+    """Add captions by image path, else by file stem; report entries that matched no image."""
+    unused = set(captions)
+    for record in records:
+        stem = Path(record.image.path).stem
+        key = record.image.path if record.image.path in captions else stem
+        if key in captions:
+            unused.discard(key)
+            record.captions = list(dict.fromkeys(record.captions + captions[key]))
+        yield record
+    for key in sorted(unused):
+        log.warn(f"captions entry {key!r} matches no converted image", source)
+
+
+def convert_dataset(
+    name: str,
+    root: str | Path,
+    output: str | Path,
+    *,
+    split: str | None = None,
+    skip_bad: bool = False,
+    captions: str | Path | None = None,
+    options: Mapping[str, str] | None = None,
+    progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
+) -> ConversionSummary:
+    """Convert the dataset at root with the converter registered as name; stream to output."""
+    output = Path(output)
+    log = ProblemLog(skip_bad=skip_bad)
+    converter = get_converter(name)(root, split=split, log=log, options=options)
+    records: Iterable[Record] = converter.records()
+    if captions is not None:
+        records = _attach_captions(records, load_captions(captions), Path(captions), log)
+    if progress is not None:
+        records = progress(records, converter.estimate_count())
+    summary = ConversionSummary(output=output)
+    with JsonlWriter(output) as writer:
+        for record in records:
+            writer.write(record)
+            summary.records += 1
+            summary.objects += len(record.objects)
+            summary.unlabelled += not record.labelled
+            summary.captions += len(record.captions)
+            summary.categories.update(o.category for o in record.objects)
+    summary.rejects, summary.warnings = log.problems, log.warnings
+    summary.rejects_file = _write_rejects(rejects_path(output), log.problems)
+    return summary
+
+
+def _write_rejects(path: Path, problems: list[Problem]) -> Path | None:
+    """One JSON line per reject; a stale file from an earlier run is removed."""
+    path.unlink(missing_ok=True)
+    if not problems:
+        return None
+    with path.open("w", encoding="utf-8") as handle:
+        for problem in problems:
+            handle.write(json.dumps(problem.as_dict(), ensure_ascii=False) + "\n")
+    return path

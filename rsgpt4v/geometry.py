@@ -1,0 +1,229 @@
+"""Pixel geometry shared by every stage: boxes, polygons, oriented boxes, clipping and IoF.
+
+One module owns the coordinate conventions so converters, tiling, validation and export agree:
+
+- Pixel coordinates: origin at the image's top-left corner, x to the right, y down, floats.
+- ``bbox`` is COCO ``[x, y, w, h]``; a window is ``[x, y, w, h]`` too.
+- A polygon is a sequence of ``[x, y]`` points (N x 2, N >= 3) without a closing point.
+- OBB ``(cx, cy, w, h, angle)``: angle in degrees, measured from the +x axis towards +y, which is
+  **clockwise on screen** because y points down; it is the direction of the side of length ``w``.
+  :func:`polygon_to_obb` returns the long-side form ("le90"): ``w >= h`` and angle in [-90, 90).
+  For a square (``w == h`` within 1e-9) the angle is reported in [-45, 45).
+- :func:`obb_to_polygon` returns the corners (-w/2,-h/2), (+w/2,-h/2), (+w/2,+h/2), (-w/2,+h/2) of
+  the box frame, rotated by angle and moved to (cx, cy): clockwise on screen starting from the
+  top-left corner when angle = 0, the order DOTA labels use (positive shoelace area).
+
+The many-object functions run on arrays with shapely 2's vectorised functions, because tiling asks
+for the IoF of thousands of polygons per window. They also take an array of shapely polygons, so a
+caller can build them once per image and reuse them for every window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import shapely
+from shapely.geometry.polygon import orient
+
+from rsgpt4v.errors import InputError
+
+_SQUARE_TOL = 1e-9
+
+
+def _as_points(polygon: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+    """One polygon as a finite (N, 2) float array with N >= 3, or an InputError naming it."""
+    points = np.asarray(polygon, dtype=float)
+    if points.ndim != 2 or points.shape[0] < 3 or points.shape[1] != 2:
+        raise InputError("a polygon needs at least 3 [x, y] points", value=polygon)
+    if not np.isfinite(points).all():
+        raise InputError("polygon coordinates must be finite numbers", value=polygon)
+    return points
+
+
+def _as_polygons(polygons: Sequence | np.ndarray) -> np.ndarray:
+    """Many polygons (ragged lists, an (N, K, 2) array, or shapely polygons) as shapely polygons."""
+    if isinstance(polygons, np.ndarray) and polygons.dtype != object:
+        if polygons.ndim != 3 or polygons.shape[1] < 3 or polygons.shape[2] != 2:
+            raise InputError("polygons must be an (N, K, 2) array, K >= 3", value=polygons.shape)
+        return shapely.polygons(polygons.astype(float))
+    if len(polygons) == 0:
+        return np.empty(0, dtype=object)
+    if isinstance(polygons[0], shapely.Geometry):
+        return np.asarray(polygons, dtype=object)
+    points = [_as_points(polygon) for polygon in polygons]
+    counts = [len(p) for p in points]
+    rings = shapely.linearrings(
+        np.concatenate(points), indices=np.repeat(np.arange(len(points)), counts)
+    )
+    return shapely.polygons(rings)
+
+
+def _made_valid(polygons: np.ndarray) -> np.ndarray:
+    """Repair invalid shapes (e.g. a quad with crossed corners) so areas and overlays are sound."""
+    invalid = ~shapely.is_valid(polygons)
+    if invalid.any():
+        polygons = polygons.copy()
+        polygons[invalid] = shapely.make_valid(polygons[invalid])
+    return polygons
+
+
+def polygon_bbox(polygon: Sequence[Sequence[float]] | np.ndarray) -> list[float]:
+    """Axis-aligned ``[x, y, w, h]`` bounds of a polygon, not clipped to any image."""
+    points = _as_points(polygon)
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def clip_bbox(bbox: Sequence[float], width: float, height: float) -> list[float] | None:
+    """COCO box clipped to the image ``[0, width] x [0, height]``; None if no area remains."""
+    x, y, w, h = (float(v) for v in bbox)
+    box = _clip_bounds(np.array([[x, y, x + w, y + h]]), width, height)[0]
+    return None if np.isnan(box).any() else [float(v) for v in box]
+
+
+def polygon_to_clipped_bbox(
+    polygon: Sequence[Sequence[float]] | np.ndarray, width: float, height: float
+) -> list[float] | None:
+    """The record's ``bbox``: the polygon's axis-aligned bounds clipped to the image.
+
+    The bounds are clipped, not the shape (the record ``bbox`` in DESIGN.md), so a ship reaching
+    x=1112 in a 1111-px image ends at 1111 and keeps its full height. None when no area remains.
+    """
+    points = _as_points(polygon)
+    bounds = np.concatenate([points.min(axis=0), points.max(axis=0)])
+    box = _clip_bounds(bounds[np.newaxis], width, height)[0]
+    return None if np.isnan(box).any() else [float(v) for v in box]
+
+
+def polygons_to_clipped_bboxes(
+    polygons: Sequence | np.ndarray, width: float, height: float
+) -> np.ndarray:
+    """Vectorised :func:`polygon_to_clipped_bbox`: an (N, 4) array, NaN rows where none remains."""
+    return _clip_bounds(shapely.bounds(_as_polygons(polygons)).reshape(-1, 4), width, height)
+
+
+def _clip_bounds(bounds: np.ndarray, width: float, height: float) -> np.ndarray:
+    """(N, 4) ``[x0, y0, x1, y1]`` bounds as clipped ``[x, y, w, h]`` rows, NaN where none remain.
+
+    Clipping the bounds rather than ``[x, y, w, h]`` keeps the scalar and vectorised paths equal
+    to the last bit (``x + w`` can round a sliver away).
+    """
+    x0 = np.maximum(bounds[:, 0], 0.0)
+    y0 = np.maximum(bounds[:, 1], 0.0)
+    x1 = np.minimum(bounds[:, 2], float(width))
+    y1 = np.minimum(bounds[:, 3], float(height))
+    boxes = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+    boxes[(x1 <= x0) | (y1 <= y0)] = np.nan
+    return boxes
+
+
+def _window_box(window: Sequence[float]) -> shapely.Polygon:
+    x, y, w, h = (float(v) for v in window)
+    return shapely.box(x, y, x + w, y + h)
+
+
+def _largest_polygon(geometry: shapely.Geometry) -> shapely.Polygon | None:
+    """The largest polygonal piece of any geometry (collections nest), or None if it has no area."""
+    pieces = [geometry]
+    polygons = []
+    while pieces:
+        piece = pieces.pop()
+        if isinstance(piece, shapely.Polygon):
+            polygons.append(piece)
+        elif isinstance(piece, shapely.MultiPolygon | shapely.GeometryCollection):
+            pieces.extend(shapely.get_parts(piece))
+    polygons = [p for p in polygons if p.area > 0]
+    return max(polygons, key=lambda p: p.area) if polygons else None
+
+
+def clip_polygon_to_window(
+    polygon: Sequence[Sequence[float]] | np.ndarray, window: Sequence[float]
+) -> list[list[float]] | None:
+    """The part of a polygon inside ``window = [x, y, w, h]``, in the same (unshifted) coordinates.
+
+    Returns the exterior ring without its closing point, oriented like DOTA labels (positive
+    shoelace area), holes dropped. An invalid polygon is repaired first; when the clip falls into
+    several pieces the largest is kept, since an object label has one outline. None when empty.
+    """
+    shape = _made_valid(np.array([shapely.Polygon(_as_points(polygon))], dtype=object))[0]
+    piece = _largest_polygon(shapely.intersection(shape, _window_box(window)))
+    if piece is None:
+        return None
+    ring = orient(piece, sign=1.0).exterior.coords[:-1]
+    return [[float(x), float(y)] for x, y in ring]
+
+
+def intersection_over_object(
+    polygons: Sequence | np.ndarray, window: Sequence[float]
+) -> np.ndarray:
+    """Vectorised IoF, ``area(poly & window) / area(poly)``, per polygon; 0 for zero-area ones.
+
+    Polygons whose bounds lie inside the window score 1 and those with disjoint bounds score 0
+    without an overlay, so only objects that straddle the window edge pay for an intersection.
+    """
+    shapes = _made_valid(_as_polygons(polygons))
+    areas = shapely.area(shapes)
+    bounds = shapely.bounds(shapes).reshape(-1, 4)
+    wx0, wy0, wx1, wy1 = shapely.bounds(_window_box(window))
+    inside = (bounds[:, 0] >= wx0) & (bounds[:, 1] >= wy0) & (bounds[:, 2] <= wx1)
+    inside &= bounds[:, 3] <= wy1
+    apart = (bounds[:, 0] >= wx1) | (bounds[:, 1] >= wy1) | (bounds[:, 2] <= wx0)
+    apart |= bounds[:, 3] <= wy0
+    result = np.zeros(len(shapes), dtype=float)
+    result[inside] = 1.0
+    straddle = ~inside & ~apart & (areas > 0)
+    if straddle.any():
+        overlap = shapely.area(shapely.intersection(shapes[straddle], _window_box(window)))
+        result[straddle] = overlap / areas[straddle]
+    result[areas <= 0] = 0.0
+    return result
+
+
+def obb_to_polygon(cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
+    """The 4 x 2 corners of an oriented box, clockwise on screen (see the module docstring)."""
+    theta = math.radians(angle)
+    cos, sin = math.cos(theta), math.sin(theta)
+    frame = np.array([[-w, -h], [w, -h], [w, h], [-w, h]], dtype=float) / 2.0
+    rotation = np.array([[cos, sin], [-sin, cos]])
+    return frame @ rotation + np.array([cx, cy], dtype=float)
+
+
+def _wrap(angle: float, period: float) -> float:
+    """Angle folded into [-period/2, period/2)."""
+    wrapped = (angle + period / 2.0) % period - period / 2.0
+    return wrapped - period if wrapped >= period / 2.0 else wrapped
+
+
+def polygon_to_obb(
+    polygon: Sequence[Sequence[float]] | np.ndarray,
+) -> tuple[float, float, float, float, float]:
+    """``(cx, cy, w, h, angle)`` of the minimum-area rotated rectangle, in the le90 form.
+
+    The rectangle has a side on a convex-hull edge, so every hull edge is tried in numpy on the
+    source coordinates: GEOS's ``oriented_envelope`` drifts ~1e-9 px at y=4000, enough to flip which
+    side of a square counts as ``w``. A degenerate polygon gives a segment (``h == 0``) or a point.
+    """
+    points = _as_points(polygon)
+    origin = points.mean(axis=0)
+    hull = shapely.get_coordinates(shapely.convex_hull(shapely.multipoints(points - origin)))
+    edges = np.diff(hull, axis=0)
+    lengths = np.hypot(edges[:, 0], edges[:, 1])
+    if not (lengths > 0).any():
+        return float(points[0, 0]), float(points[0, 1]), 0.0, 0.0, 0.0
+    along = edges[lengths > 0] / lengths[lengths > 0, np.newaxis]
+    across = np.stack([-along[:, 1], along[:, 0]], axis=1)
+    spans_along, spans_across = hull @ along.T, hull @ across.T
+    extents = np.ptp(spans_along, axis=0), np.ptp(spans_across, axis=0)
+    best = int(np.argmin(extents[0] * extents[1]))
+    middle = (spans_along[:, best].min() + spans_along[:, best].max()) / 2.0
+    middle_across = (spans_across[:, best].min() + spans_across[:, best].max()) / 2.0
+    cx, cy = origin + middle * along[best] + middle_across * across[best]
+    w, h, side = float(extents[0][best]), float(extents[1][best]), along[best]
+    if w < h:
+        w, h, side = h, w, across[best]
+    square = math.isclose(w, h, rel_tol=_SQUARE_TOL, abs_tol=_SQUARE_TOL)
+    angle = _wrap(math.degrees(math.atan2(side[1], side[0])), 90.0 if square else 180.0)
+    return float(cx), float(cy), w, h, angle

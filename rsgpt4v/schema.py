@@ -1,0 +1,223 @@
+"""The record and instruction contracts (DESIGN.md) with streaming JSON Lines I/O.
+
+`convert` writes one :class:`Record` per image or tile; `instruct` writes :class:`Instruction`
+lines; every later stage reads them back. Files are streamed line by line so no stage holds a
+whole dataset in memory, and a malformed line is reported with its file and line number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rsgpt4v.errors import InputError
+
+Point = list[float]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+
+class ImageInfo(_Model):
+    """Where the pixels are and how they map to the ground."""
+
+    path: str = Field(description="Image path relative to the dataset root, POSIX separators.")
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    bands: int = Field(default=3, gt=0)
+    gsd: float | None = Field(default=None, gt=0, description="Metres per pixel, when known.")
+    crs: str | None = Field(
+        default=None, description="WKT or EPSG string of a georeferenced image."
+    )
+    transform: list[float] | None = Field(
+        default=None, min_length=6, max_length=6, description="Affine, GDAL order."
+    )
+    parent: str | None = Field(default=None, description="Record id of the scene a tile came from.")
+    window: list[int] | None = Field(
+        default=None,
+        min_length=4,
+        max_length=4,
+        description="[x, y, w, h] of a tile in its parent.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _posix_relative(cls, value: str) -> str:
+        if "\\" in value or value.startswith("/") or not value:
+            raise ValueError(f"image path must be relative with POSIX separators, got {value!r}")
+        return value
+
+
+class Object(_Model):
+    """One labelled object: a clipped COCO box plus the source geometry."""
+
+    id: int = Field(ge=0)
+    category: str = Field(min_length=1, description="The source's class string, case kept.")
+    bbox: list[float] = Field(min_length=4, max_length=4, description="COCO [x, y, w, h], clipped.")
+    polygon: list[Point] | None = Field(default=None, description="Source geometry, pixels.")
+    difficult: bool = False
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("bbox")
+    @classmethod
+    def _finite_positive(cls, value: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in value) or value[2] <= 0 or value[3] <= 0:
+            raise ValueError(f"bbox must be finite with positive width and height, got {value}")
+        return value
+
+    @field_validator("polygon")
+    @classmethod
+    def _at_least_three_points(cls, value: list[Point] | None) -> list[Point] | None:
+        if value is not None and (len(value) < 3 or any(len(p) != 2 for p in value)):
+            raise ValueError(f"polygon needs at least three [x, y] points, got {value}")
+        return value
+
+
+class QA(_Model):
+    question: str
+    answer: str
+    type: str | None = None
+
+
+class Record(_Model):
+    """One image or tile with everything the legacy dataset says about it."""
+
+    id: str = Field(min_length=1)
+    dataset: str
+    split: str
+    image: ImageInfo
+    objects: list[Object] = Field(default_factory=list)
+    captions: list[str] = Field(default_factory=list)
+    qa: list[QA] = Field(default_factory=list)
+    label: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def labelled(self) -> bool:
+        """False for images of a split without object labels (e.g. DOTA test)."""
+        return bool(self.meta.get("labelled", True))
+
+
+class Message(_Model):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Source(_Model):
+    """Provenance of an instruction: which generator and which template version wrote it."""
+
+    model_config = ConfigDict(extra="allow")
+    generator: str
+    template: str
+
+
+class Region(_Model):
+    bbox: list[float] = Field(min_length=4, max_length=4)
+    polygon: list[Point] | None = None
+
+
+class Instruction(_Model):
+    """A (question, answer) conversation about one image; boxes are data, text has <ref:N>."""
+
+    id: str
+    record_id: str
+    image: str
+    image_size: list[int] = Field(min_length=2, max_length=2, description="[width, height].")
+    task: str
+    source: Source
+    messages: list[Message] = Field(min_length=2)
+    regions: dict[str, Region] = Field(default_factory=dict)
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def read_jsonl(path: str | Path, model: type[ModelT]) -> Iterator[ModelT]:
+    """Yield one validated model per non-blank line; raise InputError naming file and line."""
+    path = _existing_file(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputError(
+                    f"not valid JSON ({error.msg} at column {error.colno})",
+                    file=path,
+                    line=number,
+                    value=_clip(line),
+                ) from None
+            try:
+                yield model.model_validate(data)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "line"
+                raise InputError(
+                    f"not a valid {model.__name__}: {where}: {first['msg']}",
+                    file=path,
+                    line=number,
+                    value=first.get("input") if where != "line" else _clip(line),
+                ) from None
+
+
+def count_lines(path: str | Path) -> int:
+    """Number of non-blank lines; used to size progress bars without parsing."""
+    with _existing_file(path).open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", file=path)
+    return path
+
+
+class JsonlWriter:
+    """Write models one per line to a temporary file, renamed into place on success.
+
+    A run that fails halfway leaves no truncated output behind that a later stage could
+    mistake for a complete file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.count = 0
+        self._partial = self.path.with_name(self.path.name + ".partial")
+
+    def __enter__(self) -> JsonlWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self._partial.open("w", encoding="utf-8", newline="\n")
+        return self
+
+    def write(self, item: BaseModel) -> None:
+        self._handle.write(item.model_dump_json(exclude_none=False) + "\n")
+        self.count += 1
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._handle.close()
+        if exc_type is None:
+            os.replace(self._partial, self.path)
+        else:
+            self._partial.unlink(missing_ok=True)
+
+
+def write_jsonl(path: str | Path, items: Iterable[BaseModel]) -> int:
+    """Stream items to path; return how many were written."""
+    with JsonlWriter(path) as writer:
+        for item in items:
+            writer.write(item)
+    return writer.count
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = text.rstrip("\r\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rsgpt4v.boxfmt import parse_boxes
+from rsgpt4v.errors import InputError
+from rsgpt4v.export import export_instructions, render_refs, to_llava
+from rsgpt4v.schema import Instruction, Message, Region, Source, write_jsonl
+
+
+def _instruction(answer: str = "There are 2 ships: <ref:0> and <ref:3>.", **extra) -> Instruction:
+    fields = {
+        "id": "r#grounding-0",
+        "record_id": "r",
+        "image": "images/a.png",
+        "image_size": [200, 100],
+        "task": "grounding",
+        "source": Source(generator="rules", template="grounding/v1"),
+        "messages": [
+            Message(role="user", content="<image>\nWhere are the ships?"),
+            Message(role="assistant", content=answer),
+        ],
+        "regions": {
+            "0": Region(bbox=[20, 10, 40, 30]),
+            "3": Region(
+                bbox=[100, 50, 50, 25], polygon=[[100, 50], [150, 50], [150, 75], [100, 75]]
+            ),
+        },
+    }
+    fields.update(extra)
+    return Instruction(**fields)
+
+
+def test_refs_render_in_each_style_and_parse_back_to_the_region() -> None:
+    for style in ("llava", "qwen2vl", "qwen25vl", "geochat", "minigptv2", "internvl", "pixel"):
+        text = render_refs(_instruction().messages[1].content, _instruction(), style)
+        assert "<ref:" not in text
+        boxes = parse_boxes(style, text, 200, 100)
+        assert [(round(b.x1), round(b.y1), round(b.x2), round(b.y2)) for b in boxes] == [
+            (20, 10, 60, 40),
+            (100, 50, 150, 75),
+        ]
+
+
+def test_llava_conversation_shape() -> None:
+    item = to_llava(_instruction(), "llava", "images/a.png")
+    assert item["conversations"][0] == {"from": "human", "value": "<image>\nWhere are the ships?"}
+    assert item["conversations"][1]["value"] == (
+        "There are 2 ships: [0.100, 0.100, 0.300, 0.400] and [0.500, 0.500, 0.750, 0.750]."
+    )
+
+
+def test_unknown_ref_is_rejected_with_skip_bad(tmp_path: Path) -> None:
+    source = tmp_path / "instructions.jsonl"
+    write_jsonl(source, [_instruction(), _instruction("Look at <ref:7>.", id="bad")])
+    summary = export_instructions(source, tmp_path / "out.json", skip_bad=True)
+    assert summary.written == 1
+    rejects = [json.loads(line) for line in summary.rejects_file.open()]
+    assert "instruction bad: refers to region 7" in rejects[0]["reason"]
+    with pytest.raises(InputError, match="refers to region 7"):
+        export_instructions(source, tmp_path / "out2.json")
+
+
+def test_image_root_checks_images_and_writes_paths_relative_to_output(tmp_path: Path) -> None:
+    (tmp_path / "data/images").mkdir(parents=True)
+    (tmp_path / "data/images/a.png").write_bytes(b"png")
+    source = tmp_path / "instructions.jsonl"
+    write_jsonl(source, [_instruction(), _instruction(image="images/missing.png", id="gone")])
+    out = tmp_path / "export/llava.json"
+    summary = export_instructions(source, out, image_root=tmp_path / "data", skip_bad=True)
+    items = json.loads(out.read_text())
+    assert [i["id"] for i in items] == ["r#grounding-0"] and summary.written == 1
+    assert (out.parent / items[0]["image"]).resolve() == (tmp_path / "data/images/a.png")
+    assert "image not found" in summary.rejects[0].reason
+
+
+def test_empty_export_is_valid_json(tmp_path: Path) -> None:
+    source = tmp_path / "none.jsonl"
+    source.write_text("")
+    export_instructions(source, tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text()) == []
+
+
+def test_bad_style_or_format_is_a_clear_error(tmp_path: Path) -> None:
+    source = tmp_path / "i.jsonl"
+    write_jsonl(source, [_instruction()])
+    with pytest.raises(InputError, match="unknown box style 'yolo'"):
+        export_instructions(source, tmp_path / "o.json", boxes="yolo")
+    with pytest.raises(InputError, match="unknown export format 'csv'"):
+        export_instructions(source, tmp_path / "o.json", fmt="csv")
+
+
+def test_second_image_token_is_rejected() -> None:
+    bad = _instruction(
+        messages=[
+            Message(role="user", content="<image>\n<image> Where?"),
+            Message(role="assistant", content="Here."),
+        ]
+    )
+    with pytest.raises(ValueError, match="more than one <image>"):
+        to_llava(bad, "llava", "a.png")

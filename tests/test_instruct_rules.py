@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.instruct import generate_instructions, parse_tasks
+from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name, load_pool
+from rsgpt4v.instruct.rules import RULE_TASKS, rule_instructions
+from rsgpt4v.schema import ImageInfo, Instruction, Object, Record, read_jsonl, write_jsonl
+
+
+def _record(objects: list[tuple[str, list[float]]], **extra) -> Record:
+    return Record(
+        id="toy/train/img",
+        dataset="toy",
+        split="train",
+        image=ImageInfo(path="images/img.png", width=200, height=100),
+        objects=[Object(id=i, category=c, bbox=b) for i, (c, b) in enumerate(objects)],
+        **extra,
+    )
+
+
+SCENE = _record(
+    [
+        ("ship", [0, 0, 10, 10]),
+        ("small-vehicle", [20, 20, 4, 2]),
+        ("ship", [50, 50, 10, 10]),
+        ("ship", [80, 10, 10, 10]),
+    ],
+    captions=["A harbour with three ships.", "A harbour with three ships.", "Ships at a quay."],
+)
+
+
+def _by_task(record: Record, task: str) -> list[Instruction]:
+    return list(rule_instructions(record, [task]))
+
+
+def test_counting_answers_equal_label_counts() -> None:
+    answers = {i.messages[1].content for i in _by_task(SCENE, "counting")}
+    assert answers == {"There are 3 ships in the image.", "There is 1 small vehicle in the image."}
+
+
+def test_grounding_refers_to_every_box_of_the_class() -> None:
+    ships = next(i for i in _by_task(SCENE, "grounding") if "ship" in i.messages[1].content)
+    assert ships.messages[1].content == "There are 3 ships: <ref:0>, <ref:2> and <ref:3>."
+    assert set(ships.regions) == {"0", "2", "3"}
+    assert ships.regions["2"].bbox == [50, 50, 10, 10]
+    refs = set(re.findall(r"<ref:(\d+)>", ships.messages[1].content))
+    assert refs == set(ships.regions)
+
+
+def test_brief_captions_are_deduplicated() -> None:
+    answers = [i.messages[1].content for i in _by_task(SCENE, "brief_caption")]
+    assert answers == ["A harbour with three ships.", "Ships at a quay."]
+
+
+def test_every_instruction_opens_with_one_image_token() -> None:
+    for instruction in rule_instructions(SCENE, RULE_TASKS):
+        first = instruction.messages[0]
+        assert first.role == "user" and first.content.startswith("<image>\n")
+        assert sum(m.content.count("<image>") for m in instruction.messages) == 1
+        assert instruction.image_size == [200, 100]
+
+
+def test_unlabelled_or_incomplete_records_get_no_object_questions() -> None:
+    unlabelled = _record([], meta={"labelled": False})
+    incomplete = _record([("ship", [0, 0, 5, 5])], meta={"skipped_objects": 1})
+    for record in (unlabelled, incomplete):
+        assert _by_task(record, "counting") == [] and _by_task(record, "grounding") == []
+
+
+def test_same_seed_same_instructions_other_seed_other_phrasing() -> None:
+    many = _record([(f"class-{i}", [i, i, 5, 5]) for i in range(12)])
+    first = list(rule_instructions(many, ["counting"], seed=1))
+    assert first == list(rule_instructions(many, ["counting"], seed=1))
+    other = list(rule_instructions(many, ["counting"], seed=2))
+    assert [i.messages[0].content for i in first] != [i.messages[0].content for i in other]
+
+
+def test_pools_have_enough_distinct_phrasings() -> None:
+    for task in RULE_TASKS:
+        pool = load_pool(task)
+        assert len(set(pool.questions)) >= MIN_PHRASINGS
+        assert pool.template.startswith(task + "/v")
+
+
+@pytest.mark.parametrize(
+    ("category", "singular", "plural"),
+    [
+        ("small-vehicle", "small vehicle", "small vehicles"),
+        ("bus", "bus", "buses"),
+        ("Expressway-Service-area", "expressway service area", "expressway service areas"),
+        ("storagetank", "storage tank", "storage tanks"),
+        ("T junction", "t junction", "t junctions"),
+        ("factory", "factory", "factories"),
+        ("Small_Vehicle", "small vehicle", "small vehicles"),
+    ],
+)
+def test_category_names_read_naturally(category: str, singular: str, plural: str) -> None:
+    assert category_name(category) == (category_name(category).__class__(singular, plural))
+
+
+def test_unknown_task_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="unknown task 'countin'"):
+        parse_tasks("counting,countin")
+
+
+def test_generate_instructions_streams_a_file(tmp_path: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    write_jsonl(records, [SCENE, _record([], meta={"labelled": False})])
+    summary = generate_instructions(records, tmp_path / "out.jsonl", tasks="counting")
+    assert summary.records == 2 and summary.records_without_instructions == 1
+    assert summary.per_task == {"counting": 2}
+    assert len(list(read_jsonl(tmp_path / "out.jsonl", Instruction))) == 2
+
+
+def test_phrasing_choice_does_not_depend_on_global_random_state() -> None:
+    random.seed(123)
+    first = list(rule_instructions(SCENE, RULE_TASKS))
+    random.seed(456)
+    assert first == list(rule_instructions(SCENE, RULE_TASKS))

@@ -1,0 +1,80 @@
+"""The package installs as users get it: from a wheel, in a fresh virtual environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[1]
+
+
+def _run(*args: str | Path, cwd: Path | None = None) -> str:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd)
+    assert result.returncode == 0, f"{args}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        out,
+        REPO,
+    )
+    (built,) = out.glob("rsgpt4v-*.whl")
+    return built
+
+
+@pytest.mark.slow
+def test_wheel_maps_the_top_level_folders_into_one_namespace(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in (
+        "rsgpt4v/cli.py",
+        "rsgpt4v/converters/dota.py",
+        "rsgpt4v/prompts/rules/counting.yaml",
+        "rsgpt4v/prompts/categories.yaml",
+        "rsgpt4v/finetune/__init__.py",
+    ):
+        assert expected in names
+    assert not any(n.startswith(("converters/", "prompts/", "tests/", "finetune/")) for n in names)
+
+
+@pytest.mark.slow
+def test_wheel_runs_in_a_fresh_virtual_environment(wheel: Path, tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv)
+    bin_dir = venv / "bin"
+    _run(bin_dir / "pip", "install", "-q", "--no-deps", "--no-index", wheel)
+    # Dependencies come from this environment's site-packages as a plain path entry: its .pth
+    # files (the editable install of the checkout) are not processed, so only the wheel's
+    # copy of rsgpt4v can be imported.
+    fresh_site = Path(
+        _run(
+            bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        ).strip()
+    )
+    (fresh_site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    assert "Usage" in _run(bin_dir / "rsgpt4v", "--help", cwd=tmp_path)
+    assert "dota-v2.0" in _run(bin_dir / "rsgpt4v", "datasets", cwd=tmp_path)
+    where = _run(
+        bin_dir / "python",
+        "-c",
+        "import rsgpt4v.converters.dota as m; print(m.__file__)",
+        cwd=tmp_path,
+    )
+    assert where.strip().startswith(str(fresh_site))
+    out = _run(bin_dir / "rsgpt4v", "demo", "-o", tmp_path / "demo", cwd=tmp_path)
+    assert "LLaVA JSON" in out and (tmp_path / "demo/llava.json").is_file()
