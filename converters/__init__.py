@@ -10,8 +10,9 @@ from __future__ import annotations
 from importlib import import_module
 from importlib.metadata import entry_points
 
-from rsgpt4v.converters.base import Converter, Problem, ProblemLog
+from rsgpt4v.converters.base import Converter
 from rsgpt4v.errors import ConverterNotFoundError
+from rsgpt4v.problems import Problem, ProblemLog
 
 __all__ = ["Converter", "Problem", "ProblemLog", "available_converters", "get_converter"]
 

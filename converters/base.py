@@ -1,59 +1,19 @@
 """What every converter shares: the class contract, safe path handling and the problem log.
 
 A converter reads one legacy dataset layout and yields :class:`~rsgpt4v.schema.Record` objects.
-Bad input never disappears: each problem is raised as an :class:`InputError` naming the file, the
-line and the value, or, when the user asked to skip bad items, logged as a reject with its reason.
+Bad input never disappears: it goes through :class:`~rsgpt4v.problems.ProblemLog`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.problems import ProblemLog
 from rsgpt4v.schema import Record
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One rejected item (an object, a line, an image) and why."""
-
-    reason: str
-    file: str
-    line: int | None = None
-    value: str | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass
-class ProblemLog:
-    """Raises on the first problem, or collects them all when ``skip_bad`` is set."""
-
-    skip_bad: bool = False
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-
-    def reject(
-        self, reason: str, file: str | Path, line: int | None = None, value: object = None
-    ) -> None:
-        if not self.skip_bad:
-            raise InputError(
-                reason + " (use --skip-bad to skip it and list it in the rejects file)",
-                file=file,
-                line=line,
-                value=value,
-            )
-        text = None if value is None else str(value)
-        self.problems.append(Problem(reason, str(file), line, text))
-
-    def warn(self, reason: str, file: str | Path, line: int | None = None) -> None:
-        """Something the user should know that loses nothing (e.g. an image without labels)."""
-        self.warnings.append(Problem(reason, str(file), line))
 
 
 class Converter(ABC):

@@ -1,8 +1,8 @@
 """Box text styles: render a pixel box the way a target model writes it, and parse it back.
 
 Regions are kept once, in pixel coordinates of the image (origin top-left, x right, y down);
-each target model writes boxes in its own text convention (shared/reference/peers.md, section 1),
-so this module holds one serialiser and one parser per style. The same parsers read model output
+each target model writes boxes in its own text convention (the README's box-style table), so
+this module holds one serialiser and one parser per style. The same parsers read model output
 in evaluation, so parsing tolerates whitespace, surrounding prose and several boxes in one text.
 LLaVA-1.5 boxes are relative to the image padded to a centred square (LLaVA#606), hence the
 ``square_pad`` keyword of the normalised styles.

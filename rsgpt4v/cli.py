@@ -184,6 +184,12 @@ def export(
         help="Folder the image paths are relative to (the convert ROOT); "
         "images are checked and written relative to the output's folder.",
     ),
+    square_pad: bool = typer.Option(
+        False,
+        "--square-pad",
+        help="Normalise boxes to the image padded to a centred square, as LLaVA-1.5 sees it "
+        "with image_aspect_ratio=pad.",
+    ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Skip bad instructions and list them in a rejects file."
     ),
@@ -198,6 +204,7 @@ def export(
             fmt=fmt,
             boxes=boxes,
             image_root=image_root,
+            square_pad=square_pad,
             skip_bad=skip_bad,
             progress=_progress(f"export {fmt}"),
         )

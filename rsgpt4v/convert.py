@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsgpt4v.converters import Problem, ProblemLog, get_converter
+from rsgpt4v.converters import get_converter
 from rsgpt4v.errors import InputError
+from rsgpt4v.problems import Problem, ProblemLog, write_rejects
 from rsgpt4v.schema import JsonlWriter, Record
 
 
@@ -24,11 +25,6 @@ class ConversionSummary:
     rejects: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     rejects_file: Path | None = None
-
-
-def rejects_path(output: Path) -> Path:
-    """``records.jsonl`` → ``records.rejects.jsonl``, next to the output."""
-    return output.with_name(output.name.removesuffix(".jsonl") + ".rejects.jsonl")
 
 
 def load_captions(path: str | Path) -> dict[str, list[str]]:
@@ -96,16 +92,5 @@ def convert_dataset(
             summary.captions += len(record.captions)
             summary.categories.update(o.category for o in record.objects)
     summary.rejects, summary.warnings = log.problems, log.warnings
-    summary.rejects_file = _write_rejects(rejects_path(output), log.problems)
+    summary.rejects_file = write_rejects(output, log.problems)
     return summary
-
-
-def _write_rejects(path: Path, problems: list[Problem]) -> Path | None:
-    """One JSON line per reject; a stale file from an earlier run is removed."""
-    path.unlink(missing_ok=True)
-    if not problems:
-        return None
-    with path.open("w", encoding="utf-8") as handle:
-        for problem in problems:
-            handle.write(json.dumps(problem.as_dict(), ensure_ascii=False) + "\n")
-    return path

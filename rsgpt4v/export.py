@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.boxfmt import STYLES, render_box
-from rsgpt4v.converters.base import Problem, ProblemLog
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import polygon_to_obb
+from rsgpt4v.problems import Problem, ProblemLog, write_rejects
 from rsgpt4v.schema import Instruction, count_lines, read_jsonl
 
 FORMATS = ("llava",)
 IMAGE_TOKEN = "<image>"
 REF = re.compile(r"<ref:(\d+)>")
+PIXEL_STYLES = ("qwen25vl", "pixel")
 LLAVA_ROLES = {"user": "human", "assistant": "gpt"}
 
 
@@ -35,7 +36,9 @@ class ExportSummary:
     rejects_file: Path | None = None
 
 
-def render_refs(text: str, instruction: Instruction, style: str) -> str:
+def render_refs(
+    text: str, instruction: Instruction, style: str, *, square_pad: bool = False
+) -> str:
     """Replace every ``<ref:N>`` with region N's box in the given style."""
     width, height = instruction.image_size
 
@@ -47,12 +50,15 @@ def render_refs(text: str, instruction: Instruction, style: str) -> str:
         angle = None
         if style == "geochat" and region.polygon is not None:
             angle = polygon_to_obb(region.polygon)[4]
-        return render_box(style, (x, y, x + w, y + h), width, height, angle=angle)
+        box = (x, y, x + w, y + h)
+        return render_box(style, box, width, height, angle=angle, square_pad=square_pad)
 
     return REF.sub(box_text, text)
 
 
-def to_llava(instruction: Instruction, style: str, image: str) -> dict[str, object]:
+def to_llava(
+    instruction: Instruction, style: str, image: str, *, square_pad: bool = False
+) -> dict[str, object]:
     """One LLaVA conversation; ``<image>`` exactly once, at the start of the first human turn."""
     if instruction.messages[0].role != "user":
         raise ValueError("the conversation must open with a user turn")
@@ -63,7 +69,7 @@ def to_llava(instruction: Instruction, style: str, image: str) -> dict[str, obje
         expected = "user" if turn % 2 == 0 else "assistant"
         if message.role != expected:
             raise ValueError(f"turn {turn} is {message.role}, expected {expected}")
-        content = render_refs(message.content, instruction, style)
+        content = render_refs(message.content, instruction, style, square_pad=square_pad)
         if turn == 0:
             if content.count(IMAGE_TOKEN) > 1:
                 raise ValueError("the first turn holds more than one <image>")
@@ -81,6 +87,7 @@ def export_instructions(
     fmt: str = "llava",
     boxes: str = "llava",
     image_root: str | Path | None = None,
+    square_pad: bool = False,
     skip_bad: bool = False,
     progress: Callable[[Iterable[Instruction], int | None], Iterable[Instruction]] | None = None,
 ) -> ExportSummary:
@@ -88,12 +95,16 @@ def export_instructions(
 
     With ``image_root`` (the folder the records' image paths are relative to), every image must
     exist and is written relative to the output's folder, the layout LLaVA's ``image_folder``
-    expects; without it the dataset-relative paths are written unchecked.
+    expects; without it the dataset-relative paths are written unchecked. ``square_pad``
+    normalises boxes to the image padded to a centred square (LLaVA-1.5 with
+    ``image_aspect_ratio: pad``).
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     if boxes not in STYLES:
         raise InputError(f"unknown box style {boxes!r}; known: {', '.join(STYLES)}")
+    if square_pad and boxes in PIXEL_STYLES:
+        raise InputError(f"--square-pad applies to normalised box styles, not {boxes!r}")
     output = Path(output)
     root = Path(image_root) if image_root is not None else None
     if root is not None and not root.is_dir():
@@ -109,7 +120,9 @@ def export_instructions(
         with partial.open("w", encoding="utf-8") as handle:
             handle.write("[")
             for instruction in instructions:
-                item = _export_one(instruction, boxes, root, output.parent, log, instructions_path)
+                item = _export_one(
+                    instruction, boxes, square_pad, root, output.parent, log, instructions_path
+                )
                 if item is None:
                     continue
                 handle.write(("\n" if summary.written == 0 else ",\n") + json.dumps(item))
@@ -120,13 +133,14 @@ def export_instructions(
     finally:
         partial.unlink(missing_ok=True)
     summary.rejects = log.problems
-    summary.rejects_file = _write_rejects(output, log.problems)
+    summary.rejects_file = write_rejects(output, log.problems)
     return summary
 
 
 def _export_one(
     instruction: Instruction,
     boxes: str,
+    square_pad: bool,
     root: Path | None,
     out_dir: Path,
     log: ProblemLog,
@@ -140,17 +154,7 @@ def _export_one(
             return None
         image = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
     try:
-        return to_llava(instruction, boxes, image)
+        return to_llava(instruction, boxes, image, square_pad=square_pad)
     except ValueError as error:
         log.reject(f"instruction {instruction.id}: {error}", source)
         return None
-
-
-def _write_rejects(output: Path, problems: list[Problem]) -> Path | None:
-    path = output.with_name(output.stem + ".rejects.jsonl")
-    path.unlink(missing_ok=True)
-    if not problems:
-        return None
-    with path.open("w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(p.as_dict()) + "\n" for p in problems)
-    return path

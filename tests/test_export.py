@@ -102,3 +102,16 @@ def test_second_image_token_is_rejected() -> None:
     )
     with pytest.raises(ValueError, match="more than one <image>"):
         to_llava(bad, "llava", "a.png")
+
+
+def test_square_pad_normalises_to_the_padded_square(tmp_path: Path) -> None:
+    source = tmp_path / "i.jsonl"
+    write_jsonl(source, [_instruction()])
+    export_instructions(source, tmp_path / "o.json", square_pad=True)
+    answer = json.loads((tmp_path / "o.json").read_text())[0]["conversations"][1]["value"]
+    # 200x100 image centred in a 200x200 square: y moves down by 50 px before normalising.
+    assert answer == (
+        "There are 2 ships: [0.100, 0.300, 0.300, 0.450] and [0.500, 0.500, 0.750, 0.625]."
+    )
+    with pytest.raises(InputError, match="normalised box styles"):
+        export_instructions(source, tmp_path / "o.json", boxes="pixel", square_pad=True)
