@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.problems import ProblemLog
+from rsgpt4v.raster import RasterFacts, describe_raster
 from rsgpt4v.schema import Record
 
 
@@ -53,6 +54,23 @@ class Converter(ABC):
     def estimate_count(self) -> int | None:
         """Roughly how many records `records()` will yield, for a progress bar; None if unknown."""
         return None
+
+    def image_facts(self, path: Path, source: str | Path | None = None) -> RasterFacts | None:
+        """Size, bands and georeferencing of an image; a missing or unreadable one is rejected.
+
+        ``source`` is the annotation file that names the image, reported with the problem.
+        """
+        if not path.is_file():
+            self.log.reject("image not found", source or path, value=self.relative_path(path))
+            return None
+        if not self.inside_root(path):
+            self.log.reject("image resolves outside the dataset root", source or path, value=path)
+            return None
+        try:
+            return describe_raster(path)
+        except InputError as error:
+            self.log.reject(error.reason, path)
+            return None
 
     def inside_root(self, path: Path) -> bool:
         """False for a path (or symlink) that resolves outside the dataset root."""

@@ -35,7 +35,6 @@ from typing import ClassVar
 from rsgpt4v.converters.base import Converter
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import polygon_to_clipped_bbox
-from rsgpt4v.raster import describe_raster
 from rsgpt4v.schema import ImageInfo, Object, Record
 
 DOTA_V10_CLASSES = (
@@ -241,7 +240,7 @@ class DotaConverter(Converter):
         images = self._image_index(folder)
         if found is None:
             for stem in sorted(images):
-                yield self._record(dataset, split, images[stem], None, folder)
+                yield from self._record(dataset, split, images[stem], None, folder)
             return
         _version, kind, labels = found
         labelled: set[str] = set()
@@ -257,7 +256,7 @@ class DotaConverter(Converter):
             yield from self._labelled_record(dataset, split, images[stem], label_path, kind, folder)
         for stem in sorted(set(images) - labelled):
             self.log.warn("image has no label file; kept as an unlabelled record", images[stem])
-            yield self._record(dataset, split, images[stem], None, folder)
+            yield from self._record(dataset, split, images[stem], None, folder)
 
     def _image_index(self, folder: Path) -> dict[str, Path]:
         index: dict[str, Path] = {}
@@ -290,7 +289,7 @@ class DotaConverter(Converter):
                 **parse_dota_label(meta_file.read_text("utf-8-sig")).header,
                 **parsed.header,
             }
-        yield self._record(dataset, split, image, (label_path, parsed, kind), folder)
+        yield from self._record(dataset, split, image, (label_path, parsed, kind), folder)
 
     def _record(
         self,
@@ -299,8 +298,10 @@ class DotaConverter(Converter):
         image: Path,
         labels: tuple[Path, LabelFile, str] | None,
         folder: Path,
-    ) -> Record:
-        facts = describe_raster(image)
+    ) -> Iterator[Record]:
+        facts = self.image_facts(image, labels[0] if labels else None)
+        if facts is None:
+            return
         meta: dict[str, object] = {"labelled": labels is not None}
         header_gsd = None
         objects: list[Object] = []
@@ -317,7 +318,7 @@ class DotaConverter(Converter):
             )
             if unreadable:  # counts from this image would be wrong: later stages must know
                 meta["skipped_objects"] = unreadable
-        return Record(
+        yield Record(
             id=f"{dataset}/{split}/{image.stem}",
             dataset=dataset,
             split=split,

@@ -128,6 +128,8 @@ def convert(
         f"{summary.records} records ({summary.unlabelled} unlabelled), {summary.objects} objects "
         f"in {len(summary.categories)} classes, {summary.captions} captions → {summary.output}"
     )
+    for what, count in sorted(summary.counts.items()):
+        typer.echo(f"{what}: {count}")
     for warning in summary.warnings[:5]:
         typer.echo(f"warning: {warning.file}: {warning.reason}", err=True)
     if len(summary.warnings) > 5:

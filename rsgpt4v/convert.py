@@ -24,6 +24,7 @@ class ConversionSummary:
     categories: Counter[str] = field(default_factory=Counter)
     rejects: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
     rejects_file: Path | None = None
 
 
@@ -91,6 +92,6 @@ def convert_dataset(
             summary.unlabelled += not record.labelled
             summary.captions += len(record.captions)
             summary.categories.update(o.category for o in record.objects)
-    summary.rejects, summary.warnings = log.problems, log.warnings
+    summary.rejects, summary.warnings, summary.counts = log.problems, log.warnings, log.counts
     summary.rejects_file = write_rejects(output, log.problems)
     return summary

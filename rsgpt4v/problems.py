@@ -8,6 +8,7 @@ file next to the output, so a user can see exactly what was left out and why.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class Problem:
     file: str
     line: int | None = None
     value: str | None = None
+    entry: str | None = None  # a JSON path or XML element, for files without useful lines
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -34,23 +36,35 @@ class ProblemLog:
     skip_bad: bool = False
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
 
     def reject(
-        self, reason: str, file: str | Path, line: int | None = None, value: object = None
+        self,
+        reason: str,
+        file: str | Path,
+        line: int | None = None,
+        value: object = None,
+        *,
+        entry: str | None = None,
     ) -> None:
         if not self.skip_bad:
             raise InputError(
                 reason + " (use --skip-bad to skip it and list it in the rejects file)",
                 file=file,
                 line=line,
+                entry=entry,
                 value=value,
             )
         text = None if value is None else str(value)
-        self.problems.append(Problem(reason, str(file), line, text))
+        self.problems.append(Problem(reason, str(file), line, text, entry))
 
     def warn(self, reason: str, file: str | Path, line: int | None = None) -> None:
         """Something the user should know that loses nothing (e.g. an image without labels)."""
         self.warnings.append(Problem(reason, str(file), line))
+
+    def count(self, what: str, n: int = 1) -> None:
+        """Tally something the summary reports, e.g. ``duplicate captions removed``."""
+        self.counts[what] += n
 
 
 def rejects_path(output: str | Path) -> Path:

@@ -187,3 +187,15 @@ def test_real_dota_label_files_parse_cleanly() -> None:
         assert set(parsed.header) == {"imagesource", "gsd"}
         assert {category for _, _, category, _ in parsed.objects} <= set(DOTA_V10_CLASSES)
         assert {flag for *_, flag in parsed.objects} <= {"0", "1"}
+
+
+def test_corrupt_image_is_reported_not_a_crash(dota_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "corrupt"
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    (root / "images/P0001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (root / "labelTxt/P0001.txt").write_text("1 1 5 1 5 5 1 5 plane 0\r\n")
+    log = ProblemLog(skip_bad=True)
+    assert _records(root, log=log) == {}
+    assert log.problems[0].file.endswith("P0001.png")
+    assert "cannot read image" in log.problems[0].reason
