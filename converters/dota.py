@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from rsgpt4v.converters.base import Converter
 from rsgpt4v.errors import InputError
-from rsgpt4v.geometry import polygon_to_clipped_bbox
-from rsgpt4v.schema import ImageInfo, Object, Record
+from rsgpt4v.geometry import polygons_to_clipped_bboxes
+from rsgpt4v.schema import ImageInfo, Object, Record, trusted_object
 
 DOTA_V10_CLASSES = (
     "plane",
@@ -83,46 +85,67 @@ def _label_folders(version: str, split: str, kind: str) -> list[str]:
 
 @dataclass
 class LabelFile:
-    """A parsed label file: header metadata and object lines (with their line numbers)."""
+    """A parsed label file, column-wise: one entry per object line, in file order."""
 
     header: dict[str, str] = field(default_factory=dict)
-    objects: list[tuple[int, list[list[float]], str, str]] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)
+    corners: np.ndarray = field(default_factory=lambda: np.empty((0, 4, 2)))
+    categories: list[str] = field(default_factory=list)
+    difficult: list[str] = field(default_factory=list)
     bad_lines: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+NOT_AN_OBJECT_LINE = "not a DOTA object line (8 coordinates, a category and a difficult flag)"
 
 
 def parse_dota_label(text: str) -> LabelFile:
     """Parse label text of any DOTA version; header lines are recognised by content.
 
-    An object line is 8 numbers, a category and an optional difficult flag (the devkit accepts
+    An object line has 8 numbers, a category and an optional difficult flag (the devkit accepts
     9 tokens). A ``key:value`` line is metadata. Anything else is a bad line, kept with its
-    number so the caller can report it.
+    number so the caller can report it. Coordinates of the whole file are converted in one numpy
+    call; only a file with a bad number is parsed again line by line to find it.
     """
     parsed = LabelFile()
+    candidates: list[tuple[int, str, list[str]]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
+        tokens = raw.split()
+        if not tokens:
             continue
-        tokens = line.split()
-        coordinates = _floats(tokens[:8]) if len(tokens) >= 9 else None
-        if coordinates is not None and len(tokens) <= 10:
-            difficult = tokens[9] if len(tokens) == 10 else "0"
-            polygon = [coordinates[i : i + 2] for i in range(0, 8, 2)]
-            parsed.objects.append((number, polygon, tokens[8], difficult))
-        elif ":" in line and coordinates is None:
-            key, _, value = line.partition(":")
+        if 9 <= len(tokens) <= 10:
+            candidates.append((number, raw.strip(), tokens))
+        elif ":" in raw:
+            key, _, value = raw.partition(":")
             parsed.header[key.strip()] = value.strip()
         else:
-            expected = "8 coordinates, a category and a difficult flag"
-            parsed.bad_lines.append((number, line, f"not a DOTA object line ({expected})"))
+            parsed.bad_lines.append((number, raw.strip(), NOT_AN_OBJECT_LINE))
+    corners = _corners([tokens[:8] for _, _, tokens in candidates])
+    good = np.isfinite(corners).all(axis=1)
+    for (number, line, tokens), ok in zip(candidates, good, strict=True):
+        if not ok:
+            parsed.bad_lines.append((number, line, NOT_AN_OBJECT_LINE))
+            continue
+        parsed.line_numbers.append(number)
+        parsed.categories.append(tokens[8])
+        parsed.difficult.append(tokens[9] if len(tokens) == 10 else "0")
+    parsed.corners = corners[good].reshape(-1, 4, 2)
+    parsed.bad_lines.sort()
     return parsed
 
 
-def _floats(tokens: list[str]) -> list[float] | None:
+def _corners(rows: list[list[str]]) -> np.ndarray:
+    """(N, 8) floats; a row with a token that is not a number becomes NaN."""
     try:
-        values = [float(t) for t in tokens]
+        return np.array(rows, dtype=float).reshape(-1, 8)
     except ValueError:
-        return None
-    return values if all(math.isfinite(v) for v in values) else None
+        return np.array([_float_row(row) for row in rows], dtype=float).reshape(-1, 8)
+
+
+def _float_row(tokens: list[str]) -> list[float]:
+    try:
+        return [float(t) for t in tokens]
+    except ValueError:
+        return [math.nan] * 8
 
 
 def _image_files(split_folder: Path) -> list[Path]:
@@ -314,7 +337,7 @@ class DotaConverter(Converter):
                 meta["gsd_raw"] = parsed.header["gsd"]
             objects = self._objects(parsed, label_path, kind, facts.width, facts.height)
             unreadable = len(parsed.bad_lines) + sum(
-                d not in DIFFICULT_FLAGS for *_, d in parsed.objects
+                d not in DIFFICULT_FLAGS for d in parsed.difficult
             )
             if unreadable:  # counts from this image would be wrong: later stages must know
                 meta["skipped_objects"] = unreadable
@@ -338,22 +361,23 @@ class DotaConverter(Converter):
     def _objects(
         self, parsed: LabelFile, label_path: Path, kind: str, width: int, height: int
     ) -> list[Object]:
+        """Objects of one label file; boxes are clipped for the whole file in one numpy call."""
+        boxes = polygons_to_clipped_bboxes(parsed.corners, width, height).tolist()
+        polygons = parsed.corners.tolist()
+        rows = zip(
+            parsed.line_numbers, polygons, parsed.categories, parsed.difficult, boxes, strict=True
+        )
         objects: list[Object] = []
-        for number, polygon, category, difficult in parsed.objects:
+        for number, polygon, category, difficult, bbox in rows:
             if difficult not in DIFFICULT_FLAGS:
                 self.log.reject("difficult flag must be 0, 1 or 2", label_path, number, difficult)
                 continue
-            bbox = polygon_to_clipped_bbox(polygon, width, height)
-            if bbox is None:
-                self.log.reject(
-                    f"object lies outside the {width}x{height} image or has no area",
-                    label_path,
-                    number,
-                    polygon,
-                )
+            if bbox[2] != bbox[2]:  # NaN: nothing of the object inside the image
+                reason = f"object lies outside the {width}x{height} image or has no area"
+                self.log.reject(reason, label_path, number, polygon)
                 continue
-            objects.append(
-                Object(
+            objects.append(  # parsed and clipped above: no per-object validation (hot path)
+                trusted_object(
                     id=len(objects),
                     category=category,
                     bbox=bbox,

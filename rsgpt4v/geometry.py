@@ -101,7 +101,16 @@ def polygon_to_clipped_bbox(
 def polygons_to_clipped_bboxes(
     polygons: Sequence | np.ndarray, width: float, height: float
 ) -> np.ndarray:
-    """Vectorised :func:`polygon_to_clipped_bbox`: an (N, 4) array, NaN rows where none remains."""
+    """Vectorised :func:`polygon_to_clipped_bbox`: an (N, 4) array, NaN rows where none remains.
+
+    An (N, K, 2) array (all polygons with K vertices, e.g. DOTA quads) takes a numpy-only path:
+    the bounds of a polygon are the extremes of its vertices, so no geometry needs building.
+    """
+    if isinstance(polygons, np.ndarray) and polygons.ndim == 3 and polygons.shape[2] == 2:
+        if not np.isfinite(polygons).all():
+            raise InputError("polygon coordinates must be finite")
+        bounds = np.concatenate([polygons.min(axis=1), polygons.max(axis=1)], axis=1)
+        return _clip_bounds(bounds.astype(float), width, height)
     return _clip_bounds(shapely.bounds(_as_polygons(polygons)).reshape(-1, 4), width, height)
 
 

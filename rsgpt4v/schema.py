@@ -80,6 +80,41 @@ class Object(_Model):
         return value
 
 
+_new_object = Object.__new__
+_OBJECT_FIELDS = set(Object.model_fields)
+_set = object.__setattr__
+
+
+def trusted_object(
+    id: int,
+    category: str,
+    bbox: list[float],
+    polygon: list[Point] | None,
+    difficult: bool,
+    attributes: dict[str, Any],
+) -> Object:
+    """An Object from values the caller has already checked, without validation.
+
+    Converters build millions of objects from numbers they parsed and clipped themselves;
+    validating each again costs more than the parse. This does what ``model_construct`` does
+    for a model with every field given, at a fraction of its cost.
+    """
+    values = {
+        "id": id,
+        "category": category,
+        "bbox": bbox,
+        "polygon": polygon,
+        "difficult": difficult,
+        "attributes": attributes,
+    }
+    obj = _new_object(Object)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", _OBJECT_FIELDS.copy())
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
 class QA(_Model):
     question: str
     answer: str

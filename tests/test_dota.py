@@ -159,8 +159,16 @@ def test_label_without_image_is_reported(dota_root: Path, tmp_path: Path) -> Non
 def test_parse_label_recognises_headers_by_content() -> None:
     parsed = parse_dota_label("1 2 3 4 5 6 7 8 ship\r\nimagesource:GF\r\n\r\ngsd:1\r\n")
     assert parsed.header == {"imagesource": "GF", "gsd": "1"}
-    assert parsed.objects == [(1, [[1, 2], [3, 4], [5, 6], [7, 8]], "ship", "0")]
+    assert parsed.corners.tolist() == [[[1, 2], [3, 4], [5, 6], [7, 8]]]
+    assert (parsed.line_numbers, parsed.categories, parsed.difficult) == ([1], ["ship"], ["0"])
     assert parsed.bad_lines == []
+
+
+def test_parse_label_finds_the_bad_number_and_keeps_the_rest() -> None:
+    text = "1 2 3 4 5 6 7 8 ship 0\n1 2 3 x 5 6 7 8 ship 0\n1 2 3 4 5 6 7 inf ship 0\n9 9 9\n"
+    parsed = parse_dota_label(text)
+    assert parsed.line_numbers == [1] and parsed.corners.shape == (1, 4, 2)
+    assert [number for number, _, _ in parsed.bad_lines] == [2, 3, 4]
 
 
 @pytest.mark.parametrize(
@@ -185,8 +193,8 @@ def test_real_dota_label_files_parse_cleanly() -> None:
         parsed = parse_dota_label(path.read_bytes().decode("utf-8"))
         assert parsed.bad_lines == [], path
         assert set(parsed.header) == {"imagesource", "gsd"}
-        assert {category for _, _, category, _ in parsed.objects} <= set(DOTA_V10_CLASSES)
-        assert {flag for *_, flag in parsed.objects} <= {"0", "1"}
+        assert set(parsed.categories) <= set(DOTA_V10_CLASSES)
+        assert set(parsed.difficult) <= {"0", "1"} and len(parsed.corners) > 0
 
 
 def test_corrupt_image_is_reported_not_a_crash(dota_root: Path, tmp_path: Path) -> None:

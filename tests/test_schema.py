@@ -15,6 +15,7 @@ from rsgpt4v.schema import (
     Region,
     Source,
     read_jsonl,
+    trusted_object,
     write_jsonl,
 )
 
@@ -133,3 +134,18 @@ def test_failed_write_leaves_no_output(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         write_jsonl(path, items())
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_trusted_object_equals_a_validated_one() -> None:
+    values = {
+        "id": 3,
+        "category": "ship",
+        "bbox": [1.0, 2.0, 3.0, 4.0],
+        "polygon": [[1.0, 2.0], [4.0, 2.0], [4.0, 6.0]],
+        "difficult": True,
+        "attributes": {"truncated": True},
+    }
+    fast, checked = trusted_object(**values), Object(**values)
+    assert fast == checked and fast.model_dump_json() == checked.model_dump_json()
+    record = Record.model_validate({**DESIGN_EXAMPLE, "objects": [fast]})
+    assert record.objects[0] is fast

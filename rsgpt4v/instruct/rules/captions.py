@@ -1,0 +1,21 @@
+"""Caption tasks: the image's own captions as answers."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from rsgpt4v.instruct.phrasing import load_pool
+from rsgpt4v.instruct.rules.common import make_instruction
+from rsgpt4v.schema import Instruction, Record
+
+
+def brief_caption(record: Record, rng: random.Random) -> Iterator[Instruction]:
+    """One instruction per distinct caption of the image."""
+    pool = load_pool("brief_caption")
+    for index, caption in enumerate(dict.fromkeys(c.strip() for c in record.captions if c.strip())):
+        question = rng.choice(pool.questions)
+        yield make_instruction(record, "brief_caption", index, pool.template, [(question, caption)])
+
+
+TASKS = {"brief_caption": brief_caption}

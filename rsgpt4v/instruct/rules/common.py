@@ -1,0 +1,55 @@
+"""What every rule task shares: building an instruction, grouping objects, listing refs."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+
+from rsgpt4v.schema import Instruction, Message, Object, Record, Region, Source
+
+TaskFunction = Callable[[Record, random.Random], Iterator[Instruction]]
+
+
+def make_instruction(
+    record: Record,
+    task: str,
+    index: int,
+    template: str,
+    turns: list[tuple[str, str]],
+    objects: Iterable[Object] = (),
+) -> Instruction:
+    """An instruction of one or more (question, answer) turns; ``<image>`` opens the first."""
+    messages = []
+    for turn, (question, answer) in enumerate(turns):
+        content = f"<image>\n{question}" if turn == 0 else question
+        messages += [
+            Message(role="user", content=content),
+            Message(role="assistant", content=answer),
+        ]
+    return Instruction(
+        id=f"{record.id}#{task}-{index}",
+        record_id=record.id,
+        image=record.image.path,
+        image_size=[record.image.width, record.image.height],
+        task=task,
+        source=Source(generator="rules", template=template),
+        messages=messages,
+        regions={str(o.id): Region(bbox=o.bbox, polygon=o.polygon) for o in objects},
+    )
+
+
+def objects_by_category(record: Record) -> dict[str, list[Object]]:
+    """Objects grouped by class, or nothing when the labels cannot be trusted to be complete."""
+    if not record.labelled or record.meta.get("skipped_objects"):
+        return {}
+    groups: dict[str, list[Object]] = defaultdict(list)
+    for obj in record.objects:
+        groups[obj.category].append(obj)
+    return dict(sorted(groups.items()))
+
+
+def join_refs(objects: Iterable[Object]) -> str:
+    """``<ref:0>``, ``<ref:0> and <ref:3>``, ``<ref:0>, <ref:2> and <ref:3>``."""
+    refs = [f"<ref:{o.id}>" for o in objects]
+    return refs[0] if len(refs) == 1 else ", ".join(refs[:-1]) + " and " + refs[-1]

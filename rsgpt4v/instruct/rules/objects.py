@@ -1,0 +1,41 @@
+"""Object tasks from labels: counts and boxes, exact by construction."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.rules.common import join_refs, make_instruction, objects_by_category
+from rsgpt4v.schema import Instruction, Record
+
+MAX_GROUNDING_BOXES = 20  # a longer answer is a list, not an instruction a model learns from
+
+
+def counting(record: Record, rng: random.Random) -> Iterator[Instruction]:
+    """How many objects of each class present in the image."""
+    pool = load_pool("counting")
+    for index, (category, objects) in enumerate(objects_by_category(record).items()):
+        name = category_name(category)
+        words = {"singular": name.singular, "plural": name.plural, "count": len(objects)}
+        question = rng.choice(pool.questions).format(**words)
+        answer = pool.answers["one" if len(objects) == 1 else "many"].format(**words)
+        yield make_instruction(record, "counting", index, pool.template, [(question, answer)])
+
+
+def grounding(record: Record, rng: random.Random) -> Iterator[Instruction]:
+    """Every box of each class present, referred to as ``<ref:N>``."""
+    pool = load_pool("grounding")
+    for index, (category, objects) in enumerate(objects_by_category(record).items()):
+        if len(objects) > MAX_GROUNDING_BOXES:
+            continue
+        name = category_name(category)
+        words = {"singular": name.singular, "plural": name.plural, "count": len(objects)}
+        question = rng.choice(pool.questions).format(**words)
+        form = "one" if len(objects) == 1 else "many"
+        answer = pool.answers[form].format(refs=join_refs(objects), **words)
+        turns = [(question, answer)]
+        yield make_instruction(record, "grounding", index, pool.template, turns, objects)
+
+
+TASKS = {"counting": counting, "grounding": grounding}
