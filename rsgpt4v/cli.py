@@ -151,6 +151,12 @@ def instruct(
         help="Comma-separated rule tasks (default all): brief_caption, counting, grounding.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for the choice of phrasings."),
+    image_root: Path | None = typer.Option(
+        None,
+        "--image-root",
+        help="Folder the records' image paths are relative to (the convert ROOT), for rules "
+        "that read pixels.",
+    ),
 ) -> None:
     """Write (question, answer) instructions for every record."""
     from rsgpt4v.instruct import generate_instructions
@@ -159,7 +165,12 @@ def instruct(
         if generator != "rules":
             raise RsgptError(f"unknown generator {generator!r}; available: rules")
         summary = generate_instructions(
-            records, output, tasks=tasks, seed=seed, progress=_progress("instruct")
+            records,
+            output,
+            tasks=tasks,
+            seed=seed,
+            image_root=image_root,
+            progress=_progress("instruct"),
         )
     except RsgptError as error:
         _fail(error)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct.rules import RULE_TASKS, rule_instructions
+from rsgpt4v.instruct.rules import RULE_TASKS, RuleContext, rule_instructions
 from rsgpt4v.schema import JsonlWriter, Record, count_lines, read_jsonl
 
 __all__ = ["RULE_TASKS", "InstructionSummary", "generate_instructions", "parse_tasks"]
@@ -36,16 +36,45 @@ def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
     return names
 
 
+def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Class strings per dataset: the registered converter's list plus every class seen.
+
+    A cheap first pass over the records, so negative and multiple-choice questions can name
+    classes that are absent from an image but belong to its dataset.
+    """
+    from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
+
+    seen: dict[str, set[str]] = {}
+    for record in read_jsonl(records_path, Record):
+        seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
+    vocabulary = {}
+    for dataset, categories in seen.items():
+        known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
+        vocabulary[dataset] = tuple(sorted(set(known) | categories))
+    return vocabulary
+
+
 def generate_instructions(
     records_path: str | Path,
     output: str | Path,
     *,
     tasks: str | Sequence[str] | None = None,
     seed: int = 0,
+    image_root: str | Path | None = None,
     progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
 ) -> InstructionSummary:
-    """Write the rule-based instructions of every record in records_path to output."""
+    """Write the rule-based instructions of every record in records_path to output.
+
+    ``image_root`` is the folder the records' image paths are relative to (the convert ROOT),
+    for rules that read pixels.
+    """
     task_names = parse_tasks(tasks)
+    if image_root is not None and not Path(image_root).is_dir():
+        raise InputError("image root is not a folder", file=image_root)
+    context = RuleContext(
+        vocabulary=dataset_vocabulary(records_path),
+        image_root=Path(image_root) if image_root is not None else None,
+    )
     summary = InstructionSummary(output=Path(output))
     records: Iterable[Record] = read_jsonl(records_path, Record)
     if progress is not None:
@@ -54,7 +83,7 @@ def generate_instructions(
         for record in records:
             summary.records += 1
             before = writer.count
-            for instruction in rule_instructions(record, task_names, seed):
+            for instruction in rule_instructions(record, task_names, seed, context):
                 writer.write(instruction)
                 summary.per_task[instruction.task] += 1
             summary.records_without_instructions += writer.count == before

@@ -14,14 +14,20 @@ import random
 from collections.abc import Iterable, Iterator
 
 from rsgpt4v.instruct.rules import captions, objects
-from rsgpt4v.instruct.rules.common import TaskFunction
+from rsgpt4v.instruct.rules.common import RuleContext, TaskFunction
 from rsgpt4v.schema import Instruction, Record
 
 RULE_TASKS: dict[str, TaskFunction] = {**captions.TASKS, **objects.TASKS}
 
 
-def rule_instructions(record: Record, tasks: Iterable[str], seed: int = 0) -> Iterator[Instruction]:
+__all__ = ["RULE_TASKS", "RuleContext", "rule_instructions"]
+
+
+def rule_instructions(
+    record: Record, tasks: Iterable[str], seed: int = 0, context: RuleContext | None = None
+) -> Iterator[Instruction]:
     """All instructions of the asked tasks for one record, deterministic for a seed."""
+    context = context or RuleContext()
     for task in tasks:
         rng = random.Random(f"{seed}|{record.id}|{task}")
-        yield from RULE_TASKS[task](record, rng)
+        yield from RULE_TASKS[task](record, rng, context)

@@ -6,11 +6,13 @@ import random
 from collections.abc import Iterator
 
 from rsgpt4v.instruct.phrasing import load_pool
-from rsgpt4v.instruct.rules.common import make_instruction
+from rsgpt4v.instruct.rules.common import RuleContext, make_instruction
 from rsgpt4v.schema import Instruction, Record
 
 
-def brief_caption(record: Record, rng: random.Random) -> Iterator[Instruction]:
+def brief_caption(
+    record: Record, rng: random.Random, context: RuleContext
+) -> Iterator[Instruction]:
     """One instruction per distinct caption of the image."""
     pool = load_pool("brief_caption")
     for index, caption in enumerate(dict.fromkeys(c.strip() for c in record.captions if c.strip())):

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from rsgpt4v.schema import Instruction, Message, Object, Record, Region, Source
 
-TaskFunction = Callable[[Record, random.Random], Iterator[Instruction]]
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a rule may know beyond its record.
+
+    ``vocabulary`` maps a dataset name to its class strings (the converter's class list plus
+    every class seen in the input), for negative and multiple-choice questions; ``image_root``
+    is where record image paths resolve, for rules that read pixels.
+    """
+
+    vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    image_root: Path | None = None
+
+    def classes(self, record: Record) -> tuple[str, ...]:
+        """The class vocabulary of the record's dataset (its own classes when unknown)."""
+        return self.vocabulary.get(record.dataset) or tuple(
+            sorted({o.category for o in record.objects})
+        )
+
+
+TaskFunction = Callable[[Record, random.Random, RuleContext], Iterator[Instruction]]
 
 
 def make_instruction(

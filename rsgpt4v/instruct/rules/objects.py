@@ -6,13 +6,18 @@ import random
 from collections.abc import Iterator
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
-from rsgpt4v.instruct.rules.common import join_refs, make_instruction, objects_by_category
+from rsgpt4v.instruct.rules.common import (
+    RuleContext,
+    join_refs,
+    make_instruction,
+    objects_by_category,
+)
 from rsgpt4v.schema import Instruction, Record
 
 MAX_GROUNDING_BOXES = 20  # a longer answer is a list, not an instruction a model learns from
 
 
-def counting(record: Record, rng: random.Random) -> Iterator[Instruction]:
+def counting(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Instruction]:
     """How many objects of each class present in the image."""
     pool = load_pool("counting")
     for index, (category, objects) in enumerate(objects_by_category(record).items()):
@@ -23,7 +28,7 @@ def counting(record: Record, rng: random.Random) -> Iterator[Instruction]:
         yield make_instruction(record, "counting", index, pool.template, [(question, answer)])
 
 
-def grounding(record: Record, rng: random.Random) -> Iterator[Instruction]:
+def grounding(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Instruction]:
     """Every box of each class present, referred to as ``<ref:N>``."""
     pool = load_pool("grounding")
     for index, (category, objects) in enumerate(objects_by_category(record).items()):
