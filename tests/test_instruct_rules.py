@@ -123,3 +123,9 @@ def test_phrasing_choice_does_not_depend_on_global_random_state() -> None:
     first = list(rule_instructions(SCENE, RULE_TASKS))
     random.seed(456)
     assert first == list(rule_instructions(SCENE, RULE_TASKS))
+
+
+def test_rule_instructions_are_valid_models() -> None:
+    """Rules build instructions without validation: re-validating them must change nothing."""
+    for instruction in rule_instructions(SCENE, RULE_TASKS):
+        assert Instruction.model_validate(instruction.model_dump()) == instruction

@@ -50,6 +50,7 @@ def _overrides() -> dict[str, dict[str, str]]:
     return yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
 
 
+@cache
 def category_name(category: str) -> CategoryName:
     """How a class string reads in a sentence: ``small-vehicle`` → small vehicle(s)."""
     override = _overrides().get(category)
