@@ -8,7 +8,8 @@ then converts it in two child processes measured in the same run:
   image (size read with PIL), write the same JSON lines with ``json.dumps``.
 
 Prints objects/s and peak RSS of each and the ratios. Memory flatness: ours runs again on a set
-with a quarter of the files, and the peak RSS of both sizes is printed.
+with a quarter of the files, and the peak RSS of both sizes is printed. Where ours spends its time
+comes from one more run with a few functions timed per call (the measured runs are not touched).
 
     python bench/convert.py [--objects 200000] [--per-file 250]
 """
@@ -16,6 +17,8 @@ with a quarter of the files, and the peak RSS of both sizes is printed.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import multiprocessing
 import resource
@@ -28,6 +31,14 @@ from PIL import Image
 
 CLASSES = ("plane", "ship", "small-vehicle", "large-vehicle", "storage-tank", "harbor")
 IMAGE_SIZE = 1024
+# Stages of ours timed per call in the breakdown run: (stage, module, function). The rest of the
+# time ("other") walks the layout, checks paths, builds the records and frees them.
+STAGES = (
+    ("label parse", "rsgpt4v.converters.dota", "parse_dota_label"),
+    ("image header", "rsgpt4v.converters.base", "describe_raster"),
+    ("objects", "rsgpt4v.converters.dota", "DotaConverter._objects"),
+    ("serialise", "rsgpt4v.schema", "JsonlWriter.write"),
+)
 
 
 def make_dataset(root: Path, files: int, per_file: int, seed: int = 0) -> int:
@@ -103,19 +114,50 @@ def run_reference(root: Path, output: Path) -> int:
     return objects
 
 
+def run_ours_by_stage(root: Path, output: Path) -> dict[str, float]:
+    """Seconds spent in each of STAGES, and in all, during one run of ours."""
+    spent = dict.fromkeys([stage for stage, _, _ in STAGES], 0.0)
+    for stage, module, name in STAGES:
+        owner = importlib.import_module(module)
+        *parents, leaf = name.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        setattr(owner, leaf, _timed(getattr(owner, leaf), stage, spent))
+    start = time.perf_counter()
+    run_ours(root, output)
+    spent["total"] = time.perf_counter() - start
+    return spent
+
+
+def _timed(function, stage: str, spent: dict[str, float]):
+    @functools.wraps(function)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[stage] += time.perf_counter() - start
+
+    return timed
+
+
 def _child(target: str, root: str, output: str, queue: multiprocessing.Queue) -> None:
     import shapely  # noqa: F401  (imports are not what is measured)
 
     import rsgpt4v.convert  # noqa: F401
 
+    if target == "stages":
+        queue.put(run_ours_by_stage(Path(root), Path(output)))
+        return
     start = time.perf_counter()
     objects = {"ours": run_ours, "reference": run_reference}[target](Path(root), Path(output))
     elapsed = time.perf_counter() - start
     queue.put((objects, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def measure(target: str, root: Path, output: Path) -> tuple[int, float, float]:
-    """(objects, seconds, peak RSS MiB) of one run in a fresh process."""
+def measure(target: str, root: Path, output: Path):
+    """(objects, seconds, peak RSS MiB) of one run in a fresh process; for "stages", the
+    seconds per stage of ours."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(target, str(root), str(output), queue))
@@ -139,6 +181,7 @@ def main() -> None:
         ref = measure("reference", big, Path(tmp) / "ref.jsonl")
         ours = measure("ours", big, Path(tmp) / "ours.jsonl")
         ours_small = measure("ours", small, Path(tmp) / "small.jsonl")
+        stages = measure("stages", big, Path(tmp) / "stages.jsonl")
     for name, (objects, seconds, rss) in (("reference", ref), ("rsgpt4v", ours)):
         print(
             f"{name:>10}: {objects} objects in {seconds:6.2f} s = {objects / seconds:9.0f} "
@@ -149,6 +192,10 @@ def main() -> None:
         f"peak RSS: {ours_small[2]:.0f} MiB at {files // 4} files, {ours[2]:.0f} MiB at "
         f"{files} files (flat: {ours[2] / ours_small[2]:.2f}x for 4x the files)"
     )
+    total = stages.pop("total")
+    stages["other"] = total - sum(stages.values())
+    print(f"rsgpt4v by stage (one more run, {total:.2f} s, instrumented):")
+    print("  " + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in stages.items()))
 
 
 if __name__ == "__main__":

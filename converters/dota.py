@@ -26,6 +26,7 @@ Citation
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,38 +108,49 @@ def parse_dota_label(text: str) -> LabelFile:
     call; only a file with a bad number is parsed again line by line to find it.
     """
     parsed = LabelFile()
-    candidates: list[tuple[int, str, list[str]]] = []
+    object_lines: list[str] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         tokens = raw.split()
-        if not tokens:
+        count = len(tokens)
+        if count == 10 or count == 9:
+            object_lines.append(raw)
+            parsed.line_numbers.append(number)
+            parsed.categories.append(tokens[8])
+            parsed.difficult.append(tokens[9] if count == 10 else "0")
+        elif not tokens:
             continue
-        if 9 <= len(tokens) <= 10:
-            candidates.append((number, raw.strip(), tokens))
         elif ":" in raw:
             key, _, value = raw.partition(":")
             parsed.header[key.strip()] = value.strip()
         else:
             parsed.bad_lines.append((number, raw.strip(), NOT_AN_OBJECT_LINE))
-    corners = _corners([tokens[:8] for _, _, tokens in candidates])
+    corners = _corners(object_lines)
     good = np.isfinite(corners).all(axis=1)
-    for (number, line, tokens), ok in zip(candidates, good, strict=True):
-        if not ok:
-            parsed.bad_lines.append((number, line, NOT_AN_OBJECT_LINE))
-            continue
-        parsed.line_numbers.append(number)
-        parsed.categories.append(tokens[8])
-        parsed.difficult.append(tokens[9] if len(tokens) == 10 else "0")
+    if not good.all():  # lines with a bad number move to bad_lines
+        for raw, number, ok in zip(object_lines, parsed.line_numbers, good, strict=True):
+            if not ok:
+                parsed.bad_lines.append((number, raw.strip(), NOT_AN_OBJECT_LINE))
+        parsed.line_numbers = list(itertools.compress(parsed.line_numbers, good))
+        parsed.categories = list(itertools.compress(parsed.categories, good))
+        parsed.difficult = list(itertools.compress(parsed.difficult, good))
     parsed.corners = corners[good].reshape(-1, 4, 2)
     parsed.bad_lines.sort()
     return parsed
 
 
-def _corners(rows: list[list[str]]) -> np.ndarray:
-    """(N, 8) floats; a row with a token that is not a number becomes NaN."""
+def _corners(lines: list[str]) -> np.ndarray:
+    """(N, 8) floats from the first 8 tokens of each line; a row with a non-number becomes NaN.
+
+    ``np.loadtxt`` splits and converts in C with the parser ``float()`` uses, so it gives the
+    same values; what it refuses (``1_000``, non-ASCII digits, words) goes to ``float()`` row by
+    row, which accepts the first two as ``float()`` always has and turns a word into NaN.
+    """
+    if not lines:
+        return np.empty((0, 8))
     try:
-        return np.array(rows, dtype=float).reshape(-1, 8)
+        return np.loadtxt(lines, usecols=range(8), comments=None, ndmin=2)
     except ValueError:
-        return np.array([_float_row(row) for row in rows], dtype=float).reshape(-1, 8)
+        return np.array([_float_row(line.split()[:8]) for line in lines], dtype=float)
 
 
 def _float_row(tokens: list[str]) -> list[float]:
@@ -362,31 +374,46 @@ class DotaConverter(Converter):
         self, parsed: LabelFile, label_path: Path, kind: str, width: int, height: int
     ) -> list[Object]:
         """Objects of one label file; boxes are clipped for the whole file in one numpy call."""
-        boxes = polygons_to_clipped_bboxes(parsed.corners, width, height).tolist()
-        polygons = parsed.corners.tolist()
-        rows = zip(
-            parsed.line_numbers, polygons, parsed.categories, parsed.difficult, boxes, strict=True
-        )
-        objects: list[Object] = []
-        for number, polygon, category, difficult, bbox in rows:
-            if difficult not in DIFFICULT_FLAGS:
-                self.log.reject("difficult flag must be 0, 1 or 2", label_path, number, difficult)
-                continue
-            if bbox[2] != bbox[2]:  # NaN: nothing of the object inside the image
-                reason = f"object lies outside the {width}x{height} image or has no area"
-                self.log.reject(reason, label_path, number, polygon)
-                continue
-            objects.append(  # parsed and clipped above: no per-object validation (hot path)
-                trusted_object(
-                    id=len(objects),
-                    category=category,
-                    bbox=bbox,
-                    polygon=polygon if kind == "obb" else None,
-                    difficult=difficult != "0",
-                    attributes={"truncated": True} if difficult == "2" else {},
-                )
+        boxes = polygons_to_clipped_bboxes(parsed.corners, width, height)
+        corners, categories, difficult = parsed.corners, parsed.categories, parsed.difficult
+        inside = ~np.isnan(boxes[:, 2])  # NaN: nothing of the object inside the image
+        if not (inside.all() and set(difficult) <= set(DIFFICULT_FLAGS)):
+            keep = self._reject_objects(parsed, label_path, inside, width, height)
+            boxes, corners = boxes[keep], corners[keep]
+            categories = list(itertools.compress(categories, keep))
+            difficult = list(itertools.compress(difficult, keep))
+        polygons = corners.tolist() if kind == "obb" else [None] * len(categories)
+        rows = zip(categories, difficult, boxes.tolist(), polygons, strict=True)
+        return [  # parsed and clipped above: no per-object validation (hot path)
+            trusted_object(
+                id=index,
+                category=category,
+                bbox=bbox,
+                polygon=polygon,
+                difficult=flag != "0",
+                attributes={"truncated": True} if flag == "2" else {},
             )
-        return objects
+            for index, (category, flag, bbox, polygon) in enumerate(rows)
+        ]
+
+    def _reject_objects(
+        self, parsed: LabelFile, label_path: Path, inside: np.ndarray, width: int, height: int
+    ) -> np.ndarray:
+        """Report objects with a bad difficult flag or outside the image, in line order.
+
+        Returns the mask of the objects to keep.
+        """
+        flag_ok = np.array([flag in DIFFICULT_FLAGS for flag in parsed.difficult], dtype=bool)
+        keep = flag_ok & inside
+        for index in np.flatnonzero(~keep).tolist():
+            number = parsed.line_numbers[index]
+            if not flag_ok[index]:
+                flag = parsed.difficult[index]
+                self.log.reject("difficult flag must be 0, 1 or 2", label_path, number, flag)
+            else:
+                reason = f"object lies outside the {width}x{height} image or has no area"
+                self.log.reject(reason, label_path, number, parsed.corners[index].tolist())
+        return keep
 
 
 class DotaV10Converter(DotaConverter):

@@ -104,6 +104,11 @@ def convert(
     option: list[str] = typer.Option(
         [], "-O", "--option", help="Converter option KEY=VALUE (repeatable), e.g. labels=hbb."
     ),
+    category_field: str | None = typer.Option(
+        None,
+        "--category-field",
+        help="geo: the label attribute holding the class (same as -O category_field=NAME).",
+    ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Skip bad items and list them in OUTPUT.rejects.jsonl."
     ),
@@ -119,13 +124,15 @@ def convert(
             split=split,
             skip_bad=skip_bad,
             captions=captions,
-            options=_parse_options(option),
+            options=_parse_options(option)
+            | ({"category_field": category_field} if category_field else {}),
             progress=_progress(f"convert {dataset}"),
         )
     except RsgptError as error:
         _fail(error)
     typer.echo(
-        f"{summary.records} records ({summary.unlabelled} unlabelled), {summary.objects} objects "
+        f"{summary.records} records ({summary.unlabelled} without object labels), "
+        f"{summary.objects} objects "
         f"in {len(summary.categories)} classes, {summary.captions} captions → {summary.output}"
     )
     for what, count in sorted(summary.counts.items()):
@@ -148,7 +155,8 @@ def instruct(
     tasks: str | None = typer.Option(
         None,
         "--tasks",
-        help="Comma-separated rule tasks (default all): brief_caption, counting, grounding.",
+        help="Comma-separated rule tasks (default all), e.g. counting,grounding,presence; an "
+        "unknown name lists the known ones.",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for the choice of phrasings."),
     image_root: Path | None = typer.Option(
@@ -156,6 +164,11 @@ def instruct(
         "--image-root",
         help="Folder the records' image paths are relative to (the convert ROOT), for rules "
         "that read pixels.",
+    ),
+    mix: Path | None = typer.Option(
+        None,
+        "--mix",
+        help="YAML file of per-source and per-task weights and caps (see README, Mixing).",
     ),
 ) -> None:
     """Write (question, answer) instructions for every record."""
@@ -171,6 +184,7 @@ def instruct(
             seed=seed,
             image_root=image_root,
             progress=_progress("instruct"),
+            mix=mix,
         )
     except RsgptError as error:
         _fail(error)
@@ -179,13 +193,28 @@ def instruct(
         f"{summary.instructions} instructions ({per_task or 'none'}) from {summary.records} "
         f"records → {summary.output}"
     )
+    if summary.mix is not None:
+        stats = summary.mix
+        typer.echo(
+            f"mix: {stats.dropped} dropped by weight, {stats.capped} by caps, "
+            f"{stats.repeated} repeats added"
+        )
+        for source in stats.unused_sources:
+            typer.echo(f"warning: mix source {source!r} matched no record", err=True)
 
 
 @app.command()
 def export(
     instructions: Path = typer.Argument(..., help="Instructions file written by `instruct`."),
     output: Path = typer.Option(..., "-o", "--output", help="Training file to write."),
-    fmt: str = typer.Option("llava", "--format", help="Training format: llava."),
+    fmt: str = typer.Option(
+        "llava",
+        "--format",
+        help="Training format: llava (LLaVA conversations JSON), sharegpt (LLaMA-Factory "
+        "messages + images, .json or .jsonl, and its dataset_info.json entry), openai (chat "
+        "fine-tuning JSONL, image as a content part), parquet (Hugging Face datasets Parquet "
+        "with a README.md dataset card).",
+    ),
     boxes: str = typer.Option(
         "llava",
         "--boxes",
@@ -206,6 +235,25 @@ def export(
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Skip bad instructions and list them in a rejects file."
     ),
+    embed_images: bool = typer.Option(
+        False,
+        "--embed-images",
+        help="parquet: store the images in the file (PNG/JPEG as they are, other rasters "
+        "rendered to 8-bit RGB PNG); needs --image-root.",
+    ),
+    image_url_prefix: str | None = typer.Option(
+        None,
+        "--image-url-prefix",
+        help="openai: image URL = this prefix + the dataset-relative image path (images you "
+        "host) instead of JPEG data URLs read from --image-root.",
+    ),
+    max_side: int = typer.Option(
+        1024,
+        "--max-side",
+        min=0,
+        help="openai data URLs: longer image side in pixels at most (0: full size); "
+        "boxes are rendered for the scaled image.",
+    ),
 ) -> None:
     """Export instructions as a training file, boxes in the target model's style."""
     from rsgpt4v.export import export_instructions
@@ -219,11 +267,16 @@ def export(
             image_root=image_root,
             square_pad=square_pad,
             skip_bad=skip_bad,
+            embed_images=embed_images,
+            image_url_prefix=image_url_prefix,
+            max_side=max_side or None,
             progress=_progress(f"export {fmt}"),
         )
     except RsgptError as error:
         _fail(error)
     typer.echo(f"{summary.written} conversations ({fmt}, boxes {boxes}) → {summary.output}")
+    for path in summary.side_files:
+        typer.echo(f"also written: {path}")
     if summary.rejects_file:
         typer.echo(f"{len(summary.rejects)} rejected instructions listed in {summary.rejects_file}")
 
@@ -243,6 +296,88 @@ def demo(
     except RsgptError as error:
         _fail(error)
     print_demo_summary(result)
+
+
+@app.command()
+def coco(
+    records: Path = typer.Argument(..., help="Records file written by `rsgpt4v convert`."),
+    output: Path = typer.Option(..., "-o", "--output", help="COCO instances JSON to write."),
+) -> None:
+    """Export records as a COCO instances JSON (categories by name, ids in sorted-name order).
+
+    Image file names are the records' paths, relative to the convert ROOT; unlabelled records
+    are left out.
+    """
+    from rsgpt4v.coco_export import records_to_coco
+
+    try:
+        summary = records_to_coco(records, output)
+    except RsgptError as error:
+        _fail(error)
+    typer.echo(
+        f"{summary.images} images, {summary.annotations} annotations in "
+        f"{len(summary.categories)} categories → {summary.output}"
+    )
+    if summary.unlabelled:
+        typer.echo(f"{summary.unlabelled} unlabelled records left out")
+
+
+@app.command()
+def tile(
+    records: Path = typer.Argument(..., help="Records file written by `rsgpt4v convert`."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Tile records to write (JSONL); OUTPUT.manifest.jsonl beside."
+    ),
+    tiles_dir: Path = typer.Option(
+        ..., "--tiles-dir", help="Folder for the tile images; tile image paths are relative to it."
+    ),
+    image_root: Path = typer.Option(
+        ..., "--image-root", help="Folder the records' image paths are relative to (convert ROOT)."
+    ),
+    size: int = typer.Option(1024, "--size", help="Tile width and height in pixels."),
+    gap: int = typer.Option(200, "--gap", help="Overlap of neighbouring tiles in pixels."),
+    iof: float = typer.Option(
+        0.7,
+        "--iof",
+        help="Intersection-over-object threshold: devkit marks cut objects at or below it "
+        "difficult; keep drops objects below it.",
+    ),
+    mode: str = typer.Option(
+        "devkit",
+        "--mode",
+        help="devkit: DOTA_devkit ImgSplit (cut objects clipped); keep: mmrotate img_split "
+        "(cut objects kept whole).",
+    ),
+    workers: int = typer.Option(
+        0, "--workers", help="Threads writing tiles (0: one per CPU, at most 4)."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip bad records and list them in OUTPUT.rejects.jsonl."
+    ),
+) -> None:
+    """Split large scenes into overlapping tiles, with their objects (one record per tile)."""
+    from rsgpt4v.tiling import TileSettings, tile_records
+
+    try:
+        summary = tile_records(
+            records,
+            output,
+            tiles_dir=tiles_dir,
+            image_root=image_root,
+            settings=TileSettings(size=size, gap=gap, iof=iof, mode=mode, workers=workers),
+            skip_bad=skip_bad,
+            progress=_progress("tile"),
+        )
+    except RsgptError as error:
+        _fail(error)
+    typer.echo(
+        f"{summary.tiles} tiles with {summary.objects} objects from {summary.records} records "
+        f"→ {summary.output} (manifest {summary.manifest})"
+    )
+    for what, count in sorted(summary.counts.items()):
+        typer.echo(f"{what}: {count}")
+    if summary.rejects_file:
+        typer.echo(f"{len(summary.rejects)} rejected records listed in {summary.rejects_file}")
 
 
 def main() -> None:

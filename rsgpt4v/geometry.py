@@ -106,11 +106,18 @@ def polygons_to_clipped_bboxes(
     An (N, K, 2) array (all polygons with K vertices, e.g. DOTA quads) takes a numpy-only path:
     the bounds of a polygon are the extremes of its vertices, so no geometry needs building.
     """
-    if isinstance(polygons, np.ndarray) and polygons.ndim == 3 and polygons.shape[2] == 2:
-        if not np.isfinite(polygons).all():
+    array = isinstance(polygons, np.ndarray) and polygons.ndim == 3
+    if array and polygons.shape[1] > 0 and polygons.shape[2] == 2:
+        # A running min/max over the K vertices: for small K a few element-wise calls, about
+        # twice as fast as a reduction over axis 1. NaN and inf vertices show in the bounds.
+        points = polygons.astype(float, copy=False)
+        low = high = points[:, 0]
+        for k in range(1, points.shape[1]):
+            low, high = np.minimum(low, points[:, k]), np.maximum(high, points[:, k])
+        bounds = np.concatenate([low, high], axis=1)
+        if not np.isfinite(bounds).all():
             raise InputError("polygon coordinates must be finite")
-        bounds = np.concatenate([polygons.min(axis=1), polygons.max(axis=1)], axis=1)
-        return _clip_bounds(bounds.astype(float), width, height)
+        return _clip_bounds(bounds, width, height)
     return _clip_bounds(shapely.bounds(_as_polygons(polygons)).reshape(-1, 4), width, height)
 
 

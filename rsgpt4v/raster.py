@@ -1,17 +1,23 @@
-"""Reading image facts with rasterio: size, bands, and the georeferencing when there is one.
+"""Reading images with rasterio: header facts, and 8-bit RGB renderings of any band layout.
 
-Only the header is read, so describing a 20000-px DOTA v2.0 scene costs as little as a thumbnail.
-Plain PNG/JPEG images have no georeferencing: their CRS and transform stay None (never invented).
+Only the header is read to describe an image, so describing a 20000-px DOTA v2.0 scene costs as
+little as a thumbnail. Plain PNG/JPEG images have no georeferencing: their CRS and transform stay
+None (never invented). :func:`read_rgb8` turns any raster (16-bit multispectral, one grey band,
+a palette PNG) into the 8-bit RGB picture a vision model is shown.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import rasterio
+from PIL import Image
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from rsgpt4v.errors import InputError
@@ -27,8 +33,45 @@ class RasterFacts:
     gsd: float | None
 
 
+# PIL mode → the band count GDAL reports, for the PNG/JPEG modes where the two agree. PIL opens a
+# 16-bit grey+alpha PNG as RGBA and GDAL reads a CMYK JPEG as RGB: those modes go to rasterio.
+_PIL_BANDS = {"1": 1, "L": 1, "P": 1, "I;16": 1, "LA": 2, "RGB": 3}
+# Sidecars from which GDAL reads a CRS for a PNG or JPEG (PAM .aux.xml, ERDAS .aux, MapInfo .tab),
+# named after the file name or its stem. World files alone give no CRS, so they need no check.
+_SIDECARS_OF_NAME = (".aux.xml", ".aux", ".AUX")
+_SIDECARS_OF_STEM = (".aux", ".AUX", ".tab", ".TAB")
+_LIBPNG_MAX_SIDE = 1_000_000  # libpng, hence GDAL, refuses a PNG wider or taller than this
+
+
 def describe_raster(path: str | Path) -> RasterFacts:
-    """Read the header of an image; raise InputError naming the file when it cannot be read."""
+    """Read the header of an image; raise InputError naming the file when it cannot be read.
+
+    A plain PNG or JPEG is read with PIL, which opens a header several times faster than
+    rasterio (a dataset has one per object file); anything else, or anything PIL refuses, is
+    opened with rasterio, whose answer and errors are the reference.
+    """
+    return _plain_image_facts(Path(path)) or _rasterio_facts(path)
+
+
+def _plain_image_facts(path: Path) -> RasterFacts | None:
+    """Size and bands of a PNG/JPEG that nothing georeferences; None when rasterio must decide."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=("PNG", "JPEG")) as image:
+                (width, height), bands = image.size, _PIL_BANDS.get(image.mode)
+    except Exception:  # a shortcut only: rasterio reports what is unreadable, and why
+        return None
+    if bands is None or not (0 < width <= _LIBPNG_MAX_SIDE and 0 < height <= _LIBPNG_MAX_SIDE):
+        return None
+    name, stem = str(path), os.path.splitext(path)[0]
+    sidecars = [name + s for s in _SIDECARS_OF_NAME] + [stem + s for s in _SIDECARS_OF_STEM]
+    if any(os.path.exists(sidecar) for sidecar in sidecars):
+        return None
+    return RasterFacts(width, height, bands, crs=None, transform=None, gsd=None)
+
+
+def _rasterio_facts(path: str | Path) -> RasterFacts:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -46,6 +89,69 @@ def describe_raster(path: str | Path) -> RasterFacts:
                 )
     except RasterioIOError as error:
         raise InputError(f"cannot read image: {error}", file=path) from None
+
+
+def read_rgb8(path: str | Path, max_side: int | None = None) -> np.ndarray:
+    """The image as an 8-bit RGB array of shape (height, width, 3).
+
+    Bands 1-3 are red, green and blue; an image with fewer than three bands is shown as grey from
+    band 1 (a palette image through its colour map). 8-bit data is kept as is; other data types
+    are stretched per band from the 2nd to the 98th percentile of the valid pixels (nodata and
+    non-finite values are black), the usual display stretch of GIS viewers. With ``max_side``,
+    an image whose longer side exceeds it is read decimated (``out_shape``, area averaging), so a
+    large scene is never read whole into memory; its aspect ratio is kept.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as source:
+                width, height = _fit_size(source.width, source.height, max_side)
+                palette = source.count < 3 and source.colorinterp[0] == ColorInterp.palette
+                indexes = [1, 2, 3] if source.count >= 3 else [1]
+                shrink = (width, height) != (source.width, source.height)
+                data = source.read(
+                    indexes,
+                    out_shape=(len(indexes), height, width),
+                    resampling=Resampling.average if shrink and not palette else Resampling.nearest,
+                    masked=True,
+                )
+                colormap = source.colormap(1) if palette else None
+    except RasterioIOError as error:
+        raise InputError(f"cannot read image: {error}", file=path) from None
+    if colormap is not None:
+        lookup = np.zeros((256, 3), dtype=np.uint8)
+        for index, colour in colormap.items():
+            if 0 <= index < 256:
+                lookup[index] = colour[:3]
+        rgb = lookup[np.ma.filled(data[0], 0).astype(np.uint8)]
+    else:
+        bands = [_to_uint8(band) for band in data]
+        rgb = np.stack(bands * 3 if len(bands) == 1 else bands, axis=-1)
+    return np.ascontiguousarray(rgb)
+
+
+def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled down so that the longer side is at most ``max_side``."""
+    longer = max(width, height)
+    if max_side is None or longer <= max_side:
+        return width, height
+    scale = max_side / longer
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _to_uint8(band: np.ma.MaskedArray) -> np.ndarray:
+    """One band to 0-255: 8-bit data unchanged, anything else by a 2-98 % percentile stretch."""
+    invalid = np.ma.getmaskarray(band)
+    if band.dtype == np.uint8:
+        return np.where(invalid, 0, band.data).astype(np.uint8)
+    values = band.data.astype(np.float64)
+    invalid = invalid | ~np.isfinite(values)
+    if invalid.all():
+        return np.zeros(values.shape, dtype=np.uint8)
+    low, high = np.percentile(values[~invalid], (2, 98))
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    scaled = np.clip(np.where(invalid, 0, scaled), 0, 255)
+    return np.rint(scaled).astype(np.uint8)
 
 
 def _ground_sample_distance(crs: rasterio.crs.CRS, transform: rasterio.Affine) -> float | None:

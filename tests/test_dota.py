@@ -5,6 +5,9 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
 
 from rsgpt4v.convert import convert_dataset
 from rsgpt4v.converters import ProblemLog, get_converter
@@ -169,6 +172,57 @@ def test_parse_label_finds_the_bad_number_and_keeps_the_rest() -> None:
     parsed = parse_dota_label(text)
     assert parsed.line_numbers == [1] and parsed.corners.shape == (1, 4, 2)
     assert [number for number, _, _ in parsed.bad_lines] == [2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.1 1e1 -0 +5 .5 5. 7 8 ship 0\n3.14159265358979323846 2 3 4 5 6 7 8 ship\n",
+        # float() accepts these, the one-call parse does not: the row-by-row fallback keeps them
+        "1_0 2 3 4 5 6 7 8 ship 0\n\u0661\u0662 2 3 4 5 6 7 8 ship 1\n"
+        "0.1 1e1 -0 +5 .5 5. 7 8 ship\n",
+    ],
+)
+def test_parse_label_reads_numbers_exactly_as_float_does(text: str) -> None:
+    parsed = parse_dota_label(text)
+    expected = [[float(token) for token in line.split()[:8]] for line in text.splitlines()]
+    assert parsed.bad_lines == [] and parsed.corners.reshape(-1, 8).tolist() == expected
+
+
+TOKEN = st.tuples(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["{!r}", "{:.17g}", "{:.3f}", "{:e}", "{:.0f}"]),
+).map(lambda value_and_form: value_and_form[1].format(value_and_form[0]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(TOKEN, min_size=8, max_size=8), min_size=1, max_size=10))
+def test_parse_label_values_equal_float_of_each_token(rows: list[list[str]]) -> None:
+    parsed = parse_dota_label("\r\n".join(" ".join(row) + " plane 0" for row in rows))
+    assert parsed.corners.reshape(-1, 8).tolist() == [[float(t) for t in row] for row in rows]
+
+
+def test_rejected_objects_are_reported_in_line_order(tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    (root / "images").mkdir(parents=True)
+    (root / "labelTxt").mkdir()
+    Image.new("RGB", (64, 48)).save(root / "images/P0001.png")
+    lines = [
+        "1 1 5 1 5 5 1 5 plane 0",
+        "100 100 110 100 110 110 100 110 ship 1",  # outside the image
+        "1 1 5 1 5 5 1 5 ship 3",  # not a difficult flag
+        "2 2 6 2 6 6 2 6 harbor 2",
+    ]
+    (root / "labelTxt/P0001.txt").write_text("\r\n".join(lines))
+    log = ProblemLog(skip_bad=True)
+    record = _records(root, log=log)["dota/all/P0001"]
+    assert [(o.id, o.category, o.difficult, o.attributes) for o in record.objects] == [
+        (0, "plane", False, {}),
+        (1, "harbor", True, {"truncated": True}),
+    ]
+    outside = "[[100.0, 100.0], [110.0, 100.0], [110.0, 110.0], [100.0, 110.0]]"
+    assert [(p.line, p.value) for p in log.problems] == [(2, outside), (3, "3")]
+    assert record.meta["skipped_objects"] == 1  # the bad flag; an object outside is not counted
 
 
 @pytest.mark.parametrize(

@@ -115,3 +115,84 @@ def test_square_pad_normalises_to_the_padded_square(tmp_path: Path) -> None:
     )
     with pytest.raises(InputError, match="normalised box styles"):
         export_instructions(source, tmp_path / "o.json", boxes="pixel", square_pad=True)
+
+
+def test_options_of_another_format_are_refused(tmp_path: Path) -> None:
+    source = tmp_path / "i.jsonl"
+    write_jsonl(source, [_instruction()])
+    with pytest.raises(InputError, match="--embed-images applies to --format parquet"):
+        export_instructions(source, tmp_path / "o.json", embed_images=True)
+    with pytest.raises(InputError, match="--image-url-prefix applies to --format openai"):
+        export_instructions(source, tmp_path / "o.json", fmt="sharegpt", image_url_prefix="x")
+    with pytest.raises(InputError, match="give --image-root"):
+        export_instructions(source, tmp_path / "o.jsonl", fmt="openai")
+    with pytest.raises(InputError, match="give --image-root"):
+        export_instructions(source, tmp_path / "o.parquet", fmt="parquet", embed_images=True)
+    assert not list(tmp_path.glob("o.*"))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [("llava", "o.json"), ("sharegpt", "o.json"), ("openai", "o.jsonl"), ("parquet", "o.parquet")],
+)
+def test_every_format_rejects_the_same_bad_instructions(
+    fmt: str, name: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "i.jsonl"
+    unanswered = [Message(role="user", content="<image>\nWhere?")] * 2
+    write_jsonl(
+        source,
+        [
+            _instruction(),
+            _instruction("Look at <ref:7>.", id="unknown-ref"),
+            _instruction(id="no-answer", messages=unanswered),
+        ],
+    )
+    prefix = "https://example.org/rs" if fmt == "openai" else None
+    summary = export_instructions(
+        source, tmp_path / name, fmt=fmt, skip_bad=True, image_url_prefix=prefix
+    )
+    assert summary.written == 1 and summary.per_task == {"grounding": 1}
+    reasons = [json.loads(line)["reason"] for line in summary.rejects_file.open()]
+    assert reasons == [
+        "instruction unknown-ref: refers to region 7, which is not in its regions",
+        "instruction no-answer: the conversation must end with an assistant turn",
+    ]
+
+
+def test_a_system_turn_is_kept_where_the_format_has_one(tmp_path: Path) -> None:
+    system = Message(role="system", content="You are a remote-sensing analyst.")
+    source = tmp_path / "i.jsonl"
+    write_jsonl(source, [_instruction(messages=[system, *_instruction().messages])])
+    export_instructions(source, tmp_path / "s.json", fmt="sharegpt")
+    messages = json.loads((tmp_path / "s.json").read_text())[0]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert messages[1]["content"] == "<image>\nWhere are the ships?"
+    summary = export_instructions(source, tmp_path / "l.json", skip_bad=True)
+    assert summary.written == 0 and "has no system turns" in summary.rejects[0].reason
+
+
+def test_image_path_outside_the_root_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "secret.png").write_bytes(b"png")
+    source = tmp_path / "i.jsonl"
+    write_jsonl(source, [_instruction(image="../secret.png")])
+    summary = export_instructions(
+        source, tmp_path / "o.json", image_root=tmp_path / "root", skip_bad=True
+    )
+    assert summary.written == 0 and "outside the image root" in summary.rejects[0].reason
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [("llava", "o.json"), ("sharegpt", "o.json"), ("openai", "o.jsonl"), ("parquet", "o.parquet")],
+)
+def test_a_bad_instruction_stops_every_format_leaving_no_file(
+    fmt: str, name: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "i.jsonl"
+    write_jsonl(source, [_instruction(), _instruction("Look at <ref:7>.", id="bad")])
+    prefix = "https://example.org/rs" if fmt == "openai" else None
+    with pytest.raises(InputError, match="instruction bad: refers to region 7"):
+        export_instructions(source, tmp_path / name, fmt=fmt, image_url_prefix=prefix)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.jsonl"]

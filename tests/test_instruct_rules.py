@@ -129,3 +129,17 @@ def test_rule_instructions_are_valid_models() -> None:
     """Rules build instructions without validation: re-validating them must change nothing."""
     for instruction in rule_instructions(SCENE, RULE_TASKS):
         assert Instruction.model_validate(instruction.model_dump()) == instruction
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"labelled": False},
+        {"skipped_objects": 2},
+        {"objects_exhaustive": False},
+        {"crowd_regions": 1},
+    ],
+)
+def test_no_counts_from_incomplete_labels(meta: dict) -> None:
+    record = _record([("ship", [0, 0, 5, 5])], meta=meta)
+    assert _by_task(record, "counting") == [] and _by_task(record, "grounding") == []

@@ -149,3 +149,21 @@ def test_trusted_object_equals_a_validated_one() -> None:
     assert fast == checked and fast.model_dump_json() == checked.model_dump_json()
     record = Record.model_validate({**DESIGN_EXAMPLE, "objects": [fast]})
     assert record.objects[0] is fast
+
+
+def test_trusted_objects_have_their_own_fields_set_and_validate_assignment() -> None:
+    values = {
+        "id": 0,
+        "category": "ship",
+        "bbox": [1.0, 2.0, 3.0, 4.0],
+        "polygon": None,
+        "difficult": False,
+        "attributes": {},
+    }
+    first, second = trusted_object(**values), trusted_object(**values)
+    assert first.model_fields_set == set(values)
+    assert first.model_fields_set is not second.model_fields_set
+    first.category = "harbor"
+    assert (first.category, second.category) == ("harbor", "ship")
+    with pytest.raises(ValueError):
+        first.bbox = [0.0, 0.0, -1.0, 1.0]

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct.rules import RULE_TASKS, RuleContext, rule_instructions
+from rsgpt4v.instruct.attributes import cache_object_facts
+from rsgpt4v.instruct.lines import RecordLines
+from rsgpt4v.instruct.mix import MixConfig, Mixer, MixStats, load_mix
+from rsgpt4v.instruct.rules import (
+    FACT_TASKS,
+    RULE_TASKS,
+    RuleContext,
+    rule_drafts,
+    rule_instructions,
+)
 from rsgpt4v.schema import JsonlWriter, Record, count_lines, read_jsonl
 
 __all__ = ["RULE_TASKS", "InstructionSummary", "generate_instructions", "parse_tasks"]
+
+FACTS_BATCH = 256  # records whose object facts are computed in one vectorised pass
 
 
 @dataclass
@@ -21,6 +35,7 @@ class InstructionSummary:
     instructions: int = 0
     per_task: Counter[str] = field(default_factory=Counter)
     records_without_instructions: int = 0
+    mix: MixStats | None = None  # what --mix dropped, capped and repeated
 
 
 def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
@@ -36,6 +51,17 @@ def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
     return names
 
 
+class _ObjectClass(BaseModel):
+    category: str
+
+
+class _RecordClasses(BaseModel):
+    """Only what the vocabulary pass needs from a record: skips building whole records."""
+
+    dataset: str
+    objects: list[_ObjectClass] = []
+
+
 def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
     """Class strings per dataset: the registered converter's list plus every class seen.
 
@@ -45,7 +71,7 @@ def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
     from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
 
     seen: dict[str, set[str]] = {}
-    for record in read_jsonl(records_path, Record):
+    for record in read_jsonl(records_path, _RecordClasses):
         seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
     vocabulary = {}
     for dataset, categories in seen.items():
@@ -62,13 +88,18 @@ def generate_instructions(
     seed: int = 0,
     image_root: str | Path | None = None,
     progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
+    mix: str | Path | MixConfig | None = None,
 ) -> InstructionSummary:
     """Write the rule-based instructions of every record in records_path to output.
 
     ``image_root`` is the folder the records' image paths are relative to (the convert ROOT),
-    for rules that read pixels.
+    for rules that read pixels. ``mix`` (a mix.yaml path or a loaded config, see
+    :mod:`rsgpt4v.instruct.mix`) weights and caps what is written, per source and task.
     """
     task_names = parse_tasks(tasks)
+    if mix is not None and not isinstance(mix, MixConfig):
+        mix = load_mix(mix, RULE_TASKS)
+    mixer = Mixer(mix, seed) if mix is not None else None
     if image_root is not None and not Path(image_root).is_dir():
         raise InputError("image root is not a folder", file=image_root)
     context = RuleContext(
@@ -80,12 +111,31 @@ def generate_instructions(
     if progress is not None:
         records = progress(records, count_lines(records_path))
     with JsonlWriter(output) as writer:
-        for record in records:
-            summary.records += 1
-            before = writer.count
-            for instruction in rule_instructions(record, task_names, seed, context):
-                writer.write(instruction)
-                summary.per_task[instruction.task] += 1
-            summary.records_without_instructions += writer.count == before
+        for batch in _batches(records, FACTS_BATCH):
+            if FACT_TASKS.intersection(task_names):
+                cache_object_facts(batch, context.image_root)
+            for record in batch:
+                summary.records += 1
+                before = writer.count
+                if mixer is None:
+                    lines = RecordLines(record)
+                    for draft in rule_drafts(record, task_names, seed, context):
+                        writer.write_line(lines.line(draft))
+                        summary.per_task[draft.task] += 1
+                else:
+                    for generated in rule_instructions(record, task_names, seed, context):
+                        for instruction in mixer.apply(generated, record.dataset):
+                            writer.write(instruction)
+                            summary.per_task[instruction.task] += 1
+                summary.records_without_instructions += writer.count == before
         summary.instructions = writer.count
+    if mixer is not None:
+        summary.mix = mixer.finish()
     return summary
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Records in lists of up to ``size``, read lazily (memory stays flat in the input size)."""
+    iterator = iter(records)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

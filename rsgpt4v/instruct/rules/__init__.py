@@ -2,8 +2,10 @@
 
 Rules need no API key and are right by construction: a count is the label count, a box is the
 labelled box (as a ``<ref:N>`` placeholder that ``export`` renders in the target model's style).
-Each task is a function ``(record, rng) -> instructions`` in one of the family modules here,
-registered in its module's ``TASKS``; phrasings come from ``prompts/rules``. The phrasing choice
+Each task is a function ``(record, rng, context) -> drafts`` in one of the family modules here,
+registered in its module's ``TASKS``; a draft (``common.Draft``) becomes an ``Instruction``
+model, or goes straight to its JSON line in the instruct stage (``rsgpt4v.instruct.lines``);
+phrasings come from ``prompts/rules``. The phrasing choice
 depends only on the seed, the record id and the task, so a record gets the same instructions
 whether it is processed alone, in a shard or in a whole dataset.
 """
@@ -13,21 +15,86 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 
-from rsgpt4v.instruct.rules import captions, objects
-from rsgpt4v.instruct.rules.common import RuleContext, TaskFunction
+from rsgpt4v.instruct.rules import (
+    captions,
+    classification,
+    description,
+    dialogue,
+    geographic,
+    local,
+    objects,
+    presence,
+    regions,
+    relations,
+    vqa,
+)
+from rsgpt4v.instruct.rules.common import Draft, RuleContext, TaskFunction, make_instruction
 from rsgpt4v.schema import Instruction, Record
 
 RULE_TASKS: dict[str, TaskFunction] = {**captions.TASKS, **objects.TASKS}
+RULE_TASKS |= {
+    **classification.TASKS,
+    **vqa.TASKS,
+    **presence.TASKS,
+    **regions.TASKS,
+    **geographic.TASKS,
+}
+RULE_TASKS |= {**local.TASKS, **relations.TASKS, **dialogue.TASKS, **description.TASKS}
 
 
-__all__ = ["RULE_TASKS", "RuleContext", "rule_instructions"]
+# Tasks that read the per-object facts (rsgpt4v.instruct.attributes): the instruct stage computes
+# those for many records at once when one of these runs.
+FACT_TASKS = frozenset(
+    {"local_attributes", "region_caption", "relations", "multi_turn", "detailed_description"}
+)
+
+__all__ = ["FACT_TASKS", "RULE_TASKS", "Draft", "RuleContext", "rule_drafts", "rule_instructions"]
+
+
+class _TaskRandom(random.Random):
+    """``random.Random(seed_text)``, seeded on its first draw rather than when made.
+
+    Seeding (a SHA-512 and a Mersenne Twister key schedule) costs more than most rules spend on
+    a record, and many tasks stop before drawing anything (no label, no captions, no CRS). The
+    draws are those of ``random.Random(seed_text)``: the first call of either primitive seeds
+    the generator and puts the primitives themselves in place of these two wrappers.
+    """
+
+    def __init__(self, seed_text: str) -> None:  # no super().__init__: it would seed now
+        self._seed_text: str | None = seed_text
+
+    def _start(self) -> None:
+        if self._seed_text is not None:
+            random.Random.seed(self, self._seed_text)
+            self._seed_text = None
+            self.random = super().random  # type: ignore[method-assign]
+            self.getrandbits = super().getrandbits  # type: ignore[method-assign]
+
+    def random(self) -> float:
+        self._start()
+        return super().random()
+
+    def getrandbits(self, k: int, /) -> int:
+        self._start()
+        return super().getrandbits(k)
+
+
+def rule_drafts(
+    record: Record, tasks: Iterable[str], seed: int = 0, context: RuleContext | None = None
+) -> Iterator[Draft]:
+    """The drafts of every asked task for one record, deterministic for a seed.
+
+    Each task draws from its own generator, seeded by the seed, the record id and the task, so
+    its phrasings do not depend on which other tasks run.
+    """
+    context = context or RuleContext()
+    for task in tasks:
+        yield from RULE_TASKS[task](record, _TaskRandom(f"{seed}|{record.id}|{task}"), context)
 
 
 def rule_instructions(
     record: Record, tasks: Iterable[str], seed: int = 0, context: RuleContext | None = None
 ) -> Iterator[Instruction]:
     """All instructions of the asked tasks for one record, deterministic for a seed."""
-    context = context or RuleContext()
-    for task in tasks:
-        rng = random.Random(f"{seed}|{record.id}|{task}")
-        yield from RULE_TASKS[task](record, rng, context)
+    for draft in rule_drafts(record, tasks, seed, context):
+        yield make_instruction(record, draft)

@@ -6,18 +6,16 @@ import random
 from collections.abc import Iterator
 
 from rsgpt4v.instruct.phrasing import load_pool
-from rsgpt4v.instruct.rules.common import RuleContext, make_instruction
-from rsgpt4v.schema import Instruction, Record
+from rsgpt4v.instruct.rules.common import Draft, RuleContext
+from rsgpt4v.schema import Record
 
 
-def brief_caption(
-    record: Record, rng: random.Random, context: RuleContext
-) -> Iterator[Instruction]:
+def brief_caption(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
     """One instruction per distinct caption of the image."""
     pool = load_pool("brief_caption")
     for index, caption in enumerate(dict.fromkeys(c.strip() for c in record.captions if c.strip())):
         question = rng.choice(pool.questions)
-        yield make_instruction(record, "brief_caption", index, pool.template, [(question, caption)])
+        yield Draft("brief_caption", index, pool.template, [(question, caption)])
 
 
 TASKS = {"brief_caption": brief_caption}

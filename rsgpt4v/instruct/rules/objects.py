@@ -7,17 +7,17 @@ from collections.abc import Iterator
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import (
+    Draft,
     RuleContext,
     join_refs,
-    make_instruction,
     objects_by_category,
 )
-from rsgpt4v.schema import Instruction, Record
+from rsgpt4v.schema import Record
 
 MAX_GROUNDING_BOXES = 20  # a longer answer is a list, not an instruction a model learns from
 
 
-def counting(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Instruction]:
+def counting(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
     """How many objects of each class present in the image."""
     pool = load_pool("counting")
     for index, (category, objects) in enumerate(objects_by_category(record).items()):
@@ -25,10 +25,10 @@ def counting(record: Record, rng: random.Random, context: RuleContext) -> Iterat
         words = {"singular": name.singular, "plural": name.plural, "count": len(objects)}
         question = rng.choice(pool.questions).format(**words)
         answer = pool.answers["one" if len(objects) == 1 else "many"].format(**words)
-        yield make_instruction(record, "counting", index, pool.template, [(question, answer)])
+        yield Draft("counting", index, pool.template, [(question, answer)])
 
 
-def grounding(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Instruction]:
+def grounding(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
     """Every box of each class present, referred to as ``<ref:N>``."""
     pool = load_pool("grounding")
     for index, (category, objects) in enumerate(objects_by_category(record).items()):
@@ -40,7 +40,7 @@ def grounding(record: Record, rng: random.Random, context: RuleContext) -> Itera
         form = "one" if len(objects) == 1 else "many"
         answer = pool.answers[form].format(refs=join_refs(objects), **words)
         turns = [(question, answer)]
-        yield make_instruction(record, "grounding", index, pool.template, turns, objects)
+        yield Draft("grounding", index, pool.template, turns, objects)
 
 
 TASKS = {"counting": counting, "grounding": grounding}

@@ -1,0 +1,231 @@
+"""What every export format shares: box rendering, turn checks, image paths, atomic writers.
+
+Formats differ only in the shape of one item and the file around it; everything that decides
+what an item *says* (boxes in the target style, which turns are allowed, where the image is) is
+here once, so the formats cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, TextIO
+
+from rsgpt4v.boxfmt import render_box
+from rsgpt4v.geometry import polygon_to_obb
+from rsgpt4v.problems import Problem
+from rsgpt4v.schema import Instruction, Message
+
+IMAGE_TOKEN = "<image>"
+REF = re.compile(r"<ref:(\d+)>")
+PIXEL_STYLES = ("qwen25vl", "pixel")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """The choices of one export run (the CLI flags)."""
+
+    boxes: str = "llava"
+    square_pad: bool = False
+    image_root: Path | None = None
+    embed_images: bool = False
+    image_url_prefix: str | None = None
+    max_side: int | None = 1024
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An instruction's image: the path written into the training file, and the file on disk.
+
+    ``written`` is relative to the output's folder when an image root is given (what LLaVA's
+    ``image_folder`` and LLaMA-Factory's ``media_dir`` expect), else the dataset-relative path.
+    ``file`` is None without an image root.
+    """
+
+    dataset_path: str
+    written: str
+    file: Path | None
+
+
+@dataclass
+class ExportSummary:
+    """What was written, with the counts the dataset card reports."""
+
+    output: Path
+    written: int = 0
+    per_task: Counter[str] = field(default_factory=Counter)
+    per_dataset: Counter[str] = field(default_factory=Counter)
+    per_source: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rejects: list[Problem] = field(default_factory=list)
+    rejects_file: Path | None = None
+    side_files: list[Path] = field(default_factory=list)
+
+    def add(self, instruction: Instruction) -> None:
+        self.written += 1
+        self.per_task[instruction.task] += 1
+        self.per_dataset[dataset_of(instruction)] += 1
+        self.per_source[(instruction.source.generator, instruction.source.template)] += 1
+
+
+def dataset_of(instruction: Instruction) -> str:
+    """The source dataset, from the record id (``DATASET/SPLIT/NAME``, DESIGN.md)."""
+    return instruction.record_id.split("/", 1)[0]
+
+
+def render_refs(
+    text: str,
+    instruction: Instruction,
+    style: str,
+    *,
+    square_pad: bool = False,
+    shown_size: tuple[int, int] | None = None,
+) -> str:
+    """Replace every ``<ref:N>`` with region N's box in the given style.
+
+    ``shown_size`` is the (width, height) of the picture the model is shown when it is not the
+    instruction's image (a downscaled copy): boxes are scaled to it, so pixel styles stay true.
+    """
+    width, height = instruction.image_size
+    shown_width, shown_height = shown_size or (width, height)
+    sx, sy = shown_width / width, shown_height / height
+
+    def box_text(match: re.Match[str]) -> str:
+        region = instruction.regions.get(match.group(1))
+        if region is None:
+            raise ValueError(f"refers to region {match.group(1)}, which is not in its regions")
+        x, y, w, h = region.bbox
+        angle = None
+        if style == "geochat" and region.polygon is not None:
+            angle = polygon_to_obb(region.polygon)[4]
+        box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
+        return render_box(style, box, shown_width, shown_height, angle=angle, square_pad=square_pad)
+
+    return REF.sub(box_text, text)
+
+
+def conversation(
+    instruction: Instruction,
+    options: ExportOptions,
+    *,
+    shown_size: tuple[int, int] | None = None,
+    system: bool = True,
+) -> list[Message]:
+    """The turns with boxes rendered and the ``<image>`` token removed.
+
+    Checked the way training code reads a conversation: an optional system turn first (only where
+    ``system`` is allowed), then user and assistant alternating from a user turn to an assistant
+    turn; the image token at most once, in the first user turn. Each format puts the image back
+    in its own convention. Raises ValueError, which the stage turns into a reject.
+    """
+    messages = list(instruction.messages)
+    turns = []
+    if messages[0].role == "system":
+        if not system:
+            raise ValueError("this format has no system turns")
+        turns.append(Message(role="system", content=messages.pop(0).content))
+    if not messages or messages[-1].role != "assistant":
+        raise ValueError("the conversation must end with an assistant turn")
+    for turn, message in enumerate(messages):
+        expected = "user" if turn % 2 == 0 else "assistant"
+        if message.role != expected:
+            raise ValueError(f"turn {turn} is {message.role}, expected {expected}")
+        tokens = message.content.count(IMAGE_TOKEN)
+        if tokens > 1 or (tokens and turn > 0):
+            where = "the first turn holds more than one" if turn == 0 else f"turn {turn} holds an"
+            raise ValueError(f"{where} {IMAGE_TOKEN} token")
+        text = message.content.replace(IMAGE_TOKEN, "").strip() if tokens else message.content
+        content = render_refs(
+            text,
+            instruction,
+            options.boxes,
+            square_pad=options.square_pad,
+            shown_size=shown_size,
+        )
+        turns.append(Message(role=message.role, content=content))
+    return turns
+
+
+def with_image_token(turns: list[Message]) -> list[Message]:
+    """``<image>`` once, at the start of the first user turn (LLaVA, LLaMA-Factory, Parquet)."""
+    first = next(i for i, turn in enumerate(turns) if turn.role == "user")
+    out = list(turns)
+    out[first] = Message(role="user", content=IMAGE_TOKEN + "\n" + turns[first].content)
+    return out
+
+
+def resolve_image(instruction: Instruction, root: Path | None, out_dir: Path) -> ImageRef:
+    """Where the image is; with a root it must exist inside it. Raises ValueError if not."""
+    if root is None:
+        return ImageRef(instruction.image, instruction.image, None)
+    path = (root / instruction.image).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ValueError(f"image path {instruction.image!r} resolves outside the image root")
+    if not path.is_file():
+        raise ValueError(f"image not found under the image root: {root / instruction.image}")
+    written = Path(os.path.relpath(path, out_dir.resolve())).as_posix()
+    return ImageRef(instruction.image, written, path)
+
+
+def write_json_array(items: Iterable[dict[str, object]], output: Path) -> None:
+    """A JSON array written item by item (never held whole), renamed into place at the end."""
+    with atomic_text(output) as handle:
+        handle.write("[")
+        for n, item in enumerate(items):
+            handle.write(("\n" if n == 0 else ",\n") + json.dumps(item, ensure_ascii=False))
+        handle.write("\n]\n")
+
+
+def write_json_lines(items: Iterable[dict[str, object]], output: Path) -> None:
+    """One JSON object per line, renamed into place at the end."""
+    with atomic_text(output) as handle:
+        for item in items:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def atomic_text(path: Path) -> Iterator[TextIO]:
+    """Write text to ``PATH.partial``, renamed to PATH only when the block succeeds.
+
+    A failed run leaves no truncated file that a trainer could mistake for a complete one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+class Exporter:
+    """One training format: the shape of an item and the file (and side files) that hold them.
+
+    The stage streams instructions through :meth:`item` (a ValueError rejects one instruction)
+    into :meth:`write`, then calls :meth:`finish` for side files written from the counts.
+    """
+
+    NAME: ClassVar[str]
+
+    def __init__(self, options: ExportOptions, output: Path) -> None:
+        self.options = options
+        self.output = output
+
+    def check(self) -> None:
+        """Refuse, before anything is written, what would otherwise fail at the end."""
+
+    def item(self, instruction: Instruction, image: ImageRef) -> dict[str, object]:
+        raise NotImplementedError
+
+    def write(self, items: Iterator[dict[str, object]]) -> None:
+        write_json_array(items, self.output)
+
+    def finish(self, summary: ExportSummary) -> list[Path]:
+        """Side files written after the items; returns their paths."""
+        return []

@@ -1,0 +1,58 @@
+"""Scene classification from ``record.label``: an open question and a multiple-choice one."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.rules.common import Draft, RuleContext
+from rsgpt4v.instruct.rules.question_pools import load_questions
+from rsgpt4v.schema import Record
+
+CHOICE_LETTERS = "ABCD"  # at most four options, the usual multiple-choice layout
+
+
+def classification(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+    """The scene label asked openly (``#classification-0``) and as a choice (``-1``).
+
+    The choice needs other classes of the dataset (its converter's class list) as distractors;
+    without any it is left out rather than asked with one option.
+    """
+    if not record.label or not record.label.strip():
+        return
+    pool = load_pool("classification")
+    label = category_name(record.label).singular
+    question = rng.choice(pool.questions)
+    answer = pool.answers["open"].format(label=label)
+    yield Draft("classification", 0, pool.template, [(question, answer)])
+    options = choice_options(label, context.classes(record), rng)
+    if options is None:
+        return
+    letter = CHOICE_LETTERS[options.index(label)]
+    listed = "\n".join(f"{CHOICE_LETTERS[i]}. {option}" for i, option in enumerate(options))
+    question = rng.choice(load_questions("classification", "choice_questions"))
+    turns = [
+        (
+            question.format(options=listed),
+            pool.answers["choice"].format(letter=letter, label=label),
+        )
+    ]
+    yield Draft("classification", 1, pool.template, turns)
+
+
+def choice_options(label: str, vocabulary: tuple[str, ...], rng: random.Random) -> list[str] | None:
+    """The label and up to three distractors, shuffled; None when there is no distractor.
+
+    Distractors are compared by their natural names, so a spelling variant of the label
+    (``dense_residential`` beside ``dense residential``) can never be a second right answer.
+    """
+    others = sorted({category_name(c).singular for c in vocabulary} - {label})
+    if not others:
+        return None
+    options = [*rng.sample(others, min(len(others), len(CHOICE_LETTERS) - 1)), label]
+    rng.shuffle(options)
+    return options
+
+
+TASKS = {"classification": classification}

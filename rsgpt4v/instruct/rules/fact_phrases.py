@@ -1,0 +1,112 @@
+"""How local facts read in a sentence: shared by the local, relation, dialogue, description rules.
+
+Words come from ``prompts/rules/fact_words.yaml``; numbers are rounded by the steps below, so an
+answer's "about 38 m" is within half a step of the value computed from the record. Instructions
+built here take their regions from the ``<ref:N>`` placeholders in their text, so every
+referenced id has its box and no box goes unreferenced.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib.resources import files
+
+import yaml
+
+from rsgpt4v.instruct.attributes import ObjectFacts
+from rsgpt4v.instruct.phrasing import category_name
+from rsgpt4v.instruct.rules.common import Draft
+from rsgpt4v.instruct.rules.regions import indefinite_article
+from rsgpt4v.schema import Record
+
+# (values below this bound, are rounded to this step)
+METRE_STEPS = ((10.0, 0.1), (1000.0, 1.0), (math.inf, 10.0))
+AREA_STEPS = ((100.0, 1.0), (10_000.0, 10.0), (math.inf, 100.0))
+DENSITY_STEPS = ((10.0, 0.1), (math.inf, 1.0))
+REF = re.compile(r"<ref:(\d+)>")
+SIZE_WORDS_IN_NAMES = ("tiny", "small", "medium", "large", "big")
+
+
+@cache
+def fact_words() -> dict[str, dict[str, str]]:
+    """The phrase of each fact value (``position``, ``size``, ``orientation``, ``row``, …)."""
+    resource = files("rsgpt4v.prompts") / "rules" / "fact_words.yaml"
+    return yaml.safe_load(resource.read_text(encoding="utf-8"))
+
+
+def approx(value: float, steps: Iterable[tuple[float, float]] = METRE_STEPS) -> str:
+    """``value`` rounded to the step of its magnitude, with thousands separators: ``1,250``."""
+    step = next(step for bound, step in steps if value < bound)
+    decimals = max(0, -math.floor(math.log10(step)))
+    return f"{round(value / step) * step:,.{decimals}f}"
+
+
+def ref(fact: ObjectFacts) -> str:
+    return f"<ref:{fact.id}>"
+
+
+def join_fact_refs(facts: Iterable[ObjectFacts]) -> str:
+    """``<ref:0>``, ``<ref:0> and <ref:3>``, ``<ref:0>, <ref:2> and <ref:3>``."""
+    refs = [ref(f) for f in facts]
+    return refs[0] if len(refs) == 1 else ", ".join(refs[:-1]) + " and " + refs[-1]
+
+
+def singular(fact: ObjectFacts) -> str:
+    return category_name(fact.category).singular
+
+
+def counted_noun(count: int, category: str) -> str:
+    """``1 plane``, ``3 ships``."""
+    name = category_name(category)
+    return f"{count} {name.singular if count == 1 else name.plural}"
+
+
+def sentence(text: str) -> str:
+    """Text with its first letter capitalised (answers may open with a lower-case template)."""
+    return text[:1].upper() + text[1:]
+
+
+def describe_object(fact: ObjectFacts, *, with_ref: bool = True) -> str:
+    """Noun phrase plus details: ``a large white plane <ref:2> oriented …, about 38 m long``.
+
+    Only the facts that hold are used: size class, colour, class, orientation, grid position,
+    and the real length (oriented box) or box extent (no polygon) when the GSD gives metres.
+    The size class is left out for classes whose name starts with a size (``small vehicle``).
+    """
+    words = fact_words()
+    name = singular(fact)
+    # "a small small vehicle" reads wrong: classes named by a size keep their own
+    sized_name = name.split(" ", 1)[0] in SIZE_WORDS_IN_NAMES
+    adjectives = [] if sized_name else [words["size"][fact.size_class]]
+    if fact.colour is not None:
+        adjectives.append(fact.colour)
+    noun = " ".join([*adjectives, name])
+    parts = [f"{indefinite_article(noun)} {noun}" + (f" {ref(fact)}" if with_ref else "")]
+    if fact.orientation is not None:
+        parts.append(words["orientation"][fact.orientation])
+    if fact.position is not None:
+        parts.append(words["position"][fact.position])
+    text = " ".join(parts)
+    if fact.length_m is not None:
+        text += ", " + words["details"]["length"].format(length=approx(fact.length_m))
+    elif fact.box_m is not None:
+        width, height = (approx(v) for v in fact.box_m)
+        text += ", " + words["details"]["extent"].format(box_width=width, box_height=height)
+    return text
+
+
+def draft_from_text(
+    task: str, index: int, template: str, turns: list[tuple[str, str]], record: Record
+) -> Draft:
+    """A draft whose regions are exactly the objects its turns refer to."""
+    ids = {int(n) for question, answer in turns for n in REF.findall(question + answer)}
+    objects = [o for o in record.objects if o.id in ids]
+    return Draft(task, index, template, turns, objects)
+
+
+def fill(template: str, values: Mapping[str, object]) -> str:
+    """A template filled and capitalised as a sentence."""
+    return sentence(template.format(**values))

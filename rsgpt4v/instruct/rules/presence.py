@@ -1,0 +1,73 @@
+"""Presence of each class: yes with the count, no for absent classes, false premises refuted.
+
+Absence is a claim about everything in the image, so it is made only where labels are complete
+(``objects_by_category``) and the image has at least one labelled object: a record with no
+objects cannot tell "nothing here" from "this dataset labels no objects" (scene and caption
+datasets). Absent classes come from the dataset's vocabulary, never from outside it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.rules.common import Draft, RuleContext, objects_by_category
+from rsgpt4v.instruct.rules.question_pools import load_questions
+from rsgpt4v.schema import Record
+
+MAX_NEGATIVES = 3  # "no" questions per image, about absent classes of its dataset
+MAX_FALSE_PREMISES = 1  # questions that presume an absent object, answered "there is none"
+# Datasets whose class lists nest (HRSC2016: ship ⊃ aircraft carrier ⊃ Nimitz; xView: passenger
+# vehicle ⊃ small car): an absent class name may still be present under another name.
+NESTED_VOCABULARIES = frozenset({"hrsc2016", "xview"})
+
+
+def presence(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+    """Yes + count per present class, then a few negatives and false premises."""
+    groups = objects_by_category(record)
+    if not groups:
+        return
+    pool = load_pool("presence")
+    absent = absent_classes(record, groups, context)
+    present = [(c, "present_one" if len(o) == 1 else "present_many") for c, o in groups.items()]
+    negatives = [(c, "absent") for c in rng.sample(absent, min(len(absent), MAX_NEGATIVES))]
+    premises = [
+        (c, "false_premise") for c in rng.sample(absent, min(len(absent), MAX_FALSE_PREMISES))
+    ]
+    for index, (category, form) in enumerate(present + negatives + premises):
+        phrasings = (
+            load_questions("presence", "false_premise_questions")
+            if form == "false_premise"
+            else pool.questions
+        )
+        name = category_name(category)
+        count = len(groups.get(category, ()))
+        words = {"singular": name.singular, "plural": name.plural, "count": count}
+        turns = [(rng.choice(phrasings).format(**words), pool.answers[form].format(**words))]
+        yield Draft("presence", index, pool.template, turns)
+
+
+def absent_classes(record: Record, groups: dict[str, list], context: RuleContext) -> list[str]:
+    """Vocabulary classes that are surely absent, in vocabulary order.
+
+    A class is left out when its name could still cover a present object: the same natural
+    name (``Small_Vehicle`` beside ``small-vehicle``), one name inside the other, or the same
+    head noun (``ship`` beside ``merchant ship``; ``large vehicle`` beside ``small vehicle``).
+    """
+    if record.dataset in NESTED_VOCABULARIES:
+        return []
+    present = [category_name(c).singular for c in groups]
+    heads = {name.rsplit(" ", 1)[-1] for name in present}
+    absent = []
+    for category in dict.fromkeys(context.classes(record)):
+        if category in groups:
+            continue
+        name = category_name(category).singular
+        overlaps = any(name in other or other in name for other in present)
+        if not overlaps and name.rsplit(" ", 1)[-1] not in heads:
+            absent.append(category)
+    return absent
+
+
+TASKS = {"presence": presence}

@@ -1,0 +1,90 @@
+"""Region identification: a box is given, its class is the answer."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.rules.common import Draft, RuleContext
+from rsgpt4v.schema import Object, Record
+
+MAX_REGION_QUESTIONS = 5  # per image; objects beyond it are sampled with the rule's rng
+AMBIGUOUS_IOU = 0.9  # a box this close to a box of another class does not name one class
+_SILENT_INITIALS = ("hour", "honest", "heir")
+_CONSONANT_SOUND_INITIALS = ("uni", "use", "usu", "uti", "eu", "one", "once")
+
+
+def region_identification(
+    record: Record, rng: random.Random, context: RuleContext
+) -> Iterator[Draft]:
+    """ "What is the object at <ref:N>?" → its class, for up to MAX_REGION_QUESTIONS objects.
+
+    Incomplete labels do not matter here (each answer is about one labelled box), but a box
+    that (nearly) coincides with a box of another class is skipped: the region alone cannot
+    say which class is meant.
+    """
+    if not record.labelled or not record.objects:
+        return
+    objects = record.objects
+    if len(objects) > MAX_REGION_QUESTIONS:
+        picked = sorted(rng.sample(range(len(objects)), MAX_REGION_QUESTIONS))
+        objects = [objects[i] for i in picked]
+    pool = load_pool("region_identification")
+    for obj in objects:
+        if is_ambiguous(obj, record.objects):
+            continue
+        name = category_name(obj.category)
+        words = {"ref": f"<ref:{obj.id}>", "singular": name.singular}
+        question = rng.choice(pool.questions).format(**words)
+        answer = pool.answers["object"].format(article=indefinite_article(name.singular), **words)
+        turns = [(question, answer)]
+        yield Draft("region_identification", obj.id, pool.template, turns, [obj])
+
+
+def is_ambiguous(obj: Object, others: Sequence[Object]) -> bool:
+    """True when another class's box overlaps this one by AMBIGUOUS_IOU or more.
+
+    :func:`box_iou` written out in the loop (the same arithmetic): rules ask this for a few
+    objects of every record, against all of its objects.
+    """
+    x0, y0, w, h = obj.bbox
+    x1, y1, area, category = x0 + w, y0 + h, w * h, obj.category
+    for other in others:
+        if other.category == category:
+            continue
+        left, top, other_w, other_h = other.bbox
+        right = left + other_w
+        width = (x1 if x1 < right else right) - (x0 if x0 > left else left)
+        if width <= 0:
+            continue
+        bottom = top + other_h
+        height = (y1 if y1 < bottom else bottom) - (y0 if y0 > top else top)
+        if height > 0:
+            overlap = width * height
+            if overlap / (area + other_w * other_h - overlap) >= AMBIGUOUS_IOU:
+                return True
+    return False
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two COCO ``[x, y, w, h]`` boxes."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    overlap = width * height
+    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
+
+
+def indefinite_article(noun_phrase: str) -> str:
+    """``a`` or ``an`` by the sound of the first word (``an airplane``, ``a utility truck``)."""
+    word = noun_phrase.lower()
+    if word.startswith(_SILENT_INITIALS):
+        return "an"
+    if word.startswith(_CONSONANT_SOUND_INITIALS):
+        return "a"
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+TASKS = {"region_identification": region_identification}

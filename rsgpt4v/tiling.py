@@ -1,0 +1,339 @@
+"""The ``tile`` stage: large scenes → tile images plus one record per tile and a tile manifest.
+
+A 20000-px scene is 1.2 GB of pixels, so a scene is never read whole: each thread of a small pool
+takes a row of tiles and reads one window at a time through its own dataset handle (a capped GDAL
+block cache serves the overlap between neighbouring windows) and writes it as a tile (GDAL
+releases the GIL), so at most one window per thread is in memory. Meanwhile the calling thread
+places the objects and builds the tile records. Window layout and object rules live in
+:mod:`rsgpt4v.tile_windows`.
+
+GeoTIFF scenes give GeoTIFF tiles with the source's creation profile (compression, interleave,
+blocks) and their own georeferencing (the scene's transform moved to the window, as
+``src.window_transform`` gives it); any other format gives lossless PNG tiles. Tile images
+mirror the scene's folder under ``--tiles-dir``; tile records carry ``parent`` (the scene's record
+id) and ``window``. The manifest (``OUT.manifest.jsonl``) lists tile id, scene id, source image,
+tile image, window and transform, one line per tile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pydantic import BaseModel
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.problems import Problem, ProblemLog, write_rejects
+from rsgpt4v.schema import ImageInfo, JsonlWriter, Object, Record, count_lines, read_jsonl
+from rsgpt4v.tile_windows import SceneObjects, TileWindow, check_tiling, plan_windows
+
+#: GDAL block cache (global): holds the source blocks under a row of windows of a 3-band 8-bit
+#: scene up to ~50000 px wide, so side-by-side windows decode shared blocks once, while keeping
+#: peak memory far below 1 GB.
+BLOCK_CACHE_MB = 256
+PNG_DTYPES = ("uint8", "uint16")
+_PROFILE_KEYS = ("compress", "predictor", "interleave", "photometric", "tiled", "zlevel")
+
+
+class ManifestEntry(BaseModel):
+    """One line of the tile manifest: where a tile came from and where it was written."""
+
+    tile: str
+    parent: str
+    source_image: str
+    image: str
+    window: list[int]
+    transform: list[float] | None
+
+
+@dataclass
+class TilingSummary:
+    output: Path
+    manifest: Path
+    records: int = 0
+    tiles: int = 0
+    objects: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    rejects: list[Problem] = field(default_factory=list)
+    rejects_file: Path | None = None
+
+
+def manifest_path(output: str | Path) -> Path:
+    """``tiles.jsonl`` → ``tiles.manifest.jsonl``, next to the tile records."""
+    output = Path(output)
+    return output.with_name(output.stem + ".manifest.jsonl")
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    size: int = 1024
+    gap: int = 200
+    iof: float = 0.7
+    mode: str = "devkit"
+    workers: int = 0  # 0: one per CPU, at most 4
+
+    def threads(self) -> int:
+        return self.workers or min(4, os.cpu_count() or 1)
+
+
+def tile_records(
+    records_path: str | Path,
+    output: str | Path,
+    *,
+    tiles_dir: str | Path,
+    image_root: str | Path,
+    settings: TileSettings | None = None,
+    skip_bad: bool = False,
+    progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
+) -> TilingSummary:
+    """Tile every record's image; stream tile records to output and the manifest beside it."""
+    settings = settings or TileSettings()
+    check_tiling(settings.size, settings.gap, settings.iof, settings.mode)
+    if settings.workers < 0:
+        raise InputError("workers must be 0 (automatic) or more", value=settings.workers)
+    image_root, tiles_dir, output = Path(image_root), Path(tiles_dir), Path(output)
+    if not image_root.is_dir():
+        raise InputError("image root is not a folder", file=image_root)
+    log = ProblemLog(skip_bad=skip_bad)
+    summary = TilingSummary(output=output, manifest=manifest_path(output))
+    records: Iterable[Record] = read_jsonl(records_path, Record)
+    if progress is not None:
+        records = progress(records, count_lines(records_path))
+    tiler = _SceneTiler(image_root, tiles_dir, settings, log, Path(records_path))
+    with (
+        warnings.catch_warnings(),  # set here, once: the filters are global, not per thread
+        rasterio.Env(GDAL_CACHEMAX=BLOCK_CACHE_MB),
+        ThreadPoolExecutor(settings.threads()) as pool,
+        JsonlWriter(output) as writer,
+        JsonlWriter(summary.manifest) as manifest,
+    ):
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG scenes and tiles
+        tiler.pool = pool
+        for record in records:
+            summary.records += 1
+            for tile, entry in tiler.tile(record):
+                writer.write(tile)
+                manifest.write(entry)
+                summary.tiles += 1
+                summary.objects += len(tile.objects)
+    summary.counts = log.counts
+    summary.rejects = log.problems
+    summary.rejects_file = write_rejects(output, log.problems)
+    return summary
+
+
+class _SceneTiler:
+    """Tiles one scene at a time; a scene that fails halfway leaves no tiles and no records."""
+
+    pool: ThreadPoolExecutor
+
+    def __init__(
+        self,
+        image_root: Path,
+        tiles_dir: Path,
+        settings: TileSettings,
+        log: ProblemLog,
+        source: Path,
+    ) -> None:
+        self.image_root, self.tiles_dir, self.settings = image_root, tiles_dir, settings
+        self.log, self.source = log, source
+
+    def tile(self, record: Record) -> list[tuple[Record, ManifestEntry]]:
+        image = self.image_root / record.image.path
+        if not image.resolve().is_relative_to(self.image_root.resolve()):
+            reason = "image path escapes --image-root"
+            self.log.reject(reason, self.source, entry=record.id, value=image)
+            return []
+        if not image.is_file():
+            self.log.reject("image not found", self.source, entry=record.id, value=image)
+            return []
+        if record.captions or record.qa or record.label:
+            self.log.count("scene captions, QA and labels not carried to tiles")
+        written: list[Path] = []
+        try:
+            return self._tile(record, image, written)
+        except InputError as error:
+            for path in written:
+                path.unlink(missing_ok=True)
+            file = error.file or image
+            self.log.reject(error.reason, file, value=error.value, entry=record.id)
+            return []
+
+    def _tile(
+        self, record: Record, image: Path, written: list[Path]
+    ) -> list[tuple[Record, ManifestEntry]]:
+        settings = self.settings
+        with _open(image) as source:
+            if (source.width, source.height) != (record.image.width, record.image.height):
+                raise InputError(
+                    f"record says {record.image.width}x{record.image.height}, image is "
+                    f"{source.width}x{source.height}",
+                    file=self.source,
+                    value=record.image.path,
+                )
+            writer = TileWriter(source)
+            windows = plan_windows(
+                source.width, source.height, settings.size, settings.gap, settings.mode
+            )
+        scene = Path(record.image.path)
+        names = [
+            (scene.parent / f"{scene.stem}{w.suffix}{writer.suffix}").as_posix() for w in windows
+        ]
+        written.extend(self.tiles_dir / name for name in names)
+        for folder in {path.parent for path in written}:
+            folder.mkdir(parents=True, exist_ok=True)
+        tiles = list(zip(windows, written, strict=True))
+        jobs = [
+            self.pool.submit(_write_tiles, image, band, writer)
+            for band in _row_bands(tiles, settings.threads())
+        ]
+        try:  # the objects are placed while the threads move the pixels
+            objects = SceneObjects(record.objects)
+            results = []
+            for window, name in zip(windows, names, strict=True):
+                kept = objects.in_window(window, settings.mode, settings.iof)
+                results.append(self._tile_record(record, window, name, kept, writer))
+            for job in jobs:
+                job.result()
+        finally:
+            for job in jobs:
+                job.cancel()
+            wait(jobs)  # no write may outlive the scene (a failed scene is cleaned up)
+        self.log.counts.update(objects.counts)
+        if objects.unplaced():
+            self.log.count("objects in no tile", objects.unplaced())
+        return results
+
+    def _tile_record(
+        self,
+        record: Record,
+        window: TileWindow,
+        relative: str,
+        kept: list[Object],
+        writer: TileWriter,
+    ) -> tuple[Record, ManifestEntry]:
+        affine = writer.transform(window)
+        transform = list(affine.to_gdal()) if affine is not None else None
+        tile_id = f"{record.id}{window.suffix}"
+        tile = Record(
+            id=tile_id,
+            dataset=record.dataset,
+            split=record.split,
+            image=ImageInfo(
+                path=relative,
+                width=window.width,
+                height=window.height,
+                bands=writer.bands,
+                gsd=record.image.gsd,
+                crs=(record.image.crs or writer.crs) if transform else None,
+                transform=transform,
+                parent=record.id,
+                window=window.bounds,
+            ),
+            objects=kept,
+            meta=dict(record.meta),
+        )
+        entry = ManifestEntry(
+            tile=tile_id,
+            parent=record.id,
+            source_image=record.image.path,
+            image=relative,
+            window=window.bounds,
+            transform=transform,
+        )
+        return tile, entry
+
+
+class TileWriter:
+    """Writes tiles of one scene: GeoTIFF with the scene's profile, or PNG for other formats."""
+
+    def __init__(self, source: rasterio.DatasetReader) -> None:
+        self.bands = source.count
+        self.georeferenced = source.crs is not None and not source.transform.is_identity
+        self.crs = source.crs.to_string() if self.georeferenced else None
+        self._scene_transform = source.transform
+        png_fits = source.count <= 4 and all(d in PNG_DTYPES for d in source.dtypes)
+        self.geotiff = source.driver == "GTiff" or not png_fits
+        self.suffix = ".tif" if self.geotiff else ".png"
+        profile = {"count": source.count, "dtype": source.dtypes[0], "nodata": source.nodata}
+        if self.geotiff:
+            profile |= {k: v for k, v in source.profile.items() if k in _PROFILE_KEYS}
+            if source.profile.get("tiled"):
+                profile |= {
+                    "blockxsize": source.profile["blockxsize"],
+                    "blockysize": source.profile["blockysize"],
+                }
+            if self.georeferenced:
+                profile["crs"] = source.crs
+        self.profile = {"driver": "GTiff" if self.geotiff else "PNG", **profile}
+
+    def transform(self, window: TileWindow) -> Affine | None:
+        """The tile's own georeferencing: the scene's transform moved to the window's corner."""
+        if not self.georeferenced:
+            return None
+        return self._scene_transform @ Affine.translation(window.x, window.y)
+
+    def write(self, path: Path, data: np.ndarray, window: TileWindow) -> None:
+        profile = {**self.profile, "width": window.width, "height": window.height}
+        if self.geotiff and self.georeferenced:
+            profile["transform"] = self.transform(window)
+        try:
+            with rasterio.open(path, "w", **profile) as tile:
+                tile.write(data)
+        except RasterioIOError as error:
+            raise RsgptError(f"cannot write tile {path}: {error}") from None
+
+
+def _rasterio_window(window: TileWindow) -> Window:
+    return Window(window.x, window.y, window.width, window.height)
+
+
+def _open(image: Path) -> rasterio.DatasetReader:
+    try:
+        return rasterio.open(image)
+    except RasterioIOError as error:
+        raise InputError(f"cannot read image: {error}", file=image) from None
+
+
+def _row_bands(
+    tiles: list[tuple[TileWindow, Path]], parts: int
+) -> list[list[tuple[TileWindow, Path]]]:
+    """Whole rows of tiles split into at most ``parts`` contiguous bands, one per thread.
+
+    Contiguous rows keep one dataset handle on the blocks that vertically overlapping windows
+    share (each handle has its own entries in GDAL's block cache).
+    """
+    rows = [list(row) for _, row in itertools.groupby(tiles, key=lambda tile: tile[0].y)]
+    bounds = np.linspace(0, len(rows), min(parts, len(rows)) + 1).round().astype(int)
+    return [list(itertools.chain(*rows[a:b])) for a, b in itertools.pairwise(bounds)]
+
+
+def _write_tiles(image: Path, tiles: list[tuple[TileWindow, Path]], writer: TileWriter) -> None:
+    """A band of tiles, read one window at a time through this thread's own dataset handle.
+
+    A thread per band of rows, rather than one reader feeding writers, keeps the threads busy
+    without hand-offs, which matters on a machine whose cores are shared.
+    """
+    with _open(image) as source:
+        for window, path in tiles:
+            writer.write(path, _read(source, window, image), window)
+
+
+def _read(source: rasterio.DatasetReader, window: TileWindow, image: Path) -> np.ndarray:
+    """One window of every band; a corrupt block surfaces here, not at open."""
+    try:
+        return source.read(window=_rasterio_window(window))
+    except RasterioIOError as error:
+        reason = f"cannot read window {window.bounds}: {error}"
+        raise InputError(reason, file=image) from None
