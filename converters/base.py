@@ -14,7 +14,20 @@ from typing import ClassVar
 from rsgpt4v.errors import InputError
 from rsgpt4v.problems import ProblemLog
 from rsgpt4v.raster import RasterFacts, describe_raster
-from rsgpt4v.schema import Record
+from rsgpt4v.schema import ImageInfo, Record
+
+
+def image_info(path: str, facts: RasterFacts, gsd: float | None = None) -> ImageInfo:
+    """A record's image block from the file's facts; a GSD from the annotation wins."""
+    return ImageInfo(
+        path=path,
+        width=facts.width,
+        height=facts.height,
+        bands=facts.bands,
+        gsd=gsd or facts.gsd,
+        crs=facts.crs,
+        transform=facts.transform,
+    )
 
 
 class Converter(ABC):

@@ -41,9 +41,9 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
-from rsgpt4v.schema import ImageInfo, Record
+from rsgpt4v.schema import Record
 
 DETACHED_FINAL_MARK = re.compile(r"\s+([.!?])$")  # "… neatly ." → "… neatly."
 NWPU_CAPTION_KEY = re.compile(r"raw(?:_(\d+))?")
@@ -177,15 +177,7 @@ class CaptionConverter(Converter):
             id=f"{self.NAME}/{split}/{stem}",
             dataset=self.NAME,
             split=split,
-            image=ImageInfo(
-                path=self.relative_path(image),
-                width=facts.width,
-                height=facts.height,
-                bands=facts.bands,
-                gsd=facts.gsd,
-                crs=facts.crs,
-                transform=facts.transform,
-            ),
+            image=image_info(self.relative_path(image), facts),
             captions=captions,
             label=entry.label,
             meta=meta,

@@ -43,7 +43,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.converters.coco_json import (
     CocoFile,
     annotation_to_object,
@@ -52,7 +52,7 @@ from rsgpt4v.converters.coco_json import (
 )
 from rsgpt4v.errors import InputError
 from rsgpt4v.raster import RasterFacts
-from rsgpt4v.schema import ImageInfo, Object, Record
+from rsgpt4v.schema import Object, Record
 
 ISAID_CLASSES = (  # the official files' order (ids 1-15); the devkit numbers them differently
     "storage_tank",
@@ -190,15 +190,7 @@ class CocoJsonConverter(Converter):
             id=f"{dataset}/{unit.split}/{name.with_suffix('')}",
             dataset=dataset,
             split=unit.split,
-            image=ImageInfo(
-                path=self.relative_path(path),
-                width=facts.width,
-                height=facts.height,
-                bands=facts.bands,
-                gsd=facts.gsd,
-                crs=facts.crs,
-                transform=facts.transform,
-            ),
+            image=image_info(self.relative_path(path), facts),
             objects=objects,
             meta=meta,
         )

@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import ClassVar
 from xml.etree.ElementTree import Element
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.converters.safe_xml import child_text, read_xml
 from rsgpt4v.converters.voc import SourceObject, find_image, place_objects, read_voc_object
 from rsgpt4v.errors import InputError
-from rsgpt4v.schema import ImageInfo, Record
+from rsgpt4v.schema import Record
 
 DIOR_CLASSES = (
     "airplane",
@@ -263,15 +263,7 @@ class DiorRsvgConverter(Converter):
                 id=f"{self.NAME}/{listing.split}/{path.stem}",
                 dataset=self.NAME,
                 split=listing.split,
-                image=ImageInfo(
-                    path=self.relative_path(image),
-                    width=facts.width,
-                    height=facts.height,
-                    bands=facts.bands,
-                    gsd=facts.gsd,
-                    crs=facts.crs,
-                    transform=facts.transform,
-                ),
+                image=image_info(self.relative_path(image), facts),
                 objects=objects,
                 meta=meta,
             )

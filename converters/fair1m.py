@@ -37,11 +37,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.converters.safe_xml import child_text, read_xml
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import polygon_to_clipped_bbox
-from rsgpt4v.schema import ImageInfo, Object, Record
+from rsgpt4v.schema import Object, Record
 
 FAIR1M_CLASSES = (
     # Ship
@@ -211,15 +211,7 @@ class Fair1mConverter(Converter):
             id=prefix + image.stem,
             dataset="fair1m",
             split=split,
-            image=ImageInfo(
-                path=self.relative_path(image),
-                width=facts.width,
-                height=facts.height,
-                bands=facts.bands,
-                gsd=facts.gsd,
-                crs=facts.crs,
-                transform=facts.transform,
-            ),
+            image=image_info(self.relative_path(image), facts),
             objects=objects,
             meta=meta,
         )

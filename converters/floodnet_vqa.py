@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
-from rsgpt4v.schema import QA, ImageInfo, Record
+from rsgpt4v.schema import QA, Record
 
 SPLIT_WORDS = {"train": "train", "val": "val", "test": "test"}  # split → leading word of names
 UNANSWERED_SPLITS = ("test",)
@@ -210,15 +210,7 @@ class FloodnetVqaConverter(Converter):
                 id=f"{self.NAME}/{split}/{path.stem}",
                 dataset=self.NAME,
                 split=split,
-                image=ImageInfo(
-                    path=self.relative_path(path),
-                    width=facts.width,
-                    height=facts.height,
-                    bands=facts.bands,
-                    gsd=facts.gsd,
-                    crs=facts.crs,
-                    transform=facts.transform,
-                ),
+                image=image_info(self.relative_path(path), facts),
                 qa=found.qa,
                 meta=meta,
             )

@@ -40,11 +40,11 @@ from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 from rasterio.warp import transform_bounds
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import polygon_to_clipped_bbox
 from rsgpt4v.raster import RasterFacts
-from rsgpt4v.schema import ImageInfo, Object, Record
+from rsgpt4v.schema import Object, Record
 
 RASTER_SUFFIXES = (".tif", ".tiff")
 VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp")  # preference order beside a scene
@@ -227,15 +227,7 @@ class GeoConverter(Converter):
             id=f"geo/{self.split or 'all'}/{self.relative_path(raster.with_suffix(''))}",
             dataset="geo",
             split=self.split or "all",
-            image=ImageInfo(
-                path=self.relative_path(raster),
-                width=facts.width,
-                height=facts.height,
-                bands=facts.bands,
-                gsd=facts.gsd,
-                crs=facts.crs,
-                transform=facts.transform,
-            ),
+            image=image_info(self.relative_path(raster), facts),
             objects=objects,
             meta=meta,
         )

@@ -40,9 +40,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
-from rsgpt4v.schema import QA, ImageInfo, Record
+from rsgpt4v.schema import QA, Record
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp")
 SPLIT_WORDS = ("train", "val", "test")
@@ -156,15 +156,7 @@ class RsivqaConverter(Converter):
                 id=f"{self.NAME}/{split}/{subset}/{path.stem}",
                 dataset=self.NAME,
                 split=split,
-                image=ImageInfo(
-                    path=self.relative_path(path),
-                    width=facts.width,
-                    height=facts.height,
-                    bands=facts.bands,
-                    gsd=facts.gsd,
-                    crs=facts.crs,
-                    transform=facts.transform,
-                ),
+                image=image_info(self.relative_path(path), facts),
                 qa=pairs,
                 meta={"labelled": False, "subset": subset, "qa_files": list(sources[path])},
             )

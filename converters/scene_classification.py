@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
-from rsgpt4v.schema import ImageInfo, Record
+from rsgpt4v.schema import Record
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".jpg", ".jpeg", ".png", ".bmp")
 NO_SPLIT = "all"
@@ -136,15 +136,7 @@ class SceneClassificationConverter(Converter):
                 id=f"{self.NAME}/{split}/{PurePosixPath(relative).with_suffix('')}",
                 dataset=self.NAME,
                 split=split,
-                image=ImageInfo(
-                    path=self.relative_path(path),
-                    width=facts.width,
-                    height=facts.height,
-                    bands=facts.bands,
-                    gsd=facts.gsd,
-                    crs=facts.crs,
-                    transform=facts.transform,
-                ),
+                image=image_info(self.relative_path(path), facts),
                 label=label,
                 meta={"labelled": False},  # a scene label, no object labels
             )

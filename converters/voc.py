@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 from xml.etree.ElementTree import Element
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.converters.safe_xml import child_float, child_text, read_xml
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import clip_bbox, polygon_to_clipped_bbox
 from rsgpt4v.problems import ProblemLog
-from rsgpt4v.raster import RasterFacts
-from rsgpt4v.schema import ImageInfo, Object, Record
+from rsgpt4v.schema import Object, Record
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -77,19 +76,6 @@ def place_objects(
             )
         )
     return objects
-
-
-def image_info(path: str, facts: RasterFacts, gsd: float | None = None) -> ImageInfo:
-    """The record's image block; a GSD from the annotation wins over one from the raster."""
-    return ImageInfo(
-        path=path,
-        width=facts.width,
-        height=facts.height,
-        bands=facts.bands,
-        gsd=gsd or facts.gsd,
-        crs=facts.crs,
-        transform=facts.transform,
-    )
 
 
 def read_label_text(path: Path) -> str:

@@ -38,10 +38,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rsgpt4v.converters.base import Converter
+from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import clip_bbox
-from rsgpt4v.schema import ImageInfo, Object, Record
+from rsgpt4v.schema import Object, Record
 
 # xview_class_labels.txt (DIUx-xView/data_utilities): type_id → class name.
 XVIEW_CLASS_TABLE: dict[int, str] = {
@@ -262,15 +262,7 @@ class XviewConverter(Converter):
             id=f"xview/{split}/{image.stem}",
             dataset="xview",
             split=split,
-            image=ImageInfo(
-                path=self.relative_path(image),
-                width=facts.width,
-                height=facts.height,
-                bands=facts.bands,
-                gsd=facts.gsd,
-                crs=facts.crs,
-                transform=facts.transform,
-            ),
+            image=image_info(self.relative_path(image), facts),
             objects=objects,
             meta=meta,
         )
