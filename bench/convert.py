@@ -155,9 +155,8 @@ def _child(target: str, root: str, output: str, queue: multiprocessing.Queue) ->
     queue.put((objects, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
-def measure(target: str, root: Path, output: Path):
-    """(objects, seconds, peak RSS MiB) of one run in a fresh process; for "stages", the
-    seconds per stage of ours."""
+def measure(target: str, root: Path, output: Path) -> tuple[int, float, float] | dict[str, float]:
+    """One run in a fresh process: (objects, seconds, peak RSS MiB), or seconds per stage."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_child, args=(target, str(root), str(output), queue))

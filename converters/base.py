@@ -50,6 +50,7 @@ class Converter(ABC):
         options: Mapping[str, str] | None = None,
     ) -> None:
         self.root = Path(root)
+        self._resolved_root = self.root.resolve()
         if not self.root.is_dir():
             raise InputError("dataset root is not a folder", file=self.root)
         self.split = split
@@ -87,7 +88,7 @@ class Converter(ABC):
 
     def inside_root(self, path: Path) -> bool:
         """False for a path (or symlink) that resolves outside the dataset root."""
-        return path.resolve().is_relative_to(self.root.resolve())
+        return path.resolve().is_relative_to(self._resolved_root)
 
     def relative_path(self, path: Path) -> str:
         """The record's image path: relative to the root, POSIX separators."""

@@ -141,9 +141,9 @@ def parse_dota_label(text: str) -> LabelFile:
 def _corners(lines: list[str]) -> np.ndarray:
     """(N, 8) floats from the first 8 tokens of each line; a row with a non-number becomes NaN.
 
-    ``np.loadtxt`` splits and converts in C with the parser ``float()`` uses, so it gives the
-    same values; what it refuses (``1_000``, non-ASCII digits, words) goes to ``float()`` row by
-    row, which accepts the first two as ``float()`` always has and turns a word into NaN.
+    ``np.loadtxt`` splits on the same whitespace as ``str.split`` and converts in C with the
+    parser ``float()`` uses, so its values are those of ``float()``. It refuses a little that
+    ``float()`` accepts (``1_000``, non-ASCII digits): then every row goes through ``float()``.
     """
     if not lines:
         return np.empty((0, 8))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
@@ -26,7 +26,13 @@ class Problem:
     entry: str | None = None  # a JSON path or XML element, for files without useful lines
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {
+            "reason": self.reason,
+            "file": self.file,
+            "line": self.line,
+            "value": self.value,
+            "entry": self.entry,
+        }
 
 
 @dataclass

@@ -47,8 +47,8 @@ def describe_raster(path: str | Path) -> RasterFacts:
     """Read the header of an image; raise InputError naming the file when it cannot be read.
 
     A plain PNG or JPEG is read with PIL, which opens a header several times faster than
-    rasterio (a dataset has one per object file); anything else, or anything PIL refuses, is
-    opened with rasterio, whose answer and errors are the reference.
+    rasterio (a conversion describes every image of a dataset); anything else, or anything PIL
+    refuses, is opened with rasterio, whose answer and errors are the reference.
     """
     return _plain_image_facts(Path(path)) or _rasterio_facts(path)
 
@@ -72,6 +72,7 @@ def _plain_image_facts(path: Path) -> RasterFacts | None:
 
 
 def _rasterio_facts(path: str | Path) -> RasterFacts:
+    """Size, bands and georeferencing of any raster GDAL reads, or InputError naming the file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)

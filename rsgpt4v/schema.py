@@ -269,10 +269,10 @@ class JsonlWriter:
         self._handle.write(item.model_dump_json(exclude_none=False) + "\n")
         self.count += 1
 
-    def write_line(self, line: str) -> None:
-        """Write one item already serialised by the caller (its JSON and the final newline)."""
-        self._handle.write(line)
-        self.count += 1
+    def write_lines(self, lines: list[str]) -> None:
+        """Write items the caller serialised itself, one JSON line each (newline included)."""
+        self._handle.write("".join(lines))
+        self.count += len(lines)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._handle.close()

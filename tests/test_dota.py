@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -261,3 +262,18 @@ def test_corrupt_image_is_reported_not_a_crash(dota_root: Path, tmp_path: Path) 
     assert _records(root, log=log) == {}
     assert log.problems[0].file.endswith("P0001.png")
     assert "cannot read image" in log.problems[0].reason
+
+
+def test_conversion_leaves_the_garbage_collector_as_it_found_it(
+    dota_root: Path, tmp_path: Path
+) -> None:
+    assert gc.get_freeze_count() == 0
+    convert_dataset("dota", dota_root / "devkit", tmp_path / "a.jsonl")
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze (e.g. before forking workers) is kept
+    try:
+        frozen = gc.get_freeze_count()
+        convert_dataset("dota", dota_root / "devkit", tmp_path / "b.jsonl")
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
