@@ -71,7 +71,7 @@ SCENES = ("airport", "beach", "dense_residential", "forest", "harbor", "river")
 def test_open_classification_answers_the_label() -> None:
     record = _record(label="dense_residential")
     (open_, *_) = _run(record, "classification", RuleContext(vocabulary={"toy": SCENES}))
-    assert _qa(open_)[1] == "This scene belongs to the dense residential category."
+    assert _qa(open_)[1] == "This scene belongs to the dense residential area category."
     assert _qa(open_)[0] in load_pool("classification").questions
 
 
