@@ -2,10 +2,11 @@
 
 Generates a records file (DOTA-like records with ~10 objects each, some captions, a UTM transform
 and GSD so the metric and geographic rules run), then runs ``generate_instructions`` with every
-rule task in a child process: records/s, instructions/s and peak RSS. It runs again on a quarter
-of the records to show that memory stays flat as the input grows.
+rule task (or those of ``--tasks``) in a child process: records/s, instructions/s and peak RSS.
+It runs again on a quarter of the records to show that memory stays flat as the input grows.
+``--per-task`` also times each task alone on the big input (records/s when only it runs).
 
-    python bench/instruct.py [--records 100000] [--objects-per-record 10]
+    python bench/instruct.py [--records 100000] [--objects-per-record 10] [--tasks T,…] [--per-task]
 """
 
 from __future__ import annotations
@@ -73,20 +74,22 @@ def make_records(path: Path, count: int, per_record: int, seed: int = 0) -> int:
     return count * per_record
 
 
-def _child(records: str, output: str, queue: multiprocessing.Queue) -> None:
+def _child(records: str, output: str, tasks: str | None, queue: multiprocessing.Queue) -> None:
     from rsgpt4v.instruct import generate_instructions
 
     start = time.perf_counter()
-    summary = generate_instructions(records, output, seed=0)
+    summary = generate_instructions(records, output, tasks=tasks, seed=0)
     elapsed = time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put((summary.records, summary.instructions, dict(summary.per_task), elapsed, rss))
 
 
-def measure(records: Path, output: Path) -> tuple[int, int, dict[str, int], float, float]:
+def measure(
+    records: Path, output: Path, tasks: str | None = None
+) -> tuple[int, int, dict[str, int], float, float]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(str(records), str(output), queue))
+    process = context.Process(target=_child, args=(str(records), str(output), tasks, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -97,20 +100,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--objects-per-record", type=int, default=10)
+    parser.add_argument("--tasks", help="comma-separated rule tasks (default: all)")
+    parser.add_argument("--per-task", action="store_true", help="also time each task alone")
     args = parser.parse_args()
+    from rsgpt4v.instruct import parse_tasks
+
+    task_names = parse_tasks(args.tasks)
+    alone: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         big, small = Path(tmp) / "big.jsonl", Path(tmp) / "small.jsonl"
         objects = make_records(big, args.records, args.objects_per_record)
         make_records(small, args.records // 4, args.objects_per_record, seed=1)
         print(f"input: {args.records} records, {objects} objects")
-        records, instructions, per_task, seconds, rss = measure(big, Path(tmp) / "out.jsonl")
-        *_, rss_small = measure(small, Path(tmp) / "out_small.jsonl")
+        out = Path(tmp) / "out.jsonl"
+        records, instructions, per_task, seconds, rss = measure(big, out, args.tasks)
+        *_, rss_small = measure(small, Path(tmp) / "out_small.jsonl", args.tasks)
+        for task in task_names if args.per_task else ():
+            alone[task] = measure(big, out, task)[3]
     print(
         f"rules: {records} records in {seconds:.1f} s = {records / seconds:.0f} records/s "
         f"(target >= 2000 on one core); {instructions} instructions "
         f"= {instructions / seconds:.0f}/s"
     )
-    print("per task: " + ", ".join(f"{t} {n}" for t, n in sorted(per_task.items())))
+    print("instructions per task: " + ", ".join(f"{t} {n}" for t, n in sorted(per_task.items())))
+    if alone:
+        print(
+            "records/s with one task alone: "
+            + ", ".join(f"{t} {records / s:.0f}" for t, s in alone.items())
+        )
     print(
         f"peak RSS: {rss_small:.0f} MiB at {args.records // 4} records, {rss:.0f} MiB at "
         f"{args.records} records (flat: {rss / rss_small:.2f}x for 4x the input)"

@@ -270,8 +270,14 @@ class JsonlWriter:
         self.count += 1
 
     def write_lines(self, lines: list[str]) -> None:
-        """Write items the caller serialised itself, one JSON line each (newline included)."""
-        self._handle.write("".join(lines))
+        """Write items the caller serialised itself, one JSON line each (newline included).
+
+        One write per line: a line of ASCII text is encoded without a per-character pass, which
+        a joined text would lose as soon as one of its lines is not ASCII.
+        """
+        write = self._handle.write
+        for line in lines:
+            write(line)
         self.count += len(lines)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

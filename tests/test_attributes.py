@@ -309,3 +309,54 @@ def test_between_needs_the_centre_near_the_segment() -> None:
     facts = _facts(a, b, middle, off, beyond)
     assert [f.id for f in layout.objects_between(facts[0], facts[1], facts)] == [2]
     assert [f.id for f in layout.objects_not_between(facts[0], facts[1], facts)] == [3, 4]
+
+
+def test_facts_of_many_records_equal_each_record_alone() -> None:
+    """The instruct stage computes facts for a batch of records at once: nothing may change."""
+    bow_tie = Object(
+        id=5, category="x", bbox=[0, 0, 40, 20], polygon=[[0, 0], [40, 20], [40, 0], [0, 20]]
+    )
+    pentagon = [[100, 100], [160, 100], [170, 130], [130, 150], [95, 125]]
+    records = [
+        _record([_obb_object(0, "ship", 400, 300, 76, 18, 30), bow_tie]),
+        _record([], gsd=None),
+        _record(
+            [
+                Object(id=0, category="harbor", bbox=[600, 50, 200, 100]),
+                Object(id=1, category="x", bbox=[95, 100, 75, 50], polygon=pentagon),
+                _obb_object(2, "ship", 10, 300, 76, 18, 0, attributes={"truncated": True}),
+            ],
+            gsd=None,
+            georef=False,
+        ),
+        _record(
+            [_obb_object(i, "car", 100 + 25 * i, 200 + 11 * i, 20, 8, 17 * i) for i in range(30)]
+        ),
+    ]
+    assert attributes.many_object_facts(records) == [object_facts(r) for r in records]
+    for record in records:  # and each equals the facts of a record of its own
+        assert object_facts(record) == object_facts(record.model_copy(deep=True))
+
+
+def test_vectorised_orientations_match_orientation_of() -> None:
+    rng = np.random.default_rng(11)
+    obbs = np.column_stack(
+        [rng.uniform(0, 9, (500, 2)), rng.uniform(0, 50, (500, 2)), rng.uniform(-200, 200, 500)]
+    )
+    obbs[::7, 4] = rng.choice([-67.5, -22.5, 22.5, 67.5, 0.0, 90.0, 45.0], len(obbs[::7]))
+    north_up = rng.random(500) < 0.5
+    vectorised = attributes._orientations(obbs, np.ones(500, bool), north_up.tolist())
+    one_by_one = [
+        attributes.orientation_of(tuple(obb), bool(up))
+        for obb, up in zip(obbs.tolist(), north_up, strict=True)
+    ]
+    assert vectorised == one_by_one
+
+
+def test_cluster_paths_agree() -> None:
+    """Few centres take a plain-Python path, many take numpy: the clusters are the same."""
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        centres = rng.uniform(0, 300, (int(rng.integers(1, layout.SMALL_CLUSTER + 1)), 2))
+        small = layout._cluster_labels([tuple(c) for c in centres.tolist()], 40.0)
+        assert small == layout._cluster_labels_numpy(centres, 40.0).tolist()

@@ -7,9 +7,17 @@ from pathlib import Path
 import pytest
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct import generate_instructions, parse_tasks
+from rsgpt4v.instruct import dataset_vocabulary, generate_instructions, parse_tasks
+from rsgpt4v.instruct.lines import RecordLines
 from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name, load_pool
-from rsgpt4v.instruct.rules import RULE_TASKS, rule_instructions
+from rsgpt4v.instruct.rules import (
+    RULE_TASKS,
+    RuleContext,
+    _TaskRandom,
+    make_instruction,
+    rule_drafts,
+    rule_instructions,
+)
 from rsgpt4v.schema import ImageInfo, Instruction, Object, Record, read_jsonl, write_jsonl
 
 
@@ -143,3 +151,68 @@ def test_rule_instructions_are_valid_models() -> None:
 def test_no_counts_from_incomplete_labels(meta: dict) -> None:
     record = _record([("ship", [0, 0, 5, 5])], meta=meta)
     assert _by_task(record, "counting") == [] and _by_task(record, "grounding") == []
+
+
+def _tricky_record() -> Record:
+    """Text that JSON must escape, ids shared by two objects, numbers of every magnitude."""
+    objects = [
+        Object(id=0, category="ship", bbox=[0.0001, 1e-05, 10, 10]),
+        Object(id=1, category='big "quoted" ship', bbox=[20, 20, 4, 2]),
+        Object(
+            id=1, category="ship", bbox=[50.25, 50.5, 1e-7, 10], polygon=[[1, 2], [3, 4], [5, 1]]
+        ),
+        Object(
+            id=3,
+            category="naïve-café",
+            bbox=[80, 10, 10, 10],
+            polygon=[[80, 10], [90, 10], [90, 20], [80, 20]],
+        ),
+    ]
+    return _record(
+        [],
+        captions=['Ships at a "quay"\\n\tof\x01 Montréal — 港口 🚢.'],
+        qa=[{"question": "Is there\na ship?", "answer": "yes", "type": "presence"}],
+        label="harbour",
+    ).model_copy(update={"objects": objects})
+
+
+@pytest.mark.parametrize("record", [SCENE, _tricky_record()], ids=["scene", "tricky"])
+def test_instruction_lines_are_the_model_dumps(record: Record) -> None:
+    """The instruct stage writes drafts straight to JSON: byte for byte the model's dump."""
+    lines = RecordLines(record)
+    drafts = list(rule_drafts(record, RULE_TASKS, seed=3))
+    assert {"brief_caption", "grounding", "detailed_description"} <= {d.task for d in drafts}
+    assert record is SCENE or any(d.source_extra for d in drafts)  # vqa's qa_type
+    for draft in drafts:
+        assert lines.line(draft) == make_instruction(record, draft).model_dump_json() + "\n"
+
+
+def test_generated_file_holds_the_rule_instructions(tmp_path: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    write_jsonl(records, [SCENE, _tricky_record()])
+    generate_instructions(records, tmp_path / "out.jsonl", seed=5)
+    context = RuleContext(vocabulary=dataset_vocabulary(records))
+    expected = [
+        i.model_dump_json() + "\n"
+        for record in read_jsonl(records, Record)
+        for i in rule_instructions(record, RULE_TASKS, 5, context)
+    ]
+    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines(True) == expected
+
+
+def test_task_random_draws_what_random_random_draws() -> None:
+    """Seeding on the first draw changes nothing in the draws."""
+    for text in ("0|a/b#1|counting", "7|x|relations"):
+        lazy, eager = _TaskRandom(text), random.Random(text)
+        items = list(range(45))
+        lazy_items = list(items)
+        eager.shuffle(items)
+        lazy.shuffle(lazy_items)
+        assert lazy_items == items
+        assert lazy.sample(range(100), 7) == eager.sample(range(100), 7)
+        assert [lazy.choice("abcdefg") for _ in range(50)] == [
+            eager.choice("abcdefg") for _ in range(50)
+        ]
+        assert (lazy.random(), lazy.randint(1, 2)) == (eager.random(), eager.randint(1, 2))
+        assert type(lazy) is random.Random  # seeded once: a plain generator from then on
+    assert _TaskRandom("1|r|t").random() == random.Random("1|r|t").random()

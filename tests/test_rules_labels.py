@@ -15,7 +15,7 @@ from pyproj import Transformer
 
 from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name, load_pool
 from rsgpt4v.instruct.rules import RuleContext, rule_instructions
-from rsgpt4v.instruct.rules.geographic import MAX_AREAS, MAX_LOCATIONS
+from rsgpt4v.instruct.rules.geographic import MAX_AREAS, MAX_LOCATIONS, object_area_px
 from rsgpt4v.instruct.rules.presence import MAX_FALSE_PREMISES, MAX_NEGATIVES
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import MAX_REGION_QUESTIONS, indefinite_article
@@ -376,3 +376,19 @@ def test_rules_do_not_touch_global_random_state() -> None:
     random.seed(2)
     assert first == list(rule_instructions(record, tasks, 3, CONTEXT))
     assert {i.task for i in first} == set(tasks)
+
+
+def test_object_areas_are_shapely_areas() -> None:
+    """Outline areas are summed in plain Python the way shapely (GEOS) sums them."""
+    shapely = pytest.importorskip("shapely")
+    rng = random.Random(4)
+    for _ in range(300):
+        corners = [
+            [round(rng.uniform(0, 500), 1), round(rng.uniform(0, 500), 2)]
+            for _ in range(rng.randint(3, 7))
+        ]
+        obj = Object(id=0, category="x", bbox=[1, 1, 1, 1], polygon=corners)
+        assert object_area_px(obj) == pytest.approx(
+            shapely.Polygon(corners).area, rel=1e-12, abs=1e-9
+        )
+    assert object_area_px(Object(id=0, category="x", bbox=[1, 1, 4, 5])) == 20

@@ -11,6 +11,7 @@ tests compare the two byte for byte.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from json.encoder import encode_basestring
 
 from pydantic import TypeAdapter
@@ -28,16 +29,21 @@ class _RegionFields(TypedDict):
 
 
 _REGION_JSON = TypeAdapter(_RegionFields).serializer.to_json
+_REGIONS_JSON = TypeAdapter(list[_RegionFields]).serializer.to_json
 _SOURCE_JSON = Source.__pydantic_serializer__.to_json
-_heads: dict[tuple[str, str], str] = {}  # (task, template) -> its fields, encoded once
+_heads: dict[tuple[str, str], tuple[str, str]] = {}  # (task, template) -> encoded pieces
 
 
-def _head(task: str, template: str) -> str:
-    """The encoded task and source fields and the opening of the messages: a few per run."""
+def _head(task: str, template: str) -> tuple[str, str]:
+    """The task as encoded in the id, and the task and source fields up to the messages.
+
+    A run has a few dozen (task, template) pairs, so each is encoded once.
+    """
     found = _heads.get((task, template))
     if found is None:
+        task_json = encode_basestring(task)
         source = f'{{"generator":"rules","template":{encode_basestring(template)}}}'
-        found = f'{encode_basestring(task)},"source":{source},"messages":['
+        found = (task_json[1:-1], f'{task_json},"source":{source},"messages":[')
         _heads[task, template] = found
     return found
 
@@ -54,52 +60,53 @@ class RecordLines:
             f',"record_id":{record_id},"image":{encode_basestring(image.path)},'
             f'"image_size":[{image.width},{image.height}],"task":'
         )
-        self._regions: dict[int, str] = {}  # id(object) -> '"<id>":{region}'
+        self._regions: dict[int, str] = {}  # id(object) -> '"<id>":{region}', filled on first use
 
     def line(self, draft: Draft) -> str:
         """The draft's instruction as one JSON line, newline included."""
+        task, head = _head(draft.task, draft.template)
         if draft.source_extra:
-            head = encode_basestring(draft.task) + ',"source":'
-            head += _SOURCE_JSON(make_instruction(self.record, draft).source).decode()
-            head += ',"messages":['
-        else:
-            head = _head(draft.task, draft.template)
+            source = _SOURCE_JSON(make_instruction(self.record, draft).source).decode()
+            head = f'{encode_basestring(draft.task)},"source":{source},"messages":['
         turns = draft.turns
         question, answer = turns[0]
         messages = (
-            '{"role":"user","content":"<image>\\n'
-            + encode_basestring(question)[1:]
-            + '},{"role":"assistant","content":'
-            + encode_basestring(answer)
-            + "}"
+            f'{{"role":"user","content":"<image>\\n{encode_basestring(question)[1:]}}},'
+            f'{{"role":"assistant","content":{encode_basestring(answer)}}}'
         )
         for question, answer in turns[1:]:
             messages += (
-                ',{"role":"user","content":'
-                + encode_basestring(question)
-                + '},{"role":"assistant","content":'
-                + encode_basestring(answer)
-                + "}"
+                f',{{"role":"user","content":{encode_basestring(question)}}},'
+                f'{{"role":"assistant","content":{encode_basestring(answer)}}}'
             )
+        regions = self._regions_of(draft.objects) if draft.objects else ""
         return (
-            f'{self._id_start}{encode_basestring(draft.task)[1:-1]}-{draft.index}"'
-            f'{self._record_fields}{head}{messages}],"regions":{{{self._regions_of(draft.objects)}}}}}\n'
+            f'{self._id_start}{task}-{draft.index}"{self._record_fields}{head}{messages}],'
+            f'"regions":{{{regions}}}}}\n'
         )
 
-    def _regions_of(self, objects: tuple[Object, ...] | list[Object]) -> str:
+    def _regions_of(self, objects: Sequence[Object]) -> str:
         """The regions of these objects, keyed by id as a dict keeps them (the last of an id)."""
-        if not objects:
-            return ""
-        cache = self._regions
-        fragments = []
-        for obj in objects:
-            fragment = cache.get(id(obj))
-            if fragment is None:
-                region = {"bbox": obj.bbox, "polygon": obj.polygon}
-                fragment = f'"{obj.id}":{_REGION_JSON(region).decode()}'
-                cache[id(obj)] = fragment
-            fragments.append(fragment)
-        if len({o.id for o in objects}) < len(objects):  # repeated ids: one region each
+        if not self._regions:
+            self._encode_regions()
+        fragments = [self._regions.get(id(o)) or self._encode_region(o) for o in objects]
+        if len(objects) > 1 and len({o.id for o in objects}) < len(objects):  # repeated ids
             by_id = {str(o.id): fragment for o, fragment in zip(objects, fragments, strict=True)}
             fragments = [by_id[key] for key in dict.fromkeys(str(o.id) for o in objects)]
         return ",".join(fragments)
+
+    def _encode_regions(self) -> None:
+        """Encode the region of every object of the record in one serializer call.
+
+        A region holds numbers only, so the objects' JSON texts are split where one ends and
+        the next begins.
+        """
+        objects = self.record.objects
+        text = _REGIONS_JSON([{"bbox": o.bbox, "polygon": o.polygon} for o in objects]).decode()
+        parts = text[len('[{"bbox":') : -len("}]")].split('},{"bbox":') if objects else []
+        for obj, part in zip(objects, parts, strict=True):
+            self._regions[id(obj)] = f'"{obj.id}":{{"bbox":{part}}}'
+
+    def _encode_region(self, obj: Object) -> str:
+        """The region of an object that is not one of the record's own (never, in the rules)."""
+        return f'"{obj.id}":{_REGION_JSON({"bbox": obj.bbox, "polygon": obj.polygon}).decode()}'

@@ -28,14 +28,20 @@ class PhrasingPool:
 @cache
 def load_pool(task: str) -> PhrasingPool:
     """The phrasing pool of a rule task, validated once per process."""
-    resource = files("rsgpt4v.prompts") / "rules" / f"{task}.yaml"
-    if not resource.is_file():
-        raise RsgptError(f"no phrasing pool for task {task!r} (prompts/rules/{task}.yaml)")
-    data = yaml.safe_load(resource.read_text(encoding="utf-8"))
+    data = pool_file(task)
     questions = tuple(data.get("questions") or ())
     if len(questions) < MIN_PHRASINGS:
         raise RsgptError(f"prompts/rules/{task}.yaml needs at least {MIN_PHRASINGS} questions")
     return PhrasingPool(data["template"], questions, dict(data.get("answers") or {}))
+
+
+@cache
+def pool_file(task: str) -> dict:
+    """The parsed ``prompts/rules/<task>.yaml`` (read once per process; do not change it)."""
+    resource = files("rsgpt4v.prompts") / "rules" / f"{task}.yaml"
+    if not resource.is_file():
+        raise RsgptError(f"no phrasing pool for task {task!r} (prompts/rules/{task}.yaml)")
+    return yaml.safe_load(resource.read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)

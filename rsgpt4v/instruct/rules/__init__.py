@@ -55,28 +55,34 @@ class _TaskRandom(random.Random):
     """``random.Random(seed_text)``, seeded on its first draw rather than when made.
 
     Seeding (a SHA-512 and a Mersenne Twister key schedule) costs more than most rules spend on
-    a record, and many tasks stop before drawing anything (no label, no captions, no CRS). The
-    draws are those of ``random.Random(seed_text)``: the first call of either primitive seeds
-    the generator and puts the primitives themselves in place of these two wrappers.
+    a record, and many tasks stop before drawing anything (no label, no captions, no CRS). Every
+    draw goes through one of the two primitives below; the first seeds the generator and turns
+    it into a plain ``random.Random``, so the draws are those of ``random.Random(seed_text)``
+    and later ones pay nothing for the wait.
     """
 
     def __init__(self, seed_text: str) -> None:  # no super().__init__: it would seed now
-        self._seed_text: str | None = seed_text
-
-    def _start(self) -> None:
-        if self._seed_text is not None:
-            random.Random.seed(self, self._seed_text)
-            self._seed_text = None
-            self.random = super().random  # type: ignore[method-assign]
-            self.getrandbits = super().getrandbits  # type: ignore[method-assign]
+        self._seed_text = seed_text
 
     def random(self) -> float:
-        self._start()
-        return super().random()
+        _seed_on_first_draw(self)
+        return self.random()
 
     def getrandbits(self, k: int, /) -> int:
-        self._start()
-        return super().getrandbits(k)
+        _seed_on_first_draw(self)
+        return self.getrandbits(k)
+
+
+def _seed_on_first_draw(rng: random.Random) -> None:
+    """Seed a :class:`_TaskRandom` and make it a ``random.Random`` (a no-op once done).
+
+    A caller may hold a primitive bound before the switch (``_randbelow`` does, and may call it
+    again), so this is checked on every call of the wrappers.
+    """
+    if type(rng) is _TaskRandom:
+        seed_text = rng.__dict__.pop("_seed_text")
+        random.Random.seed(rng, seed_text)
+        rng.__class__ = random.Random
 
 
 def rule_drafts(

@@ -78,7 +78,7 @@ class _Chain:
     def ask(self, kind: str, answer_key: str, **values: object) -> Turn:
         question = self.rng.choice(load_questions("multi_turn", f"{kind}_questions"))
         answer = load_pool("multi_turn").answers[answer_key]
-        return question.format(**self.words), fill(answer, {**self.words, **values})
+        return question.format_map(self.words), fill(answer, {**self.words, **values})
 
 
 def multi_turn(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
@@ -96,7 +96,7 @@ def multi_turn(record: Record, rng: random.Random, context: RuleContext) -> Iter
     many = len(members) > 1
     turns = [
         (
-            rng.choice(pool.questions).format(**chain.words),
+            rng.choice(pool.questions).format_map(chain.words),
             fill(pool.answers["count_many" if many else "count_one"], chain.words),
         ),
         chain.ask(

@@ -39,9 +39,15 @@ def fact_words() -> dict[str, dict[str, str]]:
 
 def approx(value: float, steps: Iterable[tuple[float, float]] = METRE_STEPS) -> str:
     """``value`` rounded to the step of its magnitude, with thousands separators: ``1,250``."""
-    step = next(step for bound, step in steps if value < bound)
-    decimals = max(0, -math.floor(math.log10(step)))
-    return f"{round(value / step) * step:,.{decimals}f}"
+    for bound, step in steps:
+        if value < bound:
+            return f"{round(value / step) * step:,.{_decimals(step)}f}"
+    raise ValueError(f"no rounding step for {value}")
+
+
+@cache
+def _decimals(step: float) -> int:
+    return max(0, -math.floor(math.log10(step)))
 
 
 def ref(fact: ObjectFacts) -> str:
@@ -101,12 +107,27 @@ def describe_object(fact: ObjectFacts, *, with_ref: bool = True) -> str:
 def draft_from_text(
     task: str, index: int, template: str, turns: list[tuple[str, str]], record: Record
 ) -> Draft:
-    """A draft whose regions are exactly the objects its turns refer to."""
+    """A draft whose regions are exactly the objects its turns refer to, in the record's order."""
     ids = {int(n) for question, answer in turns for n in REF.findall(question + answer)}
-    objects = [o for o in record.objects if o.id in ids]
-    return Draft(task, index, template, turns, objects)
+    positions = _positions_by_id(record)
+    found = sorted(position for i in ids for position in positions.get(i, ()))
+    return Draft(task, index, template, turns, [record.objects[p] for p in found])
+
+
+_positions: tuple[Record, dict[int, list[int]]] | None = None
+
+
+def _positions_by_id(record: Record) -> dict[int, list[int]]:
+    """Where each object id sits in the record's objects (kept for the last record asked)."""
+    global _positions
+    if _positions is None or _positions[0] is not record:
+        positions: dict[int, list[int]] = {}
+        for position, obj in enumerate(record.objects):
+            positions.setdefault(obj.id, []).append(position)
+        _positions = (record, positions)
+    return _positions[1]
 
 
 def fill(template: str, values: Mapping[str, object]) -> str:
     """A template filled and capitalised as a sentence."""
-    return sentence(template.format(**values))
+    return sentence(template.format_map(values))

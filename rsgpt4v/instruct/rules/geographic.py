@@ -113,7 +113,10 @@ def geographic(record: Record, rng: random.Random, context: RuleContext) -> Iter
         lon, lat = position
         words = _words(obj) | {"lat": format_latitude(lat), "lon": format_longitude(lon)}
         turns = [
-            (rng.choice(pool.questions).format(**words), pool.answers["location"].format(**words))
+            (
+                rng.choice(pool.questions).format_map(words),
+                pool.answers["location"].format_map(words),
+            )
         ]
         yield Draft("geographic", index, pool.template, turns, [obj])
         index += 1
@@ -122,7 +125,9 @@ def geographic(record: Record, rng: random.Random, context: RuleContext) -> Iter
         for obj in _sample(inside, MAX_AREAS, rng):
             area = object_area_px(obj) * frame.pixel_area_m2
             words = _words(obj) | {"area": f"{area:.1f}"}
-            turns = [(rng.choice(phrasings).format(**words), pool.answers["area"].format(**words))]
+            turns = [
+                (rng.choice(phrasings).format_map(words), pool.answers["area"].format_map(words))
+            ]
             yield Draft("geographic", index, pool.template, turns, [obj])
             index += 1
     if frame.north_up and len(inside) >= 2:
@@ -130,8 +135,8 @@ def geographic(record: Record, rng: random.Random, context: RuleContext) -> Iter
         for obj, other, direction in _direction_pairs(inside, frame, rng):
             words = {f"{k}_b": v for k, v in _words(other).items()} | _words(obj)
             words["direction"] = direction
-            question = rng.choice(phrasings).format(**words)
-            turns = [(question, pool.answers["direction"].format(**words))]
+            question = rng.choice(phrasings).format_map(words)
+            turns = [(question, pool.answers["direction"].format_map(words))]
             yield Draft("geographic", index, pool.template, turns, [obj, other])
             index += 1
 

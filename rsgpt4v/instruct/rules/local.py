@@ -67,9 +67,9 @@ def local_attributes(record: Record, rng: random.Random, context: RuleContext) -
         kinds = [k for k in FACT_KINDS if k in values or (k == "extent" and "box_width" in values)]
         kind = rng.choice(["summary", *kinds])
         words = {"singular": singular(fact), "ref": ref(fact)}
-        subject = pool.answers["subject"].format(**words)
+        subject = pool.answers["subject"].format_map(words)
         if kind == "summary":
-            question = rng.choice(pool.questions).format(**words)
+            question = rng.choice(pool.questions).format_map(words)
             later = pool.answers["later_subject"]
             answer = " ".join(
                 fill(pool.answers[k], {**values, "subject": subject if i == 0 else later})
@@ -77,7 +77,7 @@ def local_attributes(record: Record, rng: random.Random, context: RuleContext) -
             )
         else:
             question = rng.choice(load_questions("local_attributes", f"{kind}_questions"))
-            question = question.format(**words)
+            question = question.format_map(words)
             answer = fill(pool.answers[kind], {**values, "subject": subject})
         turns = [(question, answer)]
         yield draft_from_text("local_attributes", index, pool.template, turns, record)

@@ -23,8 +23,8 @@ def counting(record: Record, rng: random.Random, context: RuleContext) -> Iterat
     for index, (category, objects) in enumerate(objects_by_category(record).items()):
         name = category_name(category)
         words = {"singular": name.singular, "plural": name.plural, "count": len(objects)}
-        question = rng.choice(pool.questions).format(**words)
-        answer = pool.answers["one" if len(objects) == 1 else "many"].format(**words)
+        question = rng.choice(pool.questions).format_map(words)
+        answer = pool.answers["one" if len(objects) == 1 else "many"].format_map(words)
         yield Draft("counting", index, pool.template, [(question, answer)])
 
 
@@ -36,9 +36,9 @@ def grounding(record: Record, rng: random.Random, context: RuleContext) -> Itera
             continue
         name = category_name(category)
         words = {"singular": name.singular, "plural": name.plural, "count": len(objects)}
-        question = rng.choice(pool.questions).format(**words)
+        question = rng.choice(pool.questions).format_map(words)
         form = "one" if len(objects) == 1 else "many"
-        answer = pool.answers[form].format(refs=join_refs(objects), **words)
+        answer = pool.answers[form].format_map({**words, "refs": join_refs(objects)})
         turns = [(question, answer)]
         yield Draft("grounding", index, pool.template, turns, objects)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from functools import lru_cache
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, objects_by_category
@@ -44,7 +45,7 @@ def presence(record: Record, rng: random.Random, context: RuleContext) -> Iterat
         name = category_name(category)
         count = len(groups.get(category, ()))
         words = {"singular": name.singular, "plural": name.plural, "count": count}
-        turns = [(rng.choice(phrasings).format(**words), pool.answers[form].format(**words))]
+        turns = [(rng.choice(phrasings).format_map(words), pool.answers[form].format_map(words))]
         yield Draft("presence", index, pool.template, turns)
 
 
@@ -57,17 +58,23 @@ def absent_classes(record: Record, groups: dict[str, list], context: RuleContext
     """
     if record.dataset in NESTED_VOCABULARIES:
         return []
-    present = [category_name(c).singular for c in groups]
+    return list(_absent(tuple(groups), context.classes(record)))
+
+
+@lru_cache(maxsize=4096)
+def _absent(present_classes: tuple[str, ...], vocabulary: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`absent_classes` of one set of present classes (many images share one)."""
+    present = [category_name(c).singular for c in present_classes]
     heads = {name.rsplit(" ", 1)[-1] for name in present}
     absent = []
-    for category in dict.fromkeys(context.classes(record)):
-        if category in groups:
+    for category in dict.fromkeys(vocabulary):
+        if category in present_classes:
             continue
         name = category_name(category).singular
         overlaps = any(name in other or other in name for other in present)
         if not overlaps and name.rsplit(" ", 1)[-1] not in heads:
             absent.append(category)
-    return absent
+    return tuple(absent)
 
 
 TASKS = {"presence": presence}

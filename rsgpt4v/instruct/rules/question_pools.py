@@ -9,21 +9,16 @@ direction and area) keeps each further type's phrasings under its own key in the
 from __future__ import annotations
 
 from functools import cache
-from importlib.resources import files
-
-import yaml
 
 from rsgpt4v.errors import RsgptError
-from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, load_pool
+from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, load_pool, pool_file
 
 
 @cache
 def load_questions(task: str, key: str) -> tuple[str, ...]:
     """The phrasings under ``key`` in the task's pool, validated once per process."""
     load_pool(task)  # the file exists and its main questions are valid
-    resource = files("rsgpt4v.prompts") / "rules" / f"{task}.yaml"
-    data = yaml.safe_load(resource.read_text(encoding="utf-8"))
-    questions = tuple(data.get(key) or ())
+    questions = tuple(pool_file(task).get(key) or ())
     if len(set(questions)) < MIN_PHRASINGS:
         raise RsgptError(f"prompts/rules/{task}.yaml needs at least {MIN_PHRASINGS} distinct {key}")
     return questions

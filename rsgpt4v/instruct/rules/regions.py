@@ -36,8 +36,10 @@ def region_identification(
             continue
         name = category_name(obj.category)
         words = {"ref": f"<ref:{obj.id}>", "singular": name.singular}
-        question = rng.choice(pool.questions).format(**words)
-        answer = pool.answers["object"].format(article=indefinite_article(name.singular), **words)
+        question = rng.choice(pool.questions).format_map(words)
+        answer = pool.answers["object"].format_map(
+            {**words, "article": indefinite_article(name.singular)}
+        )
         turns = [(question, answer)]
         yield Draft("region_identification", obj.id, pool.template, turns, [obj])
 

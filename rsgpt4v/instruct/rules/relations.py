@@ -10,14 +10,14 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Iterator
+from functools import cached_property
 
 from rsgpt4v.instruct.attributes import ObjectFacts
 from rsgpt4v.instruct.layout import (
     MAX_RELATION_OBJECTS,
     PairRelation,
+    between_split,
     nearest,
-    objects_between,
-    objects_not_between,
     relation,
 )
 from rsgpt4v.instruct.phrasing import category_name, load_pool
@@ -63,6 +63,11 @@ class _Pair:
             "b_name": singular(b),
         }
 
+    @cached_property
+    def between(self) -> tuple[list[ObjectFacts], list[ObjectFacts]]:
+        """The objects between a and b, and those clearly not (see ``layout.between_split``)."""
+        return between_split(self.a, self.b, self.facts)
+
 
 def relations(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
     """Up to MAX_RELATION_QUESTIONS questions about pairs of a seeded sample of objects."""
@@ -96,7 +101,7 @@ def _question(kind: str, pair: _Pair, **extra: str) -> str:
     phrasings = (
         pool.questions if kind == "relation" else load_questions("relations", f"{kind}_questions")
     )
-    return pair.rng.choice(phrasings).format(**pair.words, **extra)
+    return pair.rng.choice(phrasings).format_map({**pair.words, **extra})
 
 
 def _relation(pair: _Pair) -> Turn | None:
@@ -162,7 +167,7 @@ def _between(pair: _Pair) -> Turn | None:
     """Which object lies between a and b: asked when exactly one labelled object does."""
     if not pair.complete:
         return None
-    found = objects_between(pair.a, pair.b, pair.facts)
+    found = pair.between[0]
     if len(found) != 1:
         return None
     c = found[0]
@@ -172,8 +177,7 @@ def _between(pair: _Pair) -> Turn | None:
 
 def _between_check(pair: _Pair) -> Turn | None:
     """Is C between a and b: yes for an object that is, no for one that clearly is not."""
-    inside = objects_between(pair.a, pair.b, pair.facts)
-    outside = objects_not_between(pair.a, pair.b, pair.facts)
+    inside, outside = pair.between
     options = [(key, found) for key, found in (("between_yes", inside), ("between_no", outside))]
     options = [(key, found) for key, found in options if found]
     if not options:
