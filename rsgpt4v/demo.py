@@ -36,7 +36,10 @@ def run_demo(
         progress=bar("convert"),
     )
     instructions = generate_instructions(
-        conversion.output, out_dir / "instructions.jsonl", progress=bar("instruct")
+        conversion.output,
+        out_dir / "instructions.jsonl",
+        image_root=sample,  # lets the rules name object colours from the pixels
+        progress=bar("instruct"),
     )
     export = export_instructions(
         instructions.output,
