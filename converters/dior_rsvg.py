@@ -47,33 +47,12 @@ from typing import ClassVar
 from xml.etree.ElementTree import Element
 
 from rsgpt4v.converters.base import Converter, image_info
+from rsgpt4v.converters.dior import DIOR_CLASSES
 from rsgpt4v.converters.safe_xml import child_text, read_xml
 from rsgpt4v.converters.voc import SourceObject, find_image, place_objects, read_voc_object
 from rsgpt4v.errors import InputError
 from rsgpt4v.schema import Record
 
-DIOR_CLASSES = (
-    "airplane",
-    "airport",
-    "baseballfield",
-    "basketballcourt",
-    "bridge",
-    "chimney",
-    "dam",
-    "Expressway-Service-area",
-    "Expressway-toll-station",
-    "golffield",
-    "groundtrackfield",
-    "harbor",
-    "overpass",
-    "ship",
-    "stadium",
-    "storagetank",
-    "tenniscourt",
-    "trainstation",
-    "vehicle",
-    "windmill",
-)
 SPLIT_ENTRIES = ("auto", "objects", "images")
 NO_SPLIT_FILES = "all"
 
