@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned: an unpinned torch (pulled in by transformers/peft) is a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e ".[dev,train]"
+	$(BIN)/pip install --quiet -e ".[dev,train,eval]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,7 +23,15 @@ demo: $(STAMP)
 	$(BIN)/rsgpt4v demo -o demo-output
 	@echo "Outputs are in demo-output/: records.jsonl, instructions.jsonl, llava.json (images in demo-output/sample/)."
 
-test: $(STAMP)
+# Debian packages some tests need, installed when missing: headless Chromium for the HTML report,
+# a Java runtime for the METEOR caption metric (pycocoevalcap).
+system-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v java >/dev/null || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    $$SUDO apt-get install -y -qq chromium chromium-driver default-jre-headless >/dev/null; }
+
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest
 

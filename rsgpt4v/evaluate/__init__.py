@@ -1,0 +1,1 @@
+"""Predictions and metrics for captioning, VQA, grounding, counting and classification."""

@@ -1,0 +1,1 @@
+"""Hierarchical LLM generation: local, global and multi-turn passes on OpenAI-compatible VLMs."""

@@ -1,0 +1,1 @@
+"""Dataset statistics, plots and the static HTML report."""

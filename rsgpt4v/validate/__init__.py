@@ -1,0 +1,1 @@
+"""Checks of instruction data against the source records and boxes."""
