@@ -1,0 +1,177 @@
+"""``--batch``: the passes through the OpenAI Batch API (half price, answers within 24 h).
+
+The hierarchy needs one round per pass: each round walks the records, collects every request
+whose reply is not cached yet (a record's later pass only once its earlier ones are answered),
+writes them as JSONL files (``custom_id`` = the request key, at most 50,000 lines and 150 MB per
+file), uploads, submits, polls and ingests the output and error files into the same cache as the
+synchronous path. Each submitted batch is recorded in the cache before it is polled, so a restarted
+run polls its open batches and never submits the same work twice. The output is then written
+from the cache exactly as a synchronous run writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Iterator
+
+from rsgpt4v.errors import RsgptError
+from rsgpt4v.instruct.llm.cache import ReplyCache
+from rsgpt4v.instruct.llm.engine import (
+    LlmSettings,
+    PendingRequest,
+    Redactor,
+    Requester,
+    reply_of,
+    usage_of,
+)
+from rsgpt4v.instruct.llm.passes import PASSES, response_format
+from rsgpt4v.instruct.llm.pricing import PriceTable
+from rsgpt4v.schema import Record, read_jsonl
+
+MAX_LINES = 50_000
+MAX_BYTES = 150 * 1024**2
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+def run_batches(
+    records_path,
+    settings: LlmSettings,
+    cache: ReplyCache,
+    prices: PriceTable,
+    key: str,
+    redact: Redactor,
+    vocabulary: dict,
+    summary,
+) -> None:
+    """Fill the cache through batches, one round per pass; ``summary`` gets batch ids and spend."""
+    asyncio.run(_run(records_path, settings, cache, prices, key, redact, vocabulary, summary))
+
+
+async def _run(records_path, settings, cache, prices, key, redact, vocabulary, summary) -> None:
+    import openai
+
+    from rsgpt4v.instruct.llm.generate import (
+        RecordGenerator,
+        _workers,
+        make_client,
+        run_records,
+        shard_records,
+    )
+
+    client = make_client(settings, key)
+    try:
+        for open_batch, entries in cache.open_batches():
+            summary.spent_usd += await _finish(client, cache, prices, settings, open_batch, entries)
+        for _ in settings.passes:
+            requester = Requester(settings, cache, prices, None, redact, mode="collect")
+            requester.vocabulary = vocabulary
+            records = shard_records(read_jsonl(records_path, Record), settings.shard)
+            generator = RecordGenerator(settings, requester)
+            await run_records(records, generator, lambda result: None, _workers(settings))
+            pending = list({p.key: p for p in requester.pending}.values())
+            if not pending:
+                break
+            pending, stopped = _within_budget(pending, settings.budget_usd, summary.spent_usd)
+            submitted = []
+            for chunk in _chunks(pending, requester.format_mode):
+                batch_id = await _submit(client, cache, chunk, requester.format_mode)
+                summary.batches.append(batch_id)
+                submitted.append((batch_id, [[p.key, p.record_id, p.pass_name] for p in chunk]))
+            for batch_id, entries in submitted:
+                summary.spent_usd += await _finish(
+                    client, cache, prices, settings, batch_id, entries
+                )
+            if stopped:
+                summary.stopped = stopped
+                break
+    except openai.APIError as error:
+        raise RsgptError(redact(f"batch API error: {error}")[:500]) from None
+    finally:
+        await client.close()
+
+
+def _within_budget(
+    pending: list[PendingRequest], budget: float | None, spent: float
+) -> tuple[list[PendingRequest], str | None]:
+    """The requests whose estimated cost fits what is left of the budget, and why it stopped."""
+    if budget is None:
+        return pending, None
+    kept, total = [], spent
+    for request in pending:
+        if total + request.estimate_usd > budget:
+            return kept, (
+                f"budget cap reached: {len(pending) - len(kept)} requests not submitted "
+                f"(${spent:.4f} spent before this round, ${budget:.4f} allowed)"
+            )
+        kept.append(request)
+        total += request.estimate_usd
+    return kept, None
+
+
+def _line(request: PendingRequest, mode: str) -> str:
+    body = request.body | {"response_format": response_format(PASSES[request.pass_name], mode)}
+    item = {"custom_id": request.key, "method": "POST", "url": "/v1/chat/completions", "body": body}
+    return json.dumps(item, ensure_ascii=False) + "\n"
+
+
+def _chunks(pending: list[PendingRequest], mode: str) -> Iterator[list[PendingRequest]]:
+    """Requests in groups that fit one batch file (line count and bytes)."""
+    chunk, size = [], 0
+    for request in pending:
+        length = len(_line(request, mode).encode("utf-8"))
+        if chunk and (len(chunk) >= MAX_LINES or size + length > MAX_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(request)
+        size += length
+    if chunk:
+        yield chunk
+
+
+async def _submit(client, cache: ReplyCache, chunk: list[PendingRequest], mode: str) -> str:
+    data = "".join(_line(request, mode) for request in chunk).encode("utf-8")
+    uploaded = await client.files.create(file=("rsgpt4v-batch.jsonl", data), purpose="batch")
+    batch = await client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    entries = [[p.key, p.record_id, p.pass_name] for p in chunk]
+    cache.add_batch(batch.id, hashlib.sha256(data).hexdigest(), entries)
+    return batch.id
+
+
+async def _finish(client, cache, prices, settings, batch_id: str, entries) -> float:
+    """Poll a batch to its end and store its replies; returns what they cost."""
+    batch = await client.batches.retrieve(batch_id)
+    while batch.status not in TERMINAL:
+        await asyncio.sleep(settings.poll_interval_s)
+        batch = await client.batches.retrieve(batch_id)
+    known = {entry[0]: entry for entry in entries}
+    spent = 0.0
+    if batch.output_file_id:
+        content = await client.files.content(batch.output_file_id)
+        for line in content.text.splitlines():
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            entry = known.get(item.get("custom_id"))
+            response = item.get("response") or {}
+            if entry is None or response.get("status_code") != 200:
+                continue  # not ours, or failed: the request stays uncached and is asked again
+            completion = response["body"]
+            usage = usage_of(completion)
+            cost = prices.cost(settings.model, usage, batch=True)
+            spent += cost
+            cache.put(
+                entry[0],
+                record_id=entry[1],
+                pass_name=entry[2],
+                model=settings.model,
+                reply=reply_of(completion),
+                usage=usage,
+                cost_usd=cost,
+                via="batch",
+            )
+    cache.close_batch(batch_id, batch.status)
+    return spent

@@ -1,0 +1,96 @@
+"""What ``rsgpt4v instruct`` does for ``--generator llm|both`` and ``--shard``, kept out of cli.py.
+
+``both`` writes the rule instructions first (the unchanged rules stage, into a temporary file) and
+then the LLM ones after them in the same output. ``--shard I/N`` keeps the records whose id hashes
+to shard I, for every generator, so N machines can split one input and their outputs add up to the
+whole run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.instruct.llm.engine import LlmSettings
+from rsgpt4v.instruct.llm.generate import LlmSummary, shard_records
+from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
+
+GENERATORS = ("rules", "llm", "both")
+
+
+@dataclass
+class LlmRunReport:
+    """What the command prints, and whether the run ended in error."""
+
+    lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def write_shard(records: Path, shard: tuple[int, int], folder: Path) -> Path:
+    """The shard's records as their own file (for the rules stage, which reads a file)."""
+    path = folder / f"records.shard{shard[0]}of{shard[1]}.jsonl"
+    with JsonlWriter(path) as writer:
+        for record in shard_records(read_jsonl(records, Record), shard):
+            writer.write(record)
+    return path
+
+
+def run_llm_instruct(
+    generator: str,
+    records: Path,
+    output: Path,
+    settings: LlmSettings,
+    *,
+    dry_run: bool,
+    rules: Callable[[Path, Path], str],
+) -> LlmRunReport:
+    """Run the LLM passes (after the rules for ``both``); ``rules(records, out)`` runs the rules
+    stage and returns its summary line."""
+    from rsgpt4v.instruct.llm.generate import generate_llm_instructions
+
+    if generator not in GENERATORS:
+        raise InputError(f"unknown generator {generator!r}; available: {', '.join(GENERATORS)}")
+    report = LlmRunReport()
+    if dry_run:
+        from rsgpt4v.instruct.llm.plan import plan_run
+
+        report.lines = plan_run(records, settings).lines()
+        return report
+    with tempfile.TemporaryDirectory(prefix="rsgpt4v-instruct-") as folder:
+        prepend = None
+        if generator == "both":
+            source = (
+                write_shard(records, settings.shard, Path(folder)) if settings.shard else records
+            )
+            prepend = Path(folder) / "rules.jsonl"
+            report.lines.append("rules: " + rules(source, prepend))
+        summary = generate_llm_instructions(records, output, settings, prepend=prepend)
+    report.lines += summary_lines(summary, settings)
+    if summary.stopped:
+        message = f"stopped: {summary.stopped}"
+        if summary.fatal:
+            report.error = message
+        else:
+            report.warnings.append(message)
+    return report
+
+
+def summary_lines(summary: LlmSummary, settings: LlmSettings) -> list[str]:
+    per_task = ", ".join(f"{t} {n}" for t, n in sorted(summary.per_task.items())) or "none"
+    statuses = ", ".join(f"{s} {n}" for s, n in sorted(summary.statuses.items())) or "none"
+    lines = [
+        f"llm: {summary.instructions} instructions ({per_task}), {summary.qa_pairs} QA pairs "
+        f"from {summary.records} records ({summary.records_complete} complete) → {summary.output}",
+        f"requests: {statuses}; {summary.calls} API calls, {summary.cached} from the cache",
+        f"tokens: {summary.prompt_tokens} in, {summary.completion_tokens} out; cost "
+        f"${summary.cost_usd:.4f} (${summary.spent_usd:.4f} spent by this run) with "
+        f"{settings.model}",
+        f"generation log: {summary.log}",
+    ]
+    if summary.batches:
+        lines.append(f"batches: {', '.join(summary.batches)}")
+    return lines

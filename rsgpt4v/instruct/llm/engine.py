@@ -1,0 +1,388 @@
+"""The request engine: one request of one pass, from cache or from the API, with its accounting.
+
+One retry layer: the openai SDK's (``max_retries``, ``timeout``, exponential backoff honouring
+``Retry-After``); nothing here retries. What the SDK gives up on is classified: quota exhaustion
+(429 ``insufficient_quota``) and rejected credentials stop the whole run; anything else fails
+that request, which a rerun tries again. Every reply is written to the cache before it is parsed,
+so a reply is never paid twice; the budget is reserved from a high estimate before each call and
+settled from the reported usage after it, so the spend never passes the cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from rsgpt4v.errors import RsgptError
+from rsgpt4v.instruct.llm.cache import CachedReply, ReplyCache, request_key
+from rsgpt4v.instruct.llm.images import RenderedImage
+from rsgpt4v.instruct.llm.passes import (
+    Earlier,
+    ParseError,
+    PassSpec,
+    RecordContext,
+    build_messages,
+    check,
+    parse,
+    prompt_version,
+    response_format,
+)
+from rsgpt4v.instruct.llm.pricing import (
+    PriceTable,
+    Usage,
+    estimate_tokens,
+    image_tokens,
+)
+from rsgpt4v.instruct.llm.to_instructions import Provenance
+
+STATUSES = ("ok", "parse_error", "rejected", "refused", "failed")
+NO_KEY = "unused"  # local servers (vLLM, Ollama) take any key; the SDK wants one
+
+
+@dataclass
+class LlmSettings:
+    """Everything that decides how the LLM passes run (see ``rsgpt4v instruct --help``)."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    cache_dir: Path | None = None
+    budget_usd: float | None = None
+    detail: str = "low"
+    max_side: int | None = None
+    temperature: float = 0.2
+    seed: int = 0
+    max_retries: int = 4
+    timeout_s: float = 120.0
+    passes: tuple[str, ...] = ("local", "global", "multi_turn")
+    prices: str | Path | None = None
+    shard: tuple[int, int] | None = None
+    image_root: Path | None = None
+    batch: bool = False
+    poll_interval_s: float = 30.0
+
+
+def read_api_key(settings: LlmSettings) -> str:
+    """The key from the environment variable named by the settings (never from a file or flag)."""
+    key = os.environ.get(settings.api_key_env, "")
+    if key:
+        return key
+    if settings.base_url is None:
+        raise RsgptError(
+            f"no API key: set the environment variable {settings.api_key_env} "
+            "(or name another with --api-key-env)"
+        )
+    return NO_KEY
+
+
+class Redactor:
+    """Removes the API key from any text before it is printed or written."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key if key and key != NO_KEY else None
+
+    def __call__(self, text: str) -> str:
+        if self._key is None:
+            return text
+        text = text.replace(self._key, "[redacted]")
+        # Servers echo a masked key (sk-abc***xyz): drop any 8+ character piece of it too.
+        for size in (16, 12, 8):
+            for start in range(0, max(len(self._key) - size + 1, 0)):
+                piece = self._key[start : start + size]
+                if piece in text:
+                    text = text.replace(piece, "[redacted]")
+        return text
+
+
+class RunStopped(Exception):
+    """The run must stop (quota exhausted, credentials refused); the message says why."""
+
+
+class Budget:
+    """A spending cap: reserve an upper estimate before a call, settle the real cost after."""
+
+    def __init__(self, limit_usd: float | None) -> None:
+        self.limit = limit_usd
+        self.spent = 0.0
+        self.reserved = 0.0
+
+    def reserve(self, amount: float) -> bool:
+        if self.limit is not None and self.spent + self.reserved + amount > self.limit:
+            return False
+        self.reserved += amount
+        return True
+
+    def settle(self, reserved: float, actual: float) -> None:
+        self.reserved -= reserved
+        self.spent += actual
+
+
+@dataclass
+class Outcome:
+    """The result of one request of one pass of one record."""
+
+    pass_name: str
+    status: str  # ok, parse_error, rejected, refused, failed, or unsent (never asked)
+    reason: str | None = None
+    reply: BaseModel | None = None
+    key: str = ""
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    cached: bool = False
+    provenance: Provenance | None = None
+
+
+@dataclass
+class PendingRequest:
+    """A request collected for the Batch API instead of being sent."""
+
+    key: str
+    record_id: str
+    pass_name: str
+    body: dict
+    estimate_usd: float
+
+
+class Requester:
+    """Answers requests from the cache, the API, or (batch mode) collects them.
+
+    ``mode`` is ``call`` (send what the cache lacks), ``collect`` (queue it in ``pending`` for a
+    batch) or ``cache_only`` (a miss fails: the batch output lacked it).
+    """
+
+    def __init__(
+        self,
+        settings: LlmSettings,
+        cache: ReplyCache,
+        prices: PriceTable,
+        client: object | None,
+        redact: Redactor,
+        mode: str = "call",
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.prices = prices
+        self.price = prices.price_of(settings.model)
+        self.client = client
+        self.redact = redact
+        self.mode = mode
+        self.budget = Budget(settings.budget_usd)
+        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.stopped: str | None = None
+        self.fatal = False
+        self.calls = 0
+        self.pending: list[PendingRequest] = []
+        self._format_setting = f"response_format:{settings.base_url or 'openai'}:{settings.model}"
+        self.format_mode = cache.setting(self._format_setting) or "json_schema"
+        self.vocabulary: dict[str, tuple[str, ...]] = {}  # dataset → its class strings
+
+    def body(self, spec: PassSpec, messages: list[dict], objects: int) -> dict:
+        return {
+            "model": self.settings.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": spec.max_tokens(objects),
+            "seed": self.settings.seed,
+        }
+
+    def estimate_usd(self, body: dict, image: RenderedImage | None, batch: bool = False) -> float:
+        """An upper estimate of a request's cost (input by bound, output at max_tokens)."""
+        each = image_tokens(image.width, image.height, image.detail, self.price) if image else 0
+        usage = Usage(estimate_tokens(body["messages"], each), body["max_tokens"], 0)
+        return self.prices.cost(self.settings.model, usage, batch=batch)
+
+    async def run(
+        self, spec: PassSpec, context: RecordContext, earlier: Earlier, image: RenderedImage | None
+    ) -> Outcome:
+        record = context.record
+        body = self.body(spec, build_messages(spec, context, earlier, image), len(record.objects))
+        version = prompt_version(spec)
+        key = request_key(
+            body,
+            pass_name=spec.name,
+            prompt_version=version,
+            schema=spec.reply.model_json_schema(),
+            image_digest=image.digest if image else None,
+        )
+        cached = self.cache.get(key)
+        if cached is None:
+            if self.stopped:
+                return Outcome(spec.name, "unsent", self.stopped, key=key)
+            if self.mode == "collect":
+                estimate = self.estimate_usd(body, image, batch=True)
+                self.pending.append(PendingRequest(key, record.id, spec.name, body, estimate))
+                return Outcome(spec.name, "unsent", "collected for a batch", key=key)
+            if self.mode == "cache_only":
+                return Outcome(spec.name, "failed", "no reply in the batch output", key=key)
+            try:
+                cached = await self._send(spec, body, key, record.id, image)
+            except _RequestFailed as failure:
+                return Outcome(spec.name, "failed", failure.reason, key=key)
+            if cached is None:
+                return Outcome(spec.name, "unsent", self.stopped, key=key)
+            fresh = True
+        else:
+            fresh = False
+        provenance = Provenance(
+            model=cached.reply.get("model") or self.settings.model,
+            prompt_version=version,
+            request_hash=key,
+            usage=cached.usage,
+            cost_usd=cached.cost_usd,
+            template=f"llm/{spec.name}",
+        )
+        outcome = Outcome(
+            spec.name,
+            "ok",
+            key=key,
+            usage=cached.usage,
+            cost_usd=cached.cost_usd,
+            cached=not fresh,
+            provenance=provenance,
+        )
+        vocabulary = self.vocabulary.get(record.dataset, ())
+        return judge(outcome, spec, cached.reply, context, vocabulary)
+
+    async def _send(
+        self, spec: PassSpec, body: dict, key: str, record_id: str, image: RenderedImage | None
+    ) -> CachedReply | None:
+        """Call the API within the budget; the reply is cached before anyone parses it."""
+        estimate = self.estimate_usd(body, image)
+        if not self.budget.reserve(estimate):
+            self.stopped = (
+                f"budget cap reached: ${self.budget.spent:.4f} spent of "
+                f"${self.settings.budget_usd:.4f} (the next request may cost up to "
+                f"${estimate:.4f})"
+            )
+            return None
+        actual = 0.0
+        try:
+            async with self.slots:
+                if self.stopped and self.fatal:
+                    return None
+                reply, usage = await self._create(spec, body)
+            actual = self.prices.cost(self.settings.model, usage)
+        finally:
+            self.budget.settle(estimate, actual)
+        self.cache.put(
+            key,
+            record_id=record_id,
+            pass_name=spec.name,
+            model=self.settings.model,
+            reply=reply,
+            usage=usage,
+            cost_usd=actual,
+        )
+        return CachedReply(reply, usage, actual, "sync")
+
+    async def _create(self, spec: PassSpec, body: dict) -> tuple[dict, Usage]:
+        import openai
+
+        mode = self.format_mode
+        try:
+            try:
+                self.calls += 1
+                response = await self.client.chat.completions.create(  # type: ignore[union-attr]
+                    **body, response_format=response_format(spec, mode)
+                )
+            except openai.BadRequestError:
+                if mode != "json_schema":
+                    raise
+                self.calls += 1  # the server may not know json_schema: try JSON mode once
+                response = await self.client.chat.completions.create(  # type: ignore[union-attr]
+                    **body, response_format=response_format(spec, "json_object")
+                )
+                if self.format_mode != "json_object":
+                    self.format_mode = "json_object"
+                    self.cache.set_setting(self._format_setting, "json_object")
+        except openai.RateLimitError as error:
+            if error.code == "insufficient_quota":
+                self._stop(
+                    "API quota exhausted (429 insufficient_quota): add credit or raise "
+                    "the limit, then rerun; finished work is cached",
+                    fatal=True,
+                )
+                raise _RequestFailed("insufficient_quota") from None
+            raise _RequestFailed(
+                f"rate limited (429) after {self.settings.max_retries} retries"
+            ) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+            self._stop(
+                f"the server refused the credentials (HTTP {error.status_code}): check "
+                f"{self.settings.api_key_env} and --base-url",
+                fatal=True,
+            )
+            raise _RequestFailed(f"HTTP {error.status_code}") from None
+        except openai.APIStatusError as error:
+            raise _RequestFailed(
+                self.redact(f"HTTP {error.status_code}: {error.message}")[:300]
+            ) from None
+        except openai.APITimeoutError:
+            raise _RequestFailed(
+                f"timed out after {self.settings.max_retries} retries "
+                f"({self.settings.timeout_s:g} s each)"
+            ) from None
+        except openai.APIConnectionError as error:
+            raise _RequestFailed(self.redact(f"connection error: {error}")[:300]) from None
+        completion = response.model_dump()
+        return reply_of(completion), usage_of(completion)
+
+    def _stop(self, reason: str, *, fatal: bool) -> None:
+        if not self.fatal:
+            self.stopped, self.fatal = reason, fatal
+
+
+class _RequestFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def reply_of(completion: dict) -> dict:
+    """What is kept of a chat completion: the message, why it ended, and identification."""
+    choice = completion["choices"][0]
+    message = choice.get("message") or {}
+    return {
+        "content": message.get("content"),
+        "refusal": message.get("refusal"),
+        "finish_reason": choice.get("finish_reason"),
+        "response_id": completion.get("id"),
+        "model": completion.get("model"),
+        "system_fingerprint": completion.get("system_fingerprint"),
+    }
+
+
+def usage_of(completion: dict) -> Usage:
+    usage = completion.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return Usage(
+        usage.get("prompt_tokens") or 0,
+        usage.get("completion_tokens") or 0,
+        details.get("cached_tokens") or 0,
+    )
+
+
+def judge(
+    outcome: Outcome, spec: PassSpec, reply: dict, context: RecordContext, vocabulary: tuple
+) -> Outcome:
+    """Status of a stored reply: refused, parse_error, rejected (with the reason) or ok."""
+    if reply.get("refusal"):
+        outcome.status, outcome.reason = "refused", str(reply["refusal"])[:300]
+        return outcome
+    try:
+        parsed = parse(spec, reply.get("content"))
+    except ParseError as error:
+        cut = " (the reply hit max_tokens)" if reply.get("finish_reason") == "length" else ""
+        outcome.status, outcome.reason = "parse_error", f"{error}{cut}"[:300]
+        return outcome
+    reason = check(parsed, context, vocabulary)
+    if reason is not None:
+        outcome.status, outcome.reason = "rejected", reason
+        return outcome
+    outcome.reply = parsed
+    return outcome

@@ -1,0 +1,298 @@
+"""``instruct --generator llm``: records → instructions through the local → global → multi-turn
+passes, with a generation log beside the output (one JSON row per request).
+
+Records are read lazily and handed to a bounded pool of workers, one record at a time each, its
+passes in order (each pass sees what the earlier ones wrote); at most ``concurrency`` requests are
+in flight. Instructions are written in input order whatever order records finish in, so a resumed
+run (all replies from the cache, no call) writes the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.instruct.attributes import object_facts
+from rsgpt4v.instruct.llm.cache import ReplyCache
+from rsgpt4v.instruct.llm.engine import LlmSettings, Outcome, Redactor, Requester, read_api_key
+from rsgpt4v.instruct.llm.images import RenderedImage, render_image, render_side
+from rsgpt4v.instruct.llm.passes import PASSES, Earlier, RecordContext
+from rsgpt4v.instruct.llm.pricing import load_prices
+from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF, qa_pairs
+from rsgpt4v.schema import Instruction, JsonlWriter, Record, read_jsonl
+
+DEFAULT_CACHE_DIR = ".rsgpt4v-llm-cache"
+
+
+@dataclass
+class LlmSummary:
+    output: Path
+    log: Path
+    records: int = 0
+    records_complete: int = 0  # every pass answered (ok, parse_error, rejected or refused)
+    instructions: int = 0
+    qa_pairs: int = 0
+    calls: int = 0  # API calls this run (a JSON-mode fallback counts twice)
+    cached: int = 0  # requests answered from the cache
+    statuses: Counter[str] = field(default_factory=Counter)
+    per_task: Counter[str] = field(default_factory=Counter)
+    spent_usd: float = 0.0  # paid by this run
+    cost_usd: float = 0.0  # of every reply used, cached ones included
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stopped: str | None = None  # why the run stopped early
+    fatal: bool = False  # stopped by an error (quota, credentials), not by the budget
+    batches: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecordResult:
+    record: Record
+    outcomes: list[Outcome]
+    instructions: list[Instruction]
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` (0 <= I < N) → (I, N); None → no sharding."""
+    if text is None:
+        return None
+    index, sep, count = text.partition("/")
+    if not (sep and index.strip().isdigit() and count.strip().isdigit()):
+        raise InputError(f"--shard must be I/N (e.g. 0/4), got {text!r}")
+    i, n = int(index), int(count)
+    if not 0 <= i < n:
+        raise InputError(f"--shard {text}: I must be in 0..{n - 1}")
+    return i, n
+
+
+def shard_of(record_id: str, count: int) -> int:
+    """The shard of a record: by a hash of its id, so it does not depend on file order."""
+    return int.from_bytes(hashlib.sha256(record_id.encode("utf-8")).digest()[:8], "big") % count
+
+
+def shard_records(records: Iterable[Record], shard: tuple[int, int] | None) -> Iterator[Record]:
+    for record in records:
+        if shard is None or shard_of(record.id, shard[1]) == shard[0]:
+            yield record
+
+
+class RecordGenerator:
+    """Runs the passes of one record: image, facts, then each pass fed with the earlier ones."""
+
+    def __init__(self, settings: LlmSettings, requester: Requester) -> None:
+        self.settings = settings
+        self.requester = requester
+
+    def _prepare(self, record: Record) -> tuple[RenderedImage | None, RecordContext]:
+        root = self.settings.image_root
+        image = None
+        if root is not None:
+            path = root / record.image.path
+            image = render_image(path, self.settings.detail, self.settings.max_side)
+        return image, RecordContext.of(record, object_facts(record, root))
+
+    async def generate(self, record: Record) -> RecordResult:
+        try:
+            image, context = await asyncio.to_thread(self._prepare, record)
+        except RsgptError as error:
+            failed = Outcome(self.settings.passes[0], "failed", f"image: {error}")
+            return RecordResult(record, [failed], [])
+        earlier = Earlier()
+        outcomes, instructions = [], []
+        for name in self.settings.passes:
+            if name != "local" and "local" in self.settings.passes and earlier.local is None:
+                break  # later passes build on accepted local notes
+            outcome = await self.requester.run(PASSES[name], context, earlier, image)
+            outcomes.append(outcome)
+            if outcome.status != "ok":
+                if outcome.status in ("unsent", "failed"):
+                    break
+                continue
+            assert outcome.reply is not None and outcome.provenance is not None
+            instructions += INSTRUCTIONS_OF[name](record, outcome.reply, outcome.provenance)
+            if name == "local":
+                earlier.local = outcome.reply  # type: ignore[assignment]
+            elif name == "global":
+                earlier.description = outcome.reply.description  # type: ignore[attr-defined]
+        return RecordResult(record, outcomes, instructions)
+
+
+async def run_records(
+    records: Iterable[Record],
+    generator: RecordGenerator,
+    on_result: Callable[[RecordResult], None],
+    workers: int,
+) -> None:
+    """Feed records to ``workers`` tasks; ``on_result`` gets results in input order."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=2 * workers)
+    done: dict[int, RecordResult] = {}
+    next_index = 0
+
+    async def produce() -> None:
+        for index, record in enumerate(records):
+            if generator.requester.stopped:
+                break
+            await queue.put((index, record))
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def work() -> None:
+        nonlocal next_index
+        while (item := await queue.get()) is not None:
+            index, record = item
+            done[index] = await generator.generate(record)
+            while next_index in done:
+                on_result(done.pop(next_index))
+                next_index += 1
+
+    await asyncio.gather(produce(), *(work() for _ in range(workers)))
+
+
+def log_row(result: RecordResult, outcome: Outcome) -> str:
+    return json.dumps(
+        {
+            "record_id": result.record.id,
+            "pass": outcome.pass_name,
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "request_hash": outcome.key or None,
+            "cached": outcome.cached,
+            "usage": outcome.usage.as_dict(),
+            "cost_usd": round(outcome.cost_usd, 8),
+        },
+        ensure_ascii=False,
+    )
+
+
+def log_path_of(output: Path) -> Path:
+    return output.with_name(output.name.removesuffix(".jsonl") + ".generation.jsonl")
+
+
+def generate_llm_instructions(
+    records_path: str | Path,
+    output: str | Path,
+    settings: LlmSettings,
+    *,
+    prepend: Path | None = None,
+) -> LlmSummary:
+    """Write the LLM instructions of every record (of the shard) to output, and the log beside.
+
+    ``prepend`` is a file of instructions (the rules' ones for ``--generator both``) copied first.
+    """
+    from rsgpt4v.instruct import dataset_vocabulary
+
+    output = Path(output)
+    _check(settings)
+    prices = load_prices(settings.prices)
+    if settings.budget_usd is not None and prices.price_of(settings.model) is None:
+        raise RsgptError(
+            f"--budget-usd needs a price for model {settings.model!r}: add it to a price table "
+            "and pass it with --prices"
+        )
+    key = read_api_key(settings)
+    redact = Redactor(key)
+    vocabulary = dataset_vocabulary(records_path)
+    summary = LlmSummary(output=output, log=log_path_of(output))
+    with ReplyCache(settings.cache_dir or output.parent / DEFAULT_CACHE_DIR) as cache:
+        if settings.batch:
+            from rsgpt4v.instruct.llm.batch import run_batches
+
+            run_batches(records_path, settings, cache, prices, key, redact, vocabulary, summary)
+        asyncio.run(
+            _generate(
+                records_path,
+                output,
+                settings,
+                cache,
+                prices,
+                key,
+                redact,
+                vocabulary,
+                summary,
+                prepend,
+            )
+        )
+    return summary
+
+
+def make_client(settings: LlmSettings, key: str):
+    from openai import AsyncOpenAI
+
+    return AsyncOpenAI(
+        api_key=key,
+        base_url=settings.base_url,
+        max_retries=settings.max_retries,
+        timeout=settings.timeout_s,
+    )
+
+
+async def _generate(
+    records_path, output, settings, cache, prices, key, redact, vocabulary, summary, prepend
+) -> None:
+    client = None if settings.batch else make_client(settings, key)
+    mode = "cache_only" if settings.batch else "call"
+    requester = Requester(settings, cache, prices, client, redact, mode)
+    requester.vocabulary = vocabulary
+    generator = RecordGenerator(settings, requester)
+
+    def on_result(result: RecordResult) -> None:
+        summary.records += 1
+        for outcome in result.outcomes:
+            if outcome.status == "unsent":
+                continue
+            log.write_lines([log_row(result, outcome) + "\n"])
+            summary.statuses[outcome.status] += 1
+            summary.cached += outcome.cached
+            summary.cost_usd += outcome.cost_usd
+            summary.prompt_tokens += outcome.usage.prompt_tokens
+            summary.completion_tokens += outcome.usage.completion_tokens
+        answered = [o for o in result.outcomes if o.status not in ("unsent", "failed")]
+        summary.records_complete += len(answered) == len(settings.passes)
+        for instruction in result.instructions:
+            writer.write(instruction)
+            summary.per_task[instruction.task] += 1
+        summary.qa_pairs += qa_pairs(result.instructions)
+
+    records = shard_records(read_jsonl(records_path, Record), settings.shard)
+    try:
+        with JsonlWriter(output) as writer, JsonlWriter(summary.log) as log:
+            if prepend is not None:
+                with prepend.open(encoding="utf-8") as handle:
+                    writer.write_lines(list(handle))
+            await run_records(records, generator, on_result, _workers(settings))
+    finally:
+        if client is not None:
+            await client.close()
+    summary.instructions = sum(summary.per_task.values())
+    summary.calls += requester.calls
+    summary.spent_usd += requester.budget.spent
+    summary.stopped = summary.stopped or requester.stopped
+    summary.fatal = summary.fatal or requester.fatal
+
+
+def _workers(settings: LlmSettings) -> int:
+    """Workers beyond the request slots keep the slots busy while images are rendered."""
+    return settings.concurrency + max(2, settings.concurrency // 8)
+
+
+def _check(settings: LlmSettings) -> None:
+    if settings.concurrency < 1:
+        raise InputError(f"--concurrency must be at least 1, got {settings.concurrency}")
+    if settings.budget_usd is not None and settings.budget_usd < 0:
+        raise InputError(f"--budget-usd must not be negative, got {settings.budget_usd}")
+    unknown = [p for p in settings.passes if p not in PASSES]
+    if unknown or not settings.passes:
+        raise InputError(
+            f"unknown pass {unknown[0] if unknown else ''!r}; known: local, global, multi_turn"
+        )
+    render_side(settings.detail)
+    if settings.image_root is None:
+        raise InputError("--image-root is needed with --generator llm: the model sees the images")
+    if not settings.image_root.is_dir():
+        raise InputError("image root is not a folder", file=settings.image_root)

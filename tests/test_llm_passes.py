@@ -1,0 +1,218 @@
+"""The passes, cache key, prices and shards of LLM generation, without a server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.instruct.attributes import object_facts
+from rsgpt4v.instruct.llm.cache import request_key
+from rsgpt4v.instruct.llm.engine import Redactor
+from rsgpt4v.instruct.llm.generate import parse_shard, shard_of
+from rsgpt4v.instruct.llm.images import RenderedImage
+from rsgpt4v.instruct.llm.passes import (
+    PASSES,
+    Earlier,
+    ParseError,
+    RecordContext,
+    build_messages,
+    check,
+    parse,
+    prompt_version,
+    response_format,
+)
+from rsgpt4v.instruct.llm.pricing import ModelPrice, Usage, image_tokens, load_prices
+from rsgpt4v.instruct.llm.replies import DialogueReply, GlobalReply, LocalReply
+from rsgpt4v.schema import ImageInfo, Object, Record
+
+VOCABULARY = ("plane", "ship", "storage-tank")
+
+
+def _record(meta: dict | None = None) -> Record:
+    objects = [
+        Object(id=i, category="plane", bbox=[10 + 30 * i, 10, 24, 8],
+               polygon=[[10 + 30 * i, 10], [34 + 30 * i, 10], [34 + 30 * i, 18], [10 + 30 * i, 18]])
+        for i in range(2)
+    ] + [Object(id=5, category="ship", bbox=[40, 60, 12, 30])]  # fmt: skip
+    image = ImageInfo(path="a.png", width=120, height=100, gsd=0.5)
+    return Record(id="r1", dataset="dota", split="train", image=image, objects=objects,
+                  meta=meta or {})  # fmt: skip
+
+
+def _context(meta: dict | None = None) -> RecordContext:
+    record = _record(meta)
+    return RecordContext.of(record, object_facts(record))
+
+
+def test_local_prompt_lists_each_object_with_its_rule_facts_and_the_image_last() -> None:
+    image = RenderedImage("data:image/jpeg;base64,AAAA", "d" * 64, 120, 100, "low")
+    messages = build_messages(PASSES["local"], _context(), Earlier(), image)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    text, picture = messages[1]["content"]
+    assert picture == {"type": "image_url", "image_url": {"url": image.data_url, "detail": "low"}}
+    rows = [json.loads(line) for line in text["text"].splitlines() if line.startswith('{"id"')]
+    assert [r["id"] for r in rows] == [0, 1, 5]
+    assert rows[0]["category"] == "plane" and rows[0]["length_m"] == 12.0  # 24 px x 0.5 m
+    assert {"position", "size_class", "box"} <= rows[0].keys()
+    assert "Class counts: plane 2, ship 1." in text["text"]
+
+
+def test_later_passes_see_the_earlier_replies() -> None:
+    local = LocalReply(objects=[], relations=[])
+    earlier = Earlier(local=local, description="A port with <ref:5>.")
+    text = build_messages(PASSES["multi_turn"], _context(), earlier, None)[1]["content"][0]["text"]
+    assert local.model_dump_json() in text and "A port with <ref:5>." in text
+
+
+def test_prompt_versions_come_from_the_template_headers() -> None:
+    assert prompt_version(PASSES["local"]) == "local@1+system@1"
+
+
+def test_structured_output_schema_is_strict_and_json_mode_is_the_fallback() -> None:
+    fmt = response_format(PASSES["local"], "json_schema")
+    schema = fmt["json_schema"]["schema"]
+    assert fmt["json_schema"]["strict"] and schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"objects", "relations"}
+    assert response_format(PASSES["local"], "json_object") == {"type": "json_object"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"description": "A field."}',
+        '```json\n{"description": "A field."}\n```',
+        'Sure! Here it is: {"description": "A field."} Hope this helps.',
+    ],
+)
+def test_parse_tolerates_fences_and_chatter(text: str) -> None:
+    assert parse(PASSES["global"], text) == GlobalReply(description="A field.")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty reply"),
+        ('{"description": "cut', "not JSON"),
+        ('{"summary": "A field."}', "not a GlobalReply"),
+    ],
+)
+def test_parse_errors_say_why(text: str, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse(PASSES["global"], text)
+
+
+def _desc(text: str) -> GlobalReply:
+    return GlobalReply(description=text)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (_desc("Two planes, <ref:0> and <ref:1>, face <ref:5>."), None),
+        (_desc("The ship <ref:5> is moored."), None),
+        (_desc("A plane <ref:7> is parked."), "object id 7"),
+        (
+            LocalReply(objects=[], relations=[{"subject": 0, "predicate": "near", "object": 3}]),
+            "object id 3",
+        ),
+        (_desc("The plane at [10, 10, 34, 18] is white."), "coordinates"),
+        (_desc("A plane sits at (12.5, 40)."), "coordinates"),
+        (_desc("Three planes wait on the apron."), "labels have 2 plane"),
+        (_desc("There are 4 planes."), "labels have 2 plane"),
+        (_desc("A storage tank stands near the ship."), "'storage tank', a class the record"),
+        (DialogueReply(turns=[{"question": "Q?", "answer": "A."}] * 2), "2 turns"),
+    ],
+)
+def test_check_rejects_replies_that_contradict_the_labels(reply, reason: str | None) -> None:
+    found = check(reply, _context(), VOCABULARY)
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None and reason in found
+
+
+def test_counts_and_absences_are_not_checked_when_labels_are_incomplete() -> None:
+    reply = _desc("Three planes and a storage tank.")
+    assert check(reply, _context({"objects_exhaustive": False}), VOCABULARY) is None
+    assert "object id 9" in check(_desc("<ref:9>"), _context({"labelled": False}), VOCABULARY)
+
+
+def _body(**changes) -> dict:
+    picture = {"url": "data:image/jpeg;base64,AAAA", "detail": "low"}
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Describe."},
+            {"type": "image_url", "image_url": picture},
+        ]}],
+        "temperature": 0.2,
+        "max_tokens": 100,
+        "seed": 0,
+    }  # fmt: skip
+    return body | changes
+
+
+def _key(body: dict, version: str = "global@1+system@1", digest: str = "a" * 64) -> str:
+    return request_key(body, pass_name="global", prompt_version=version, schema={"x": 1},
+                       image_digest=digest)  # fmt: skip
+
+
+def test_cache_key_hashes_what_changes_the_answer_only() -> None:
+    base = _key(_body())
+    assert _key(_body(response_format={"type": "json_object"})) == base  # JSON-mode fallback
+    assert _key(_body(stream=False)) == base  # knobs outside the answer
+    assert _key(_body(model="gpt-4o-mini")) != base
+    assert _key(_body(temperature=0.7)) != base
+    assert _key(_body(), version="global@2+system@1") != base
+    assert _key(_body(), digest="b" * 64) != base
+    other_text = _body()
+    other_text["messages"][0]["content"][0]["text"] = "Describe it."
+    assert _key(other_text) != base
+
+
+@pytest.mark.parametrize(
+    ("size", "detail", "tokens"),
+    [
+        ((1024, 1024), "high", 765),
+        ((2048, 4096), "high", 1105),
+        ((128, 64), "high", 255),
+        ((4000, 4000), "high", 765),
+        ((4000, 4000), "low", 85),
+    ],
+)
+def test_image_tokens_follow_the_tile_formula(size, detail: str, tokens: int) -> None:
+    assert image_tokens(*size, detail, ModelPrice(2.5, 1.25, 10.0)) == tokens
+
+
+def test_costs_come_from_the_price_table_with_prefix_match_and_batch_discount() -> None:
+    prices = load_prices()
+    assert prices.price_of("gpt-4o-2024-08-06") == prices.price_of("gpt-4o")
+    assert prices.price_of("gpt-4o-mini-2024-07-18") == prices.price_of("gpt-4o-mini")
+    assert prices.price_of("llava-local") is None
+    usage = Usage(prompt_tokens=1_000_000, completion_tokens=100_000, cached_tokens=200_000)
+    assert prices.cost("gpt-4o", usage) == pytest.approx(0.8 * 2.5 + 0.2 * 1.25 + 0.1 * 10)
+    assert prices.cost("gpt-4o", usage, batch=True) == pytest.approx(
+        prices.cost("gpt-4o", usage) / 2
+    )
+    assert prices.cost("llava-local", usage) == 0.0
+
+
+def test_shards_are_deterministic_disjoint_and_cover_everything() -> None:
+    ids = [f"scene{i}" for i in range(200)]
+    shards = [{i for i in ids if shard_of(i, 3) == n} for n in range(3)]
+    assert set().union(*shards) == set(ids) and sum(map(len, shards)) == len(ids)
+    assert all(shards) and [shard_of(i, 3) for i in ids] == [shard_of(i, 3) for i in ids]
+    assert parse_shard("2/3") == (2, 3) and parse_shard(None) is None
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        with pytest.raises(InputError, match="shard"):
+            parse_shard(bad)
+
+
+def test_the_redactor_removes_the_key_and_masked_pieces_of_it() -> None:
+    key = "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    redact = Redactor(key)
+    assert key not in redact(f"Incorrect API key provided: {key}.")
+    assert "ABCDEFGHIJKL" not in redact("Incorrect API key provided: sk-proj-ABCDEFGHIJKL***6789")
+    assert redact("nothing secret") == "nothing secret"
