@@ -1,0 +1,302 @@
+"""MoE-LoRA: a mixture of LoRA experts with a learned router on each targeted linear layer.
+
+The RS-GPT4V paper adapts LLaVA with a mixture of LoRA experts so that different instruction
+tasks (captions, grounding, counting, reasoning QA) can use different low-rank updates. Each
+targeted ``nn.Linear`` becomes :class:`MoELoraLinear`::
+
+    y = base(x) + alpha / rank * sum_{e in top_k} gate_e * B_e(A_e(dropout(x)))
+
+``B_e`` starts at zero, so the wrapped model computes exactly what the base computes at step 0.
+The gates come from a router (a bias-free linear map to ``num_experts`` logits, softmax, keep the
+``top_k`` largest, renormalise):
+
+- ``routing="token"``: each token routes on its own hidden state;
+- ``routing="sequence"``: each sequence routes once, on the mean hidden state of its non-padding
+  tokens (task-level routing). The padding mask reaches the layers through a **forward pre-hook
+  on the model** that reads the ``attention_mask`` keyword of every forward call. Without a mask
+  (``attention_mask=None``) every position counts. Packed rows (``position_ids`` restarting inside
+  a row, no attention mask) hold several samples and are refused for sequence routing.
+
+Every forward stores a Switch-Transformer load-balancing loss per layer,
+``num_experts * sum_e f_e * P_e`` (``f_e``: share of the top-k assignments that went to expert
+``e``; ``P_e``: mean router probability of ``e``; both over non-padding tokens, or sequences),
+which is 1 for perfectly balanced routing. :func:`moe_aux_loss` sums it over layers; the trainer
+adds ``load_balance_coef * moe_aux_loss(model)`` to the language-modelling loss.
+
+MoE-LoRA cannot be merged into the base weights (the update depends on the input through the
+gates); :func:`save_moe_lora` writes only the experts and routers, :func:`load_moe_lora` puts
+them back on a fresh base.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from rsgpt4v.errors import RsgptError
+
+WEIGHTS_NAME = "moe_lora.safetensors"
+CONFIG_NAME = "moe_lora_config.json"
+LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class MoELoraConfig(BaseModel):
+    """Settings of a mixture of LoRA experts (the ``moe_lora`` section of a finetune config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_experts: int = Field(4, ge=1, description="LoRA experts per targeted linear layer.")
+    top_k: int = Field(2, ge=1, description="Experts mixed per token (or per sequence).")
+    rank: int = Field(
+        8, ge=1, description="Rank of each expert's A (rank x in) and B (out x rank)."
+    )
+    alpha: float = Field(
+        16.0, gt=0, description="Scale: the expert sum is multiplied by alpha/rank."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the experts' input.")
+    routing: Literal["token", "sequence"] = Field(
+        "token",
+        description="'token': route every token on its hidden state; 'sequence': route each "
+        "sequence once on the mean of its non-padding hidden states (task-level routing).",
+    )
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(LLAMA_LINEARS),
+        description="Module-name suffixes of the nn.Linear layers to wrap (e.g. 'q_proj' or "
+        "'self_attn.q_proj').",
+    )
+    within: str | None = Field(
+        r"(^|\.)language_model\.",
+        description="Regular expression a module's full name must match to be wrapped; the "
+        "default keeps the vision tower and projector of LLaVA / Qwen-VL models out. None: any.",
+    )
+    load_balance_coef: float = Field(
+        0.01, ge=0, description="Weight of the load-balancing loss added to the LM loss."
+    )
+
+    @model_validator(mode="after")
+    def _top_k_within_experts(self) -> MoELoraConfig:
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) exceeds num_experts ({self.num_experts})")
+        if not self.target_modules:
+            raise ValueError("target_modules is empty; name at least one linear layer suffix")
+        return self
+
+
+class RoutingContext:
+    """The padding mask of the current forward, shared by every wrapped layer of one model."""
+
+    def __init__(self) -> None:
+        self.attention_mask: torch.Tensor | None = None
+
+
+class MoELoraLinear(nn.Module):
+    """A frozen ``nn.Linear`` plus a routed mixture of LoRA experts."""
+
+    def __init__(self, base: nn.Linear, cfg: MoELoraConfig, context: RoutingContext) -> None:
+        super().__init__()
+        self.base = base
+        self.cfg = cfg
+        self.context = context
+        self.scaling = cfg.alpha / cfg.rank
+        experts, rank = cfg.num_experts, cfg.rank
+        device = base.weight.device
+        self.router = nn.Linear(base.in_features, experts, bias=False, device=device)
+        nn.init.normal_(self.router.weight, std=1.0 / math.sqrt(base.in_features))
+        self.lora_A = nn.Parameter(torch.empty(experts, rank, base.in_features, device=device))
+        self.lora_B = nn.Parameter(torch.zeros(experts, base.out_features, rank, device=device))
+        for expert in self.lora_A:
+            nn.init.kaiming_uniform_(expert, a=math.sqrt(5))
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
+        self.last_aux_loss: torch.Tensor | None = None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The base weight, for code that inspects ``layer.weight`` (dtype, device, shape)."""
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    def _token_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The (batch, seq) padding mask when it matches this layer's input, else None."""
+        mask = self.context.attention_mask
+        if mask is None or x.dim() != 3 or mask.shape != x.shape[:2]:
+            return None
+        return mask.to(device=x.device, dtype=torch.float32)
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense gates (``..., experts``; zero outside the top-k) and this layer's aux loss."""
+        mask = self._token_mask(x)
+        hidden = x.float()
+        if self.cfg.routing == "sequence" and x.dim() == 3:
+            if mask is None:
+                hidden = hidden.mean(dim=1, keepdim=True)
+                weights = None
+            else:
+                counts = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+                hidden = (hidden * mask[..., None]).sum(dim=1, keepdim=True) / counts[..., None]
+                weights = (mask.sum(dim=1) > 0).float()[:, None]
+        else:
+            weights = mask
+        logits = nn.functional.linear(hidden, self.router.weight.float())
+        probs = logits.softmax(dim=-1)
+        top_values, top_index = probs.topk(self.cfg.top_k, dim=-1)
+        chosen = torch.zeros_like(probs).scatter(-1, top_index, 1.0)
+        gates = chosen * probs / top_values.sum(dim=-1, keepdim=True)
+        return gates, self._balance_loss(probs, chosen, weights)
+
+    def _balance_loss(
+        self, probs: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        experts = probs.shape[-1]
+        probs = probs.reshape(-1, experts)
+        chosen = chosen.reshape(-1, experts)
+        if weights is None:
+            weights = probs.new_ones(probs.shape[0])
+        weights = weights.reshape(-1, 1)
+        total = weights.sum().clamp(min=1.0)
+        dispatch_share = (chosen * weights).sum(0) / (total * self.cfg.top_k)
+        mean_prob = (probs * weights).sum(0) / total
+        return experts * (dispatch_share * mean_prob).sum()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        gates, self.last_aux_loss = self.route(x)
+        dtype = self.lora_A.dtype
+        low_rank = torch.einsum("...i,eri->...er", self.dropout(x).to(dtype), self.lora_A)
+        low_rank = low_rank * gates.to(dtype)[..., None]
+        update = torch.einsum("...er,eor->...o", low_rank, self.lora_B)
+        return out + (update * self.scaling).to(out.dtype)
+
+
+def _matches(name: str, cfg: MoELoraConfig) -> bool:
+    if cfg.within is not None and not re.search(cfg.within, name):
+        return False
+    return any(name == t or name.endswith("." + t) for t in cfg.target_modules)
+
+
+def moe_lora_layers(model: nn.Module) -> dict[str, MoELoraLinear]:
+    """The wrapped layers of ``model`` by module name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, MoELoraLinear)}
+
+
+def _capture_mask(context: RoutingContext, routing: str):
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask")
+        context.attention_mask = (
+            mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        )
+        positions = kwargs.get("position_ids")
+        packed = (
+            routing == "sequence"
+            and context.attention_mask is None
+            and isinstance(positions, torch.Tensor)
+            and positions.dim() == 2
+            and bool((positions[:, 1:] < positions[:, :-1]).any())
+        )
+        if packed:
+            raise RsgptError(
+                "MoE-LoRA sequence routing cannot route packed rows (position_ids restart "
+                "inside a row); turn packing off or use routing='token'"
+            )
+
+    return hook
+
+
+def apply_moe_lora(model: nn.Module, cfg: MoELoraConfig) -> nn.Module:
+    """Freeze ``model`` and wrap every targeted ``nn.Linear`` in a :class:`MoELoraLinear`.
+
+    Registers the forward pre-hook that hands the padding mask to the routers and sets
+    ``model.moe_lora_config``. Returns the same model object.
+    """
+    if moe_lora_layers(model):
+        raise RsgptError("this model already carries MoE-LoRA layers; load a fresh base")
+    targets = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and _matches(n, cfg)]
+    if not targets:
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        raise RsgptError(
+            f"no nn.Linear matches target_modules={cfg.target_modules} within={cfg.within!r}; "
+            f"linear layers look like: {', '.join(linears[:4]) or 'none'}"
+        )
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    context = RoutingContext()
+    for name in targets:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, MoELoraLinear(getattr(parent, child), cfg, context))
+    model.register_forward_pre_hook(_capture_mask(context, cfg.routing), with_kwargs=True)
+    model.moe_lora_config = cfg
+    return model
+
+
+def moe_aux_loss(model: nn.Module) -> torch.Tensor:
+    """Sum over wrapped layers of the load-balancing loss of the last forward."""
+    losses = [
+        m.last_aux_loss for m in moe_lora_layers(model).values() if m.last_aux_loss is not None
+    ]
+    if not losses:
+        raise RsgptError("no MoE-LoRA forward has run yet (or the model has no MoE-LoRA layers)")
+    return torch.stack([loss.float() for loss in losses]).sum()
+
+
+def moe_lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the router and expert weights, keyed ``<module name>.<router.weight|lora_A|lora_B>``."""
+    state: dict[str, torch.Tensor] = {}
+    for name, layer in moe_lora_layers(model).items():
+        state[f"{name}.router.weight"] = layer.router.weight
+        state[f"{name}.lora_A"] = layer.lora_A
+        state[f"{name}.lora_B"] = layer.lora_B
+    return state
+
+
+def save_moe_lora(model: nn.Module, out_dir: str | Path) -> Path:
+    """Write the experts and routers (safetensors) and the config (JSON) to ``out_dir``."""
+    from safetensors.torch import save_file
+
+    cfg = getattr(model, "moe_lora_config", None)
+    if cfg is None or not moe_lora_layers(model):
+        raise RsgptError("the model carries no MoE-LoRA layers to save")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in moe_lora_state_dict(model).items()}
+    save_file(state, str(out / WEIGHTS_NAME), metadata={"format": "pt"})
+    (out / CONFIG_NAME).write_text(json.dumps(cfg.model_dump(), indent=2) + "\n")
+    return out
+
+
+def load_moe_lora(model: nn.Module, out_dir: str | Path) -> nn.Module:
+    """Wrap a fresh base ``model`` as the saved adapter was and load its experts and routers."""
+    from safetensors.torch import load_file
+
+    folder = Path(out_dir)
+    if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
+        raise RsgptError(f"{folder} holds no MoE-LoRA adapter ({CONFIG_NAME} + {WEIGHTS_NAME})")
+    cfg = MoELoraConfig.model_validate_json((folder / CONFIG_NAME).read_text())
+    apply_moe_lora(model, cfg)
+    saved = load_file(str(folder / WEIGHTS_NAME))
+    expected = moe_lora_state_dict(model)
+    missing, unexpected = set(expected) - set(saved), set(saved) - set(expected)
+    if missing or unexpected:
+        raise RsgptError(
+            f"MoE-LoRA adapter in {folder} does not fit this model: "
+            f"{len(missing)} layer weights missing (e.g. {sorted(missing)[:1]}), "
+            f"{len(unexpected)} unexpected (e.g. {sorted(unexpected)[:1]})"
+        )
+    with torch.no_grad():
+        for key, tensor in expected.items():
+            if saved[key].shape != tensor.shape:
+                raise RsgptError(
+                    f"MoE-LoRA weight {key} has shape {tuple(saved[key].shape)} in {folder}, "
+                    f"the model expects {tuple(tensor.shape)}"
+                )
+            tensor.copy_(saved[key])
+    return model
