@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,11 @@ from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name, load_pool
 from rsgpt4v.instruct.rules import (
     RULE_TASKS,
     RuleContext,
-    _TaskRandom,
     make_instruction,
     rule_drafts,
     rule_instructions,
 )
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import ImageInfo, Instruction, Object, Record, read_jsonl, write_jsonl
 
 
@@ -200,19 +201,35 @@ def test_generated_file_holds_the_rule_instructions(tmp_path: Path) -> None:
     assert (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines(True) == expected
 
 
-def test_task_random_draws_what_random_random_draws() -> None:
-    """Seeding on the first draw changes nothing in the draws."""
-    for text in ("0|a/b#1|counting", "7|x|relations"):
-        lazy, eager = _TaskRandom(text), random.Random(text)
-        items = list(range(45))
-        lazy_items = list(items)
-        eager.shuffle(items)
-        lazy.shuffle(lazy_items)
-        assert lazy_items == items
-        assert lazy.sample(range(100), 7) == eager.sample(range(100), 7)
-        assert [lazy.choice("abcdefg") for _ in range(50)] == [
-            eager.choice("abcdefg") for _ in range(50)
-        ]
-        assert (lazy.random(), lazy.randint(1, 2)) == (eager.random(), eager.randint(1, 2))
-        assert type(lazy) is random.Random  # seeded once: a plain generator from then on
-    assert _TaskRandom("1|r|t").random() == random.Random("1|r|t").random()
+def test_task_random_is_splitmix64() -> None:
+    """The published SplitMix64 sequence from state 0, so a seed means the same on any Python."""
+    rng = TaskRandom("any")
+    rng._state = 0
+    assert [rng.next64() for _ in range(3)] == [
+        0xE220A8397B1DCDAF,
+        0x6E789E6AA1B965F4,
+        0x06C45D188009454F,
+    ]
+
+
+def test_task_random_draws() -> None:
+    """Same text, same draws; the draws are what each method promises, spread evenly."""
+    first, again, other = TaskRandom("0|a/b#1|counting"), TaskRandom("0|a/b#1|counting"), None
+    assert [first.next64() for _ in range(5)] == [again.next64() for _ in range(5)]
+    other = TaskRandom("0|a/b#1|grounding")
+    assert [other.next64() for _ in range(5)] != [first.next64() for _ in range(5)]
+    rng = TaskRandom("7|x|relations")
+    items = list(range(45))
+    rng.shuffle(items)
+    assert sorted(items) == list(range(45)) and items != list(range(45))
+    picked = rng.sample(range(100), 7)
+    assert len(set(picked)) == 7 and all(0 <= p < 100 for p in picked)
+    assert sorted(rng.sample("abc", 3)) == ["a", "b", "c"]
+    counts = Counter(rng.choice("abcdefgh") for _ in range(8000))
+    assert set(counts) == set("abcdefgh") and all(850 < n < 1150 for n in counts.values())
+    assert {rng.randint(1, 2) for _ in range(100)} == {1, 2}
+    assert all(0.0 <= rng.random() < 1.0 for _ in range(1000))
+    with pytest.raises(ValueError):
+        rng.sample([1, 2], 3)
+    with pytest.raises(IndexError):
+        rng.choice([])

@@ -12,7 +12,6 @@ whether it is processed alone, in a shard or in a whole dataset.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Iterator
 
 from rsgpt4v.instruct.rules import (
@@ -29,6 +28,7 @@ from rsgpt4v.instruct.rules import (
     vqa,
 )
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, TaskFunction, make_instruction
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Instruction, Record
 
 RULE_TASKS: dict[str, TaskFunction] = {**captions.TASKS, **objects.TASKS}
@@ -51,51 +51,17 @@ FACT_TASKS = frozenset(
 __all__ = ["FACT_TASKS", "RULE_TASKS", "Draft", "RuleContext", "rule_drafts", "rule_instructions"]
 
 
-class _TaskRandom(random.Random):
-    """``random.Random(seed_text)``, seeded on its first draw rather than when made.
-
-    Seeding (a SHA-512 and a Mersenne Twister key schedule) costs more than most rules spend on
-    a record, and many tasks stop before drawing anything (no label, no captions, no CRS). Every
-    draw goes through one of the two primitives below; the first seeds the generator and turns
-    it into a plain ``random.Random``, so the draws are those of ``random.Random(seed_text)``
-    and later ones pay nothing for the wait.
-    """
-
-    def __init__(self, seed_text: str) -> None:  # no super().__init__: it would seed now
-        self._seed_text = seed_text
-
-    def random(self) -> float:
-        _seed_on_first_draw(self)
-        return self.random()
-
-    def getrandbits(self, k: int, /) -> int:
-        _seed_on_first_draw(self)
-        return self.getrandbits(k)
-
-
-def _seed_on_first_draw(rng: random.Random) -> None:
-    """Seed a :class:`_TaskRandom` and make it a ``random.Random`` (a no-op once done).
-
-    A caller may hold a primitive bound before the switch (``_randbelow`` does, and may call it
-    again), so this is checked on every call of the wrappers.
-    """
-    if type(rng) is _TaskRandom:
-        seed_text = rng.__dict__.pop("_seed_text")
-        random.Random.seed(rng, seed_text)
-        rng.__class__ = random.Random
-
-
 def rule_drafts(
     record: Record, tasks: Iterable[str], seed: int = 0, context: RuleContext | None = None
 ) -> Iterator[Draft]:
     """The drafts of every asked task for one record, deterministic for a seed.
 
-    Each task draws from its own generator, seeded by the seed, the record id and the task, so
-    its phrasings do not depend on which other tasks run.
+    Each task draws from its own stream (:class:`TaskRandom`), seeded by the seed, the record id
+    and the task, so its phrasings do not depend on which other tasks or records run.
     """
     context = context or RuleContext()
     for task in tasks:
-        yield from RULE_TASKS[task](record, _TaskRandom(f"{seed}|{record.id}|{task}"), context)
+        yield from RULE_TASKS[task](record, TaskRandom(f"{seed}|{record.id}|{task}"), context)
 
 
 def rule_instructions(

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 CHOICE_LETTERS = "ABCD"  # at most four options, the usual multiple-choice layout
 
 
-def classification(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def classification(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """The scene label asked openly (``#classification-0``) and as a choice (``-1``).
 
     The choice needs other classes of the dataset (its converter's class list) as distractors;
@@ -41,7 +41,7 @@ def classification(record: Record, rng: random.Random, context: RuleContext) -> 
     yield Draft("classification", 1, pool.template, turns)
 
 
-def choice_options(label: str, vocabulary: tuple[str, ...], rng: random.Random) -> list[str] | None:
+def choice_options(label: str, vocabulary: tuple[str, ...], rng: TaskRandom) -> list[str] | None:
     """The label and up to three distractors, shuffled; None when there is no distractor.
 
     Distractors are compared by their natural names, so a spelling variant of the label

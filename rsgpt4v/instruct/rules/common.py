@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Instruction, Message, Object, Record, Region, Source, trusted
 
 
@@ -49,7 +49,7 @@ class Draft(NamedTuple):
     source_extra: Mapping[str, str] | None = None
 
 
-TaskFunction = Callable[[Record, random.Random, RuleContext], Iterator[Draft]]
+TaskFunction = Callable[[Record, TaskRandom, RuleContext], Iterator[Draft]]
 
 
 def make_instruction(record: Record, draft: Draft) -> Instruction:

@@ -14,7 +14,6 @@ description and not a list of boxes.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from collections.abc import Iterator
 
@@ -34,6 +33,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
     ref,
     singular,
 )
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 MAX_DESCRIBED_CLASSES = 4
@@ -41,9 +41,7 @@ MAX_LISTED_REFS = 8
 MIN_STATED_DENSITY = 0.1  # per hectare; sparser classes would read "about 0.0 per hectare"
 
 
-def detailed_description(
-    record: Record, rng: random.Random, context: RuleContext
-) -> Iterator[Draft]:
+def detailed_description(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """One detailed description per labelled, completely labelled image with objects."""
     if not objects_by_category(record):
         return

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 from collections.abc import Callable, Iterator
 from functools import cached_property
 
@@ -37,6 +36,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 )
 from rsgpt4v.instruct.rules.objects import MAX_GROUNDING_BOXES
 from rsgpt4v.instruct.rules.question_pools import load_questions
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 MAX_USER_TURNS = 5
@@ -55,7 +55,7 @@ class _Chain:
         members: list[ObjectFacts],
         others: list[ObjectFacts],
         record: Record,
-        rng: random.Random,
+        rng: TaskRandom,
     ) -> None:
         self.members, self.others, self.record, self.rng = members, others, record, rng
         self.gsd = record.image.gsd
@@ -81,7 +81,7 @@ class _Chain:
         return question.format_map(self.words), fill(answer, {**self.words, **values})
 
 
-def multi_turn(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def multi_turn(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """One chain per image about a class chosen with the rng (one with 2+ objects if any)."""
     groups = objects_by_category(record)
     eligible = [c for c, objects in groups.items() if len(objects) <= MAX_GROUNDING_BOXES]

@@ -9,7 +9,6 @@ pixel. A record without CRS and transform, or with a CRS pyproj cannot read, get
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +20,7 @@ from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import box_iou
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Object, Record
 
 MAX_LOCATIONS = 2  # latitude/longitude questions per image
@@ -96,7 +96,7 @@ def _to_lonlat(crs: str) -> Transformer:
     return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
 
-def geographic(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """Location, area and direction questions about objects wholly inside the image."""
     if not record.labelled or not record.objects:
         return
@@ -145,7 +145,7 @@ def _words(obj: Object) -> dict[str, str]:
     return {"ref": f"<ref:{obj.id}>", "singular": category_name(obj.category).singular}
 
 
-def _sample(objects: Sequence[Object], limit: int, rng: random.Random) -> list[Object]:
+def _sample(objects: Sequence[Object], limit: int, rng: TaskRandom) -> list[Object]:
     """Up to ``limit`` objects in record order, chosen by the rule's rng when there are more."""
     if len(objects) <= limit:
         return list(objects)
@@ -153,7 +153,7 @@ def _sample(objects: Sequence[Object], limit: int, rng: random.Random) -> list[O
 
 
 def _direction_pairs(
-    objects: Sequence[Object], frame: GeoFrame, rng: random.Random
+    objects: Sequence[Object], frame: GeoFrame, rng: TaskRandom
 ) -> Iterator[tuple[Object, Object, str]]:
     """Random (object, reference, direction) triples with a clear answer, MAX_DIRECTIONS at most.
 

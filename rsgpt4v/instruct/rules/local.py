@@ -6,7 +6,6 @@ Every answer is a phrase of a fact of :mod:`rsgpt4v.instruct.attributes`; a fact
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 from rsgpt4v.instruct.attributes import ObjectFacts, cached_object_facts
@@ -24,6 +23,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 )
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import is_ambiguous
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 MAX_LOCAL_OBJECTS = 3  # objects asked about per image (sampled with the rule's rng)
@@ -58,7 +58,7 @@ def fact_values(fact: ObjectFacts) -> dict[str, str]:
     return values
 
 
-def local_attributes(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """One question per sampled object about one of its facts, or about all of them."""
     facts = labelled_facts(record, context)
     pool = load_pool("local_attributes")
@@ -83,7 +83,7 @@ def local_attributes(record: Record, rng: random.Random, context: RuleContext) -
         yield draft_from_text("local_attributes", index, pool.template, turns, record)
 
 
-def region_caption(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def region_caption(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """Box → one sentence composed from the object's facts, for a few sampled objects.
 
     A box that (nearly) coincides with a box of another class is skipped, as in region
@@ -103,7 +103,7 @@ def region_caption(record: Record, rng: random.Random, context: RuleContext) -> 
         yield draft_from_text("region_caption", index, pool.template, turns, record)
 
 
-def _sample(facts: list[ObjectFacts], limit: int, rng: random.Random) -> list[ObjectFacts]:
+def _sample(facts: list[ObjectFacts], limit: int, rng: TaskRandom) -> list[ObjectFacts]:
     """Up to ``limit`` facts in the record's order, sampled when there are more."""
     if len(facts) <= limit:
         return facts

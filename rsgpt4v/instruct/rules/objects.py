@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
@@ -12,12 +11,13 @@ from rsgpt4v.instruct.rules.common import (
     join_refs,
     objects_by_category,
 )
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 MAX_GROUNDING_BOXES = 20  # a longer answer is a list, not an instruction a model learns from
 
 
-def counting(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def counting(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """How many objects of each class present in the image."""
     pool = load_pool("counting")
     for index, (category, objects) in enumerate(objects_by_category(record).items()):
@@ -28,7 +28,7 @@ def counting(record: Record, rng: random.Random, context: RuleContext) -> Iterat
         yield Draft("counting", index, pool.template, [(question, answer)])
 
 
-def grounding(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def grounding(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """Every box of each class present, referred to as ``<ref:N>``."""
     pool = load_pool("grounding")
     for index, (category, objects) in enumerate(objects_by_category(record).items()):

@@ -8,13 +8,13 @@ datasets). Absent classes come from the dataset's vocabulary, never from outside
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from functools import lru_cache
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, objects_by_category
 from rsgpt4v.instruct.rules.question_pools import load_questions
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 MAX_NEGATIVES = 3  # "no" questions per image, about absent classes of its dataset
@@ -24,7 +24,7 @@ MAX_FALSE_PREMISES = 1  # questions that presume an absent object, answered "the
 NESTED_VOCABULARIES = frozenset({"hrsc2016", "xview"})
 
 
-def presence(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def presence(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """Yes + count per present class, then a few negatives and false premises."""
     groups = objects_by_category(record)
     if not groups:

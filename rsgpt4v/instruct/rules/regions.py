@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator, Sequence
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Object, Record
 
 MAX_REGION_QUESTIONS = 5  # per image; objects beyond it are sampled with the rule's rng
@@ -15,9 +15,7 @@ _SILENT_INITIALS = ("hour", "honest", "heir")
 _CONSONANT_SOUND_INITIALS = ("uni", "use", "usu", "uti", "eu", "one", "once")
 
 
-def region_identification(
-    record: Record, rng: random.Random, context: RuleContext
-) -> Iterator[Draft]:
+def region_identification(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """ "What is the object at <ref:N>?" → its class, for up to MAX_REGION_QUESTIONS objects.
 
     Incomplete labels do not matter here (each answer is about one labelled box), but a box

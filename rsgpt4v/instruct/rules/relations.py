@@ -8,7 +8,6 @@ is a near-tie gets no question about it. Questions that need every object of the
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable, Iterator
 from functools import cached_property
 
@@ -32,6 +31,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 )
 from rsgpt4v.instruct.rules.local import labelled_facts
 from rsgpt4v.instruct.rules.question_pools import load_questions
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 MAX_RELATION_QUESTIONS = 3  # per image
@@ -51,7 +51,7 @@ class _Pair:
         facts: list[ObjectFacts],
         record: Record,
         complete: bool,
-        rng: random.Random,
+        rng: TaskRandom,
     ) -> None:
         self.a, self.b, self.facts, self.complete, self.rng = a, b, facts, complete, rng
         self.gsd = record.image.gsd
@@ -69,7 +69,7 @@ class _Pair:
         return between_split(self.a, self.b, self.facts)
 
 
-def relations(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def relations(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """Up to MAX_RELATION_QUESTIONS questions about pairs of a seeded sample of objects."""
     facts = labelled_facts(record, context)
     if len(facts) < 2:

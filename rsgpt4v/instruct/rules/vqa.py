@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
+from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Record
 
 
-def vqa(record: Record, rng: random.Random, context: RuleContext) -> Iterator[Draft]:
+def vqa(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """One instruction per distinct answered QA pair, its type in ``source.qa_type``.
 
     The question text is kept verbatim inside a neutral frame from the pool; a pair with an

@@ -1,0 +1,69 @@
+"""The random stream of one rule task on one record: cheap to seed, the same on every Python.
+
+Each (seed, record, task) gets its own stream, so a record's phrasings do not depend on which
+other records or tasks run. ``random.Random(text)`` costs more to seed (SHA-512 and a Mersenne
+Twister key schedule, ~10 µs) than most rules spend on a record, and its ``choice``/``sample``
+algorithms may change between Python versions, changing the data a seed gives. This stream is
+SplitMix64 (Steele, Lea and Flood 2014) started from an 8-byte BLAKE2b digest of the seed text:
+seeding is one hash, each draw a few integer operations, and the algorithms below are ours.
+Reducing a 64-bit draw modulo a pool size of at most a few thousand biases a choice by less than
+one part in 10^15, which no phrasing mix can show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableSequence, Sequence
+from hashlib import blake2b
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+class TaskRandom:
+    """The subset of ``random.Random`` the rules use, on a SplitMix64 stream."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, seed_text: str) -> None:
+        digest = blake2b(seed_text.encode(), digest_size=8).digest()
+        self._state = int.from_bytes(digest, "little")
+
+    def next64(self) -> int:
+        """The next 64-bit draw."""
+        self._state = state = (self._state + _GOLDEN) & _MASK
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return z ^ (z >> 31)
+
+    def random(self) -> float:
+        """A float in [0, 1)."""
+        return (self.next64() >> 11) * (1.0 / (1 << 53))
+
+    def randint(self, low: int, high: int) -> int:
+        """An integer in [low, high], both included."""
+        return low + self.next64() % (high - low + 1)
+
+    def choice(self, options: Sequence[T]) -> T:
+        if not options:
+            raise IndexError("cannot choose from an empty sequence")
+        return options[self.next64() % len(options)]
+
+    def shuffle(self, items: MutableSequence) -> None:
+        """Fisher-Yates, in place."""
+        for i in range(len(items) - 1, 0, -1):
+            j = self.next64() % (i + 1)
+            items[i], items[j] = items[j], items[i]
+
+    def sample(self, population: Sequence[T], k: int) -> list[T]:
+        """k distinct items in random order (a partial Fisher-Yates on a copy)."""
+        pool = list(population)
+        if not 0 <= k <= len(pool):
+            raise ValueError(f"sample of {k} from a population of {len(pool)}")
+        n = len(pool)
+        for i in range(k):
+            j = i + self.next64() % (n - i)
+            pool[i], pool[j] = pool[j], pool[i]
+        return pool[:k]
