@@ -10,6 +10,7 @@ from rsgpt4v.convert import ConversionSummary, convert_dataset
 from rsgpt4v.export import ExportSummary, export_instructions
 from rsgpt4v.instruct import InstructionSummary, generate_instructions
 from rsgpt4v.sample import make_sample
+from rsgpt4v.validate.run import ValidationOptions, ValidationSummary, validate_instructions
 
 
 @dataclass
@@ -18,12 +19,17 @@ class DemoResult:
     conversion: ConversionSummary
     instructions: InstructionSummary
     export: ExportSummary
+    validation: ValidationSummary
 
 
 def run_demo(
     out_dir: str | Path, *, boxes: str = "llava", progress: Callable | None = None
 ) -> DemoResult:
-    """Generate the sample, then convert → instruct → export into out_dir."""
+    """Generate the sample, then convert → instruct → validate → export into out_dir.
+
+    Validation checks the instructions against the records and writes the HTML report (stats,
+    figures, sample viewer) to ``out_dir/report``.
+    """
     out_dir = Path(out_dir)
     sample = make_sample(out_dir / "sample")
     bar = progress or (lambda _description: None)
@@ -41,6 +47,13 @@ def run_demo(
         image_root=sample,  # lets the rules name object colours from the pixels
         progress=bar("instruct"),
     )
+    validation = validate_instructions(
+        instructions.output,
+        conversion.output,
+        report_dir=out_dir / "report",
+        options=ValidationOptions(image_root=sample),
+        progress=progress,
+    )
     export = export_instructions(
         instructions.output,
         out_dir / "llava.json",
@@ -48,7 +61,7 @@ def run_demo(
         image_root=sample,
         progress=bar("export"),
     )
-    return DemoResult(sample, conversion, instructions, export)
+    return DemoResult(sample, conversion, instructions, export, validation)
 
 
 def print_demo_summary(result: DemoResult) -> None:
@@ -65,10 +78,14 @@ def print_demo_summary(result: DemoResult) -> None:
     for n, (task, count) in enumerate(sorted(instructions.per_task.items())):
         table.add_row("instruct" if n == 0 else "", f"instructions: {task}", str(count))
     table.add_row("", "instructions: all", str(instructions.instructions))
+    validation = result.validation
+    table.add_row("validate", "kept", str(validation.kept))
+    table.add_row("", "rejected", str(validation.rejected))
     table.add_row("export", "LLaVA conversations", str(result.export.written))
     Console().print(table)
     # Plain lines, never wrapped or cut, so the paths can be copied.
     print(f"sample images:  {result.sample / 'images'}")
     print(f"records:        {conversion.output}")
     print(f"instructions:   {instructions.output}")
+    print(f"report:         {validation.report}")
     print(f"LLaVA JSON:     {result.export.output}")

@@ -1,0 +1,100 @@
+"""The static HTML report: summary tables, figures and a sample viewer, in one folder.
+
+The folder is self-contained and opens from disk (``file://``) without a server: the summary is
+rendered into ``index.html`` with Jinja2, the viewer's samples are a script (``data.js``, not a
+``fetch`` of a JSON file, which browsers block on ``file://``), and every sampled image is copied
+as a downscaled JPEG into ``images/``. The viewer draws each sample's regions, the boxes parsed
+from its text and the other labelled boxes over its image, beside the conversation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.report.plots import write_plots
+from rsgpt4v.report.stats import ReportStats
+
+if TYPE_CHECKING:
+    from rsgpt4v.validate.run import ValidationSummary
+
+IMAGE_MAX_SIDE = 768
+JPEG_QUALITY = 88
+STATIC_FILES = ("viewer.js", "report.css")
+
+
+def write_report(
+    folder: str | Path,
+    stats: ReportStats,
+    summary: ValidationSummary,
+    image_root: Path | None,
+) -> Path:
+    """Write the report into ``folder``; return the path of its ``index.html``."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = write_plots(stats, folder / "plots")
+    samples = stats.samples()
+    images = _copy_images(samples, image_root, folder / "images")
+    for sample in samples:
+        sample["src"] = images.get(sample["image"])
+    overview = stats.summary()
+    run = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in asdict(summary).items()
+    }
+    (folder / "summary.json").write_text(
+        json.dumps({"run": run, **overview}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    payload = {"samples": samples, "iou": summary.iou, "summary": overview}
+    text = json.dumps(payload, ensure_ascii=False).replace("</", "<\\/")
+    (folder / "data.js").write_text(f"window.RSGPT4V_REPORT = {text};\n", encoding="utf-8")
+    templates = files("rsgpt4v.report") / "templates"
+    for name in STATIC_FILES:
+        (folder / name).write_text((templates / name).read_text(encoding="utf-8"), "utf-8")
+    environment = Environment(
+        loader=PackageLoader("rsgpt4v.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    page = environment.get_template("index.html.j2").render(
+        run=run, summary=overview, figures=figures, samples=len(samples)
+    )
+    index = folder / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def _copy_images(
+    samples: list[dict[str, Any]], image_root: Path | None, folder: Path
+) -> dict[str, str]:
+    """Downscaled JPEG copies of the sampled images: {image path: path inside the report}.
+
+    Images that cannot be read (no image root, a missing file) are left out; the viewer then
+    draws the boxes on a blank canvas of the image's size.
+    """
+    if image_root is None:
+        return {}
+    from PIL import Image
+
+    from rsgpt4v.raster import read_rgb8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    copied: dict[str, str] = {}
+    for image in dict.fromkeys(sample["image"] for sample in samples):
+        name = hashlib.sha1(image.encode("utf-8")).hexdigest()[:16] + ".jpg"
+        try:
+            pixels = read_rgb8(image_root / image, max_side=IMAGE_MAX_SIDE)
+        except InputError:
+            continue
+        Image.fromarray(pixels).save(folder / name, format="JPEG", quality=JPEG_QUALITY)
+        copied[image] = f"images/{name}"
+    return copied

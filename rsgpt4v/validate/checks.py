@@ -1,0 +1,236 @@
+"""Checks of one instruction: its structure, its regions, and its text against the labels.
+
+Each failed check is a :class:`Rejection` with a machine-readable ``code`` (``REASONS`` lists
+them) and a message naming the instruction id and the offending value. Counting and category
+checks need labels that list every object of the image (``labels_are_complete``); text quoted
+verbatim from the record's own captions or QA answers is the source's ground truth and is only
+checked for structure, not for its words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rsgpt4v.instruct.rules.common import labels_are_complete
+from rsgpt4v.instruct.rules.presence import NESTED_VOCABULARIES
+from rsgpt4v.instruct.rules.regions import box_iou
+from rsgpt4v.schema import Instruction, Record
+from rsgpt4v.validate.text_boxes import AUTO, BoxMatch, match_boxes, text_boxes
+from rsgpt4v.validate.vocabulary import Mention, Vocabulary
+
+REASONS: dict[str, str] = {
+    "schema": "the line or item is not a valid instruction (or LLaVA / ShareGPT conversation)",
+    "roles": "messages do not alternate user → assistant (an optional system message first)",
+    "image_token": "not exactly one <image>, at the start of the first user message",
+    "empty_answer": "an assistant message is empty, or the conversation ends on a question",
+    "unknown_record": "the instruction's record (by id or image path) is not in the records",
+    "image_size": "image_size differs from the record's image size",
+    "unknown_ref": "a <ref:N> with no region, or a region that is no object of the record",
+    "box_outside_image": "a region's box is not inside the image",
+    "ref_box_mismatch": "a region's box does not overlap the record's box of that object",
+    "count_mismatch": "a number of objects in a counting answer differs from the label count",
+    "invented_category": "an object class of the dataset said to be present is not in the labels",
+    "text_box_mismatch": "a box written as text overlaps no labelled box by the IoU threshold",
+    "duplicate": "same image and same conversation as an earlier instruction",
+    "leaked_image": "the image also appears (same bytes or near-same pixels) in another split",
+}
+COUNTING_TASKS = frozenset({"counting", "presence"})
+COUNTING_QUESTION = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b|\bcounting\b", re.I)
+_REF = re.compile(r"<ref:(\d+)>")
+_CLAUSE = re.compile(r"[.!?;:,\n]+|\bbut\b", re.I)
+_NEGATION = re.compile(
+    r"\b(?:no|not|none|without|never|neither|nor|zero|absent|lacks?|cannot)\b|n't\b", re.I
+)
+BOX_TOLERANCE = 0.01  # pixels: boxes are clipped to the image, up to float rounding
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One failed check of one instruction."""
+
+    code: str
+    instruction: str
+    message: str
+    value: object = None
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """``iou``: text boxes and regions below it are mismatched; ``boxes``: text box style."""
+
+    iou: float = 0.5
+    boxes: str = AUTO
+    square_pad: bool = False
+
+
+@dataclass
+class Findings:
+    """What the checks found: rejections, and the text boxes read (the report draws them)."""
+
+    rejections: list[Rejection] = field(default_factory=list)
+    text_boxes: list[BoxMatch] = field(default_factory=list)
+
+    def add(self, code: str, instruction: Instruction, message: str, value: object) -> None:
+        text = f"{instruction.id}: {message}"
+        self.rejections.append(Rejection(code, instruction.id, text, value))
+
+
+def check_structure(instruction: Instruction, findings: Findings) -> None:
+    """Roles alternate user/assistant, one ``<image>`` opens the first question, no empty answer."""
+    messages = [m for m in instruction.messages]
+    if messages and messages[0].role == "system":
+        messages = messages[1:]
+    roles = [m.role for m in messages]
+    expected = ["user", "assistant"] * (len(roles) // 2 + 1)
+    if roles[: len(roles)] != expected[: len(roles)]:
+        findings.add("roles", instruction, f"roles are {roles}", " ".join(roles))
+    images = sum(m.content.count("<image>") for m in instruction.messages)
+    first = messages[0].content if messages else ""
+    if images != 1 or not first.lstrip().startswith("<image>") or messages[0].role != "user":
+        findings.add(
+            "image_token",
+            instruction,
+            f"{images} <image> tokens; expected one opening the first user message",
+            images,
+        )
+    for index, message in enumerate(instruction.messages):
+        if message.role == "assistant" and not message.content.strip():
+            findings.add("empty_answer", instruction, f"message {index} is an empty answer", index)
+    if messages and messages[-1].role != "assistant":
+        findings.add("empty_answer", instruction, "the last question has no answer", len(roles))
+
+
+def check_regions(instruction: Instruction, record: Record | None, findings: Findings) -> None:
+    """Every ``<ref:N>`` has a region inside the image that is the record's box of object N."""
+    width, height = instruction.image_size
+    for ref in sorted({int(n) for m in instruction.messages for n in _REF.findall(m.content)}):
+        if str(ref) not in instruction.regions:
+            findings.add("unknown_ref", instruction, f"<ref:{ref}> has no region", ref)
+    objects = {o.id: o for o in record.objects} if record is not None else None
+    for key, region in instruction.regions.items():
+        x, y, w, h = region.bbox
+        outside = (
+            w <= 0
+            or h <= 0
+            or x < -BOX_TOLERANCE
+            or y < -BOX_TOLERANCE
+            or x + w > width + BOX_TOLERANCE
+            or y + h > height + BOX_TOLERANCE
+        )
+        if outside:
+            findings.add(
+                "box_outside_image",
+                instruction,
+                f"region {key} box {region.bbox} is not inside the {width}x{height} image",
+                region.bbox,
+            )
+        if objects is None:
+            continue
+        obj = objects.get(int(key)) if key.isdigit() else None
+        if obj is None:
+            message = f"region {key} is no object of the record"
+            findings.add("unknown_ref", instruction, message, key)
+        elif box_iou(obj.bbox, region.bbox) < 0.999:
+            findings.add(
+                "ref_box_mismatch",
+                instruction,
+                f"region {key} box {region.bbox} is not object {key}'s box {obj.bbox}",
+                region.bbox,
+            )
+
+
+def quoted_texts(record: Record) -> set[str]:
+    """The record's own captions and QA answers: source ground truth, not generated claims."""
+    return {c.strip() for c in record.captions} | {q.answer.strip() for q in record.qa}
+
+
+def check_text(
+    instruction: Instruction,
+    record: Record,
+    vocabulary: Vocabulary,
+    settings: CheckSettings,
+    findings: Findings,
+) -> None:
+    """Counts, category words and text boxes of every generated message, against the labels."""
+    quoted = quoted_texts(record)
+    complete = labels_are_complete(record)
+    counts = Counter(o.category for o in record.objects)
+    truth = [(o.id, o.bbox) for o in record.objects]
+    question = ""
+    width, height = record.image.width, record.image.height
+    for message in instruction.messages:
+        text = message.content
+        if message.role == "user":
+            question = text
+        if message.role == "system" or text.strip() in quoted:
+            continue
+        style, boxes = text_boxes(
+            text, width, height, style=settings.boxes, square_pad=settings.square_pad
+        )
+        matches = match_boxes(
+            boxes, style or "", truth, width, height, square_pad=settings.square_pad
+        )
+        for match in matches:
+            findings.text_boxes.append(match)
+            if match.iou < settings.iou:
+                findings.add(
+                    "text_box_mismatch",
+                    instruction,
+                    f"text box {_rounded(match.xywh())} ({style}) overlaps no labelled box "
+                    f"(best IoU {match.iou:.2f} < {settings.iou})",
+                    round(match.iou, 3),
+                )
+        if message.role != "assistant" or not complete:
+            continue
+        mentions = vocabulary.mentions(text)
+        counting = instruction.task in COUNTING_TASKS or COUNTING_QUESTION.search(question)
+        if counting:
+            _check_counts(instruction, mentions, counts, findings)
+        if record.dataset not in NESTED_VOCABULARIES:
+            _check_categories(instruction, text, mentions, vocabulary, counts, findings)
+
+
+def _check_counts(
+    instruction: Instruction, mentions: list[Mention], counts: Counter[str], findings: Findings
+) -> None:
+    for mention in mentions:
+        if mention.count is None:
+            continue
+        labelled = sum(counts[c] for c in mention.categories)
+        if mention.count != labelled:
+            findings.add(
+                "count_mismatch",
+                instruction,
+                f"answer says {mention.count_text} {mention.words}, the labels have {labelled}",
+                mention.count,
+            )
+
+
+def _check_categories(
+    instruction: Instruction,
+    text: str,
+    mentions: list[Mention],
+    vocabulary: Vocabulary,
+    counts: Counter[str],
+    findings: Findings,
+) -> None:
+    """A class of the dataset named as present (not negated, not counted as zero) must be."""
+    present = [c for c, n in counts.items() if n]
+    for mention in mentions:
+        if mention.count == 0 or vocabulary.covers(mention, present):
+            continue
+        clause_start = max((m.end() for m in _CLAUSE.finditer(text, 0, mention.start)), default=0)
+        if _NEGATION.search(text, clause_start, mention.start):
+            continue
+        findings.add(
+            "invented_category",
+            instruction,
+            f"answer names {mention.words!r}, which the labels do not have",
+            mention.words,
+        )
+
+
+def _rounded(values: list[float]) -> list[float]:
+    return [round(v, 1) for v in values]

@@ -1,0 +1,296 @@
+"""The ``validate`` stage: instructions + records → clean instructions, rejects, report.
+
+Records are loaded once (they are the ground truth every instruction is checked against);
+instructions are streamed: each is checked (:mod:`rsgpt4v.validate.checks`), compared with the
+earlier ones for duplicates, looked up in the leakage table, written to the clean file or to the
+rejects file, and counted for the report. A line that is not a valid instruction is a rejection
+too, so one bad line never stops a long run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.problems import rejects_path
+from rsgpt4v.schema import Instruction, JsonlWriter, Record, Source, count_lines, read_jsonl
+from rsgpt4v.validate.checks import (
+    CheckSettings,
+    Findings,
+    Rejection,
+    check_regions,
+    check_structure,
+    check_text,
+)
+from rsgpt4v.validate.importer import (
+    FORMATS,
+    ImageIndex,
+    ImportedItem,
+    detect_format,
+    read_conversations,
+)
+from rsgpt4v.validate.leakage import DEFAULT_MAX_DISTANCE, Leak, find_leaks, fingerprint_records
+from rsgpt4v.validate.vocabulary import Vocabulary, dataset_vocabulary
+
+_SPACES = re.compile(r"\s+")
+Progress = Callable[[Iterable[Any], int | None], Iterable[Any]]
+
+
+@dataclass
+class ValidationSummary:
+    """What a validation run read, kept and rejected, and where it wrote it."""
+
+    instructions: int = 0
+    kept: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    output: Path | None = None
+    rejects_file: Path | None = None
+    report: Path | None = None
+    leakage_checked: bool = False
+    leaked_records: int = 0
+    format: str = "instructions"
+    iou: float = 0.5
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Knobs of a run; ``checks`` holds the IoU threshold and the text box style."""
+
+    checks: CheckSettings = field(default_factory=CheckSettings)
+    fmt: str = "auto"
+    image_root: Path | None = None
+    leakage: bool = True
+    max_distance: int = DEFAULT_MAX_DISTANCE
+    samples: int = 48
+    seed: int = 0
+
+
+class RecordTable:
+    """Records by id and by image path, with each dataset's vocabulary."""
+
+    def __init__(self, path: Path) -> None:
+        self.by_id: dict[str, Record] = {}
+        seen: dict[str, set[str]] = {}
+        for record in read_jsonl(path, Record):
+            self.by_id[record.id] = record
+            seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
+        self.images = ImageIndex({r.image.path: r.id for r in self.by_id.values()})
+        self._seen = {dataset: frozenset(classes) for dataset, classes in seen.items()}
+
+    def find(self, record_id: str | None, image: str | None) -> Record | None:
+        if record_id and record_id in self.by_id:
+            return self.by_id[record_id]
+        found = self.images.find(image) if image else None
+        return self.by_id.get(found) if found else None
+
+    def vocabulary(self, record: Record) -> Vocabulary:
+        return dataset_vocabulary(record.dataset, self._seen.get(record.dataset, frozenset()))
+
+
+def validate_instructions(
+    instructions: str | Path,
+    records: str | Path,
+    output: str | Path | None = None,
+    *,
+    report_dir: str | Path | None = None,
+    options: ValidationOptions | None = None,
+    progress: Callable[[str], Progress] | None = None,
+) -> ValidationSummary:
+    """Check every instruction against its record; write CLEAN, the rejects and the report.
+
+    Without ``output`` nothing is kept, and the rejects go next to the instructions file
+    (``INSTR.rejects.jsonl``). Leakage needs the pixels, so it runs only with an image root.
+    """
+    from rsgpt4v.report.stats import ReportStats
+
+    options = options or ValidationOptions()
+    instructions, records = Path(instructions), Path(records)
+    if options.fmt not in FORMATS:
+        raise InputError(f"unknown format {options.fmt!r}; expected one of {', '.join(FORMATS)}")
+    if options.image_root is not None and not options.image_root.is_dir():
+        raise InputError("image root is not a folder", file=options.image_root)
+    fmt = detect_format(instructions) if options.fmt == "auto" else options.fmt
+    table = RecordTable(records)
+    summary = ValidationSummary(
+        format=fmt, output=Path(output) if output else None, iou=options.checks.iou
+    )
+    leaks: dict[str, Leak] = {}
+    if options.leakage and options.image_root is not None:
+        leaks = _leaks(table, options, progress)
+        summary.leakage_checked, summary.leaked_records = True, len(leaks)
+    stats = ReportStats(samples=options.samples, seed=options.seed)
+    duplicates: dict[bytes, str] = {}
+    rejects = rejects_path(output if output else instructions)
+    rejects.unlink(missing_ok=True)
+    partial = rejects.with_name(rejects.name + ".partial")
+    reasons: dict[str, int] = {}
+    items = _items(instructions, fmt, table)
+    if progress is not None:
+        items = progress("validate")(items, count_lines(instructions) if fmt != "llava" else None)
+    with _maybe_writer(output) as writer, partial.open("w", encoding="utf-8") as bad:
+        for line, instruction, record, early in items:
+            findings = Findings(rejections=list(early))
+            if instruction is not None:
+                _check(instruction, record, table, options, findings, duplicates, leaks)
+            summary.instructions += 1
+            stats.add(instruction, record, findings)
+            if findings.rejections:
+                summary.rejected += 1
+                for rejection in findings.rejections:
+                    reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
+                    bad.write(_reject_line(rejection, instructions, line) + "\n")
+            else:
+                summary.kept += 1
+                if writer is not None:
+                    writer.write(instruction)
+    if summary.rejected:
+        partial.replace(rejects)
+        summary.rejects_file = rejects
+    else:
+        partial.unlink()
+    summary.reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    if report_dir is not None:
+        from rsgpt4v.report.html import write_report
+
+        summary.report = write_report(report_dir, stats, summary, options.image_root)
+    return summary
+
+
+def _check(
+    instruction: Instruction,
+    record: Record | None,
+    table: RecordTable,
+    options: ValidationOptions,
+    findings: Findings,
+    duplicates: dict[bytes, str],
+    leaks: dict[str, Leak],
+) -> None:
+    check_structure(instruction, findings)
+    if record is None:
+        findings.add(
+            "unknown_record",
+            instruction,
+            f"no record {instruction.record_id!r} or with image {instruction.image!r}",
+            instruction.record_id or instruction.image,
+        )
+    elif list(instruction.image_size) != [record.image.width, record.image.height]:
+        findings.add(
+            "image_size",
+            instruction,
+            f"image_size {instruction.image_size}, the record's image is "
+            f"{record.image.width}x{record.image.height}",
+            instruction.image_size,
+        )
+    check_regions(instruction, record, findings)
+    if record is not None:
+        check_text(instruction, record, table.vocabulary(record), options.checks, findings)
+    key = _conversation_key(instruction)
+    first = duplicates.setdefault(key, instruction.id)
+    if first != instruction.id:
+        findings.add("duplicate", instruction, f"same image and conversation as {first}", first)
+    leak = leaks.get(record.id) if record is not None else None
+    if leak is not None:
+        how = "identical bytes" if leak.distance == 0 else f"phash distance {leak.distance}"
+        findings.add(
+            "leaked_image",
+            instruction,
+            f"image of {leak.record_id} ({leak.split}) is also {leak.other_id} "
+            f"({leak.other_split}), {how}",
+            leak.other_id,
+        )
+
+
+def _conversation_key(instruction: Instruction) -> bytes:
+    """The image and the conversation, lower case with whitespace collapsed, as a digest."""
+    text = "\x1e".join(
+        m.role + "\x1f" + _SPACES.sub(" ", m.content.strip().lower()) for m in instruction.messages
+    )
+    return hashlib.blake2b(f"{instruction.image}\x1d{text}".encode(), digest_size=16).digest()
+
+
+def _items(
+    path: Path, fmt: str, table: RecordTable
+) -> Iterator[tuple[int | None, Instruction | None, Record | None, list[Rejection]]]:
+    """(line, instruction, its record, rejections found while reading) for every item."""
+    if fmt == "instructions":
+        yield from _instruction_lines(path, table)
+        return
+    for item in read_conversations(path, fmt):
+        record = table.find(None, item.image) if item.image else None
+        if item.problem is not None or record is None:
+            reason = item.problem or f"no record with image {item.image!r}"
+            code = "schema" if item.problem else "unknown_record"
+            yield item.line, None, None, [Rejection(code, item.id, f"{item.id}: {reason}", None)]
+            continue
+        yield item.line, _imported_instruction(item, record, fmt), record, []
+
+
+def _imported_instruction(item: ImportedItem, record: Record, fmt: str) -> Instruction:
+    return Instruction(
+        id=item.id,
+        record_id=record.id,
+        image=record.image.path,
+        image_size=[record.image.width, record.image.height],
+        task="imported",
+        source=Source(generator=f"import:{fmt}", template="", original_image=item.image),
+        messages=item.messages,
+        regions={},
+    )
+
+
+def _instruction_lines(
+    path: Path, table: RecordTable
+) -> Iterator[tuple[int, Instruction | None, Record | None, list[Rejection]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                instruction = Instruction.model_validate_json(text)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "line"
+                entry = f"line {number}"
+                message = f"{entry}: not a valid instruction: {where}: {first['msg']}"
+                yield number, None, None, [Rejection("schema", entry, message, where)]
+                continue
+            yield number, instruction, table.find(instruction.record_id, instruction.image), []
+
+
+def _leaks(
+    table: RecordTable, options: ValidationOptions, progress: Callable[[str], Progress] | None
+) -> dict[str, Leak]:
+    root = options.image_root or Path()
+    items = [(r.id, r.split, root / r.image.path) for r in table.by_id.values()]
+    bar = progress("fingerprint images") if progress is not None else None
+    entries = fingerprint_records(items, bar, len(items))
+    return find_leaks(entries, options.max_distance)
+
+
+def _reject_line(rejection: Rejection, path: Path, line: int | None) -> str:
+    """A rejects-file line: rsgpt4v.problems fields plus the human message."""
+    return json.dumps(
+        {
+            "reason": rejection.code,
+            "file": str(path),
+            "line": line,
+            "value": None if rejection.value is None else str(rejection.value),
+            "entry": rejection.instruction,
+            "message": rejection.message,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _maybe_writer(output: str | Path | None) -> JsonlWriter | nullcontext[None]:
+    return JsonlWriter(output) if output else nullcontext()

@@ -1,0 +1,165 @@
+"""Category words of a dataset and the numbers written before them, found in answer text.
+
+Answers talk about objects in words ("There are 9 small vehicles", "three cars", "no harbours").
+Checking them against the labels needs every word of every class of the record's dataset: the
+class's natural singular and plural (``rsgpt4v.instruct.phrasing.category_name``), its synonyms
+and the group words that cover several classes (``prompts/synonyms.yaml``). A dataset's own class
+names take precedence over synonyms, and synonyms over group words, so DIOR's ``vehicle`` stays
+its own class while a DOTA answer's "vehicles" means small plus large vehicles.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+import yaml
+
+from rsgpt4v.errors import RsgptError
+from rsgpt4v.instruct.phrasing import category_name, pluralise
+
+_UNITS = [
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
+    *("eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen"),
+    *("eighteen", "nineteen"),
+]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_WORD_VALUES = {word: n for n, word in enumerate(_UNITS)} | {
+    word: 20 + 10 * n for n, word in enumerate(_TENS)
+}
+_WORD_VALUES |= {"no": 0, "a single": 1, "a dozen": 12}
+_NUMBER = (
+    r"\d{1,3}(?:,\d{3})+|\d+"
+    rf"|(?:{'|'.join(_TENS)})(?:[\s-](?:{'|'.join(_UNITS[1:10])}))?"
+    rf"|a single|a dozen|{'|'.join(sorted(_UNITS, key=len, reverse=True))}|no"
+)
+
+
+def parse_number(text: str) -> int:
+    """``"9"``, ``"1,250"``, ``"nine"``, ``"twenty-one"``, ``"no"`` → an int."""
+    text = re.sub(r"[\s-]+", " ", text.strip().lower())
+    if text.replace(",", "").isdigit():
+        return int(text.replace(",", ""))
+    if text in _WORD_VALUES:
+        return _WORD_VALUES[text]
+    tens, _, unit = text.partition(" ")
+    return _WORD_VALUES[tens] + _WORD_VALUES[unit]
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A category word in a text, with the number written right before it (if any)."""
+
+    words: str
+    categories: frozenset[str]
+    start: int
+    end: int
+    count: int | None = None
+    count_text: str | None = None
+
+
+@cache
+def synonym_table() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(class synonyms, group words) from ``prompts/synonyms.yaml``, keyed by natural names."""
+    resource = files("rsgpt4v.prompts") / "synonyms.yaml"
+    data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
+    try:
+        classes = {_norm(k): tuple(_norm(w) for w in v) for k, v in data["classes"].items()}
+        groups = {_norm(k): tuple(_norm(w) for w in v) for k, v in data["groups"].items()}
+    except (KeyError, AttributeError, TypeError) as error:
+        message = f"prompts/synonyms.yaml: expected 'classes' and 'groups' maps ({error})"
+        raise RsgptError(message) from None
+    return classes, groups
+
+
+def _norm(words: str) -> str:
+    return re.sub(r"[-_\s]+", " ", str(words)).strip().lower()
+
+
+def _forms(words: str) -> set[str]:
+    return {words, pluralise(words)}
+
+
+class Vocabulary:
+    """The words of one dataset's classes, and a finder of them (and counts) in text."""
+
+    def __init__(self, classes: Iterable[str]) -> None:
+        self.classes = tuple(dict.fromkeys(classes))
+        self.natural = {c: category_name(c).singular.lower() for c in self.classes}
+        synonyms, groups = synonym_table()
+        terms: dict[str, set[str]] = {}
+        for category in self.classes:  # own names first: they are never overridden
+            name = category_name(category)
+            for form in {_norm(name.singular), _norm(name.plural), *_forms(self.natural[category])}:
+                terms.setdefault(form, set()).add(category)
+        own = set(terms)
+        by_natural: dict[str, list[str]] = {}
+        for category, natural in self.natural.items():
+            by_natural.setdefault(natural, []).append(category)
+        extra: dict[str, set[str]] = {}
+        for natural, categories in by_natural.items():
+            for synonym in synonyms.get(natural, ()):
+                for form in _forms(synonym) - own:
+                    extra.setdefault(form, set()).update(categories)
+        for group, members in groups.items():
+            covered = [c for m in members for c in by_natural.get(m, ())]
+            if len(covered) > 1:
+                for form in _forms(group) - own - set(extra):
+                    terms[form] = set(covered)
+        terms |= extra
+        self.terms = {term: frozenset(categories) for term, categories in terms.items()}
+        alternatives = "|".join(
+            r"[\s-]+".join(map(re.escape, term.split()))
+            for term in sorted(self.terms, key=len, reverse=True)
+        )
+        self._pattern = (
+            re.compile(
+                rf"(?:\b(?P<count>{_NUMBER})\s+)?\b(?P<term>{alternatives})\b", re.IGNORECASE
+            )
+            if self.terms
+            else None
+        )
+
+    def mentions(self, text: str) -> list[Mention]:
+        """Every category word in ``text``, longest words first at each place, in order."""
+        if self._pattern is None:
+            return []
+        found = []
+        for match in self._pattern.finditer(text):
+            term = _norm(match["term"])
+            count_text = match["count"]
+            found.append(
+                Mention(
+                    words=match["term"],
+                    categories=self.terms[term],
+                    start=match.start("term"),
+                    end=match.end(),
+                    count=parse_number(count_text) if count_text else None,
+                    count_text=count_text,
+                )
+            )
+        return found
+
+    def covers(self, mention: Mention, present: Iterable[str]) -> bool:
+        """True when a present class is one of the mention's classes or a kind of it.
+
+        ``ship`` is covered by a present ``merchant ship`` (a merchant ship is a ship), but
+        ``small vehicle`` is not covered by a present ``large vehicle``.
+        """
+        present = set(present)
+        if mention.categories & present:
+            return True
+        words = {self.natural.get(c, _norm(c)) for c in mention.categories}
+        return any(self.natural.get(p, _norm(p)).endswith(" " + w) for p in present for w in words)
+
+
+@cache
+def dataset_vocabulary(dataset: str, seen: frozenset[str]) -> Vocabulary:
+    """The vocabulary of a dataset: its converter's class list plus every class seen in records."""
+    from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
+
+    known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
+    return Vocabulary(sorted(set(known) | seen))
