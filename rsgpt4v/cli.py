@@ -282,6 +282,88 @@ def export(
 
 
 @app.command()
+def validate(
+    instructions: Path = typer.Argument(
+        ..., help="Instructions (rsgpt4v JSONL) or a LLaVA / ShareGPT JSON or JSONL dataset."
+    ),
+    records: Path = typer.Option(
+        ..., "--records", help="Records file of the instructions' images (the ground truth)."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the instructions that pass here (JSONL)."
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write summary.json, figures and an HTML sample viewer here."
+    ),
+    image_root: Path | None = typer.Option(
+        None,
+        "--image-root",
+        help="Folder the records' image paths are relative to: needed for the leakage check "
+        "and for images in the report.",
+    ),
+    iou: float = typer.Option(
+        0.5, "--iou", min=0.0, max=1.0, help="Boxes written as text below this IoU are rejected."
+    ),
+    boxes: str = typer.Option(
+        "auto",
+        "--boxes",
+        help="Style of boxes written as text: auto (from the text), llava, qwen2vl, qwen25vl, "
+        "geochat, minigptv2, internvl, pixel.",
+    ),
+    square_pad: bool = typer.Option(
+        False, "--square-pad", help="Text boxes are relative to the image padded to a square."
+    ),
+    fmt: str = typer.Option(
+        "auto", "--format", help="Input format: auto, instructions, llava, sharegpt."
+    ),
+    leakage: bool = typer.Option(
+        True, "--leakage/--no-leakage", help="Look for the same image in two splits."
+    ),
+    phash_distance: int = typer.Option(
+        4, "--phash-distance", min=0, help="Perceptual hashes this close (bits) are one image."
+    ),
+    samples: int = typer.Option(48, "--samples", min=0, help="Instructions in the report viewer."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Exit with status 1 when any instruction is rejected."
+    ),
+) -> None:
+    """Check instructions against their records' labels; keep what passes, list the rest."""
+    from rsgpt4v.validate.checks import CheckSettings
+    from rsgpt4v.validate.run import ValidationOptions, validate_instructions
+    from rsgpt4v.validate.text_boxes import check_style
+
+    try:
+        options = ValidationOptions(
+            checks=CheckSettings(iou=iou, boxes=check_style(boxes), square_pad=square_pad),
+            fmt=fmt,
+            image_root=image_root,
+            leakage=leakage,
+            max_distance=phash_distance,
+            samples=samples,
+        )
+        summary = validate_instructions(
+            instructions, records, output, report_dir=report, options=options, progress=_progress
+        )
+    except RsgptError as error:
+        _fail(error)
+    kept_to = f" → {summary.output}" if summary.output else ""
+    typer.echo(
+        f"{summary.instructions} instructions ({summary.format}): {summary.kept} kept, "
+        f"{summary.rejected} rejected{kept_to}"
+    )
+    for reason, count in summary.reasons.items():
+        typer.echo(f"{reason}: {count}")
+    if summary.rejects_file:
+        typer.echo(f"rejections listed in {summary.rejects_file}")
+    if not summary.leakage_checked:
+        typer.echo("leakage not checked (needs --image-root)", err=True)
+    if summary.report:
+        typer.echo(f"report: {summary.report}")
+    if strict and summary.rejected:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def demo(
     output: Path = typer.Option(
         Path("rsgpt4v-demo"), "-o", "--output", help="Folder for the sample and every output."
