@@ -462,6 +462,147 @@ def tile(
         typer.echo(f"{len(summary.rejects)} rejected records listed in {summary.rejects_file}")
 
 
+@app.command()
+def predict(
+    source: Path = typer.Argument(
+        ..., help="Records (benchmarks) or instructions (--benchmark instructions) to ask about."
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="Predictions file to write (JSONL)."),
+    benchmark: str = typer.Option(
+        "instructions",
+        "--benchmark",
+        help="rsvqa-lr, rsvqa-hr, dior-rsvg, rsicd, ucm-captions, sydney-captions, "
+        "nwpu-captions, or instructions (a held-out split of an instructions file).",
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="Model folder (AutoModelForImageTextToText + AutoProcessor)."
+    ),
+    adapter: Path | None = typer.Option(None, "--adapter", help="peft adapter folder on top."),
+    image_root: Path | None = typer.Option(
+        None, "--image-root", help="Folder the image paths are relative to (the convert ROOT)."
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="Split to ask about (default: the benchmark's test split; all instructions).",
+    ),
+    boxes: str = typer.Option("llava", "--boxes", help="Box text style the model writes."),
+    square_pad: bool = typer.Option(
+        False, "--square-pad", help="Boxes relative to the image padded to a square (LLaVA-1.5)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Questions per batch."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Answer length cap."),
+    max_side: int | None = typer.Option(
+        None, "--max-side", min=16, help="Longer image side given to the model (default: full)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Ask at most this many."),
+    items_only: bool = typer.Option(
+        False, "--items-only", help="Write the questions without a model, for another system."
+    ),
+) -> None:
+    """Answer a benchmark's questions with a model (greedy, batched) → predictions JSONL."""
+    from rsgpt4v.evaluate.predict import GenerationSettings, predict_benchmark
+
+    try:
+        if model is None and not items_only:
+            raise RsgptError("give --model MODEL_DIR, or --items-only to write the questions")
+        summary = predict_benchmark(
+            benchmark,
+            source,
+            output,
+            split=split,
+            limit=limit,
+            model_dir=None if items_only else model,
+            adapter=adapter,
+            image_root=image_root,
+            box_style=boxes,
+            square_pad=square_pad,
+            settings=GenerationSettings(
+                batch_size=batch_size, max_new_tokens=max_new_tokens, max_side=max_side
+            ),
+        )
+    except RsgptError as error:
+        _fail(error)
+    what = "questions" if items_only else "predictions"
+    typer.echo(f"{summary.written} {what} → {summary.output} (run file {summary.run_file})")
+
+
+@app.command()
+def evaluate(
+    predictions: Path = typer.Argument(..., help="Predictions JSONL (from `predict` or else)."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Folder for results.json and results.md."
+    ),
+    items: Path | None = typer.Option(
+        None,
+        "--items",
+        help="Items file (`predict --items-only`) when PREDICTIONS holds only id and prediction.",
+    ),
+    boxes: str | None = typer.Option(
+        None, "--boxes", help="Box style of the answers (default: each line's box_style)."
+    ),
+    bin_counts: bool | None = typer.Option(
+        None,
+        "--bin-counts/--exact-counts",
+        help="Score VQA counts in RSVQA bins (default: the benchmark's rule).",
+    ),
+    bin_areas: bool | None = typer.Option(
+        None, "--bin-areas/--exact-areas", help="Score VQA areas in RSVQA bins."
+    ),
+    meteor: bool = typer.Option(
+        True, "--meteor/--no-meteor", help="Compute METEOR (needs Java; ~10 s to start)."
+    ),
+) -> None:
+    """Score predictions: captions, VQA, grounding, counting, classification metrics."""
+    from rsgpt4v.evaluate.results import RESULTS_JSON, RESULTS_MD, evaluate_predictions, headline
+
+    try:
+        result = evaluate_predictions(
+            predictions,
+            output,
+            items=items,
+            box_style=boxes,
+            bin_counts=bin_counts,
+            bin_areas=bin_areas,
+            meteor=meteor,
+        )
+    except RsgptError as error:
+        _fail(error)
+    for task, scores in result["tasks"].items():
+        numbers = ", ".join(
+            f"{k} {v:.4f}" for k, v in headline(scores).items() if isinstance(v, float)
+        )
+        typer.echo(f"{task} ({scores['metric']}, n={scores.get('n')}): {numbers}")
+        for metric, reason in (scores.get("unavailable") or {}).items():
+            typer.echo(f"warning: {task}: {metric} unavailable: {reason}", err=True)
+    typer.echo(f"→ {output / RESULTS_JSON}, {output / RESULTS_MD}")
+
+
+@app.command("compare-runs")
+def compare_runs(
+    results: list[Path] = typer.Argument(..., help="results.json files (or their folders)."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Write the Markdown table here (and OUTPUT.json)."
+    ),
+) -> None:
+    """Put the metrics of several evaluation runs side by side."""
+    import json
+
+    from rsgpt4v.evaluate.results import compare_runs as compare
+
+    try:
+        markdown, table = compare(results)
+    except RsgptError as error:
+        _fail(error)
+    if output is None:
+        typer.echo(markdown)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(markdown, encoding="utf-8")
+    output.with_name(output.name + ".json").write_text(json.dumps(table, indent=2) + "\n")
+    typer.echo(f"{len(results)} runs compared → {output}")
+
+
 def main() -> None:
     """Entry point of the ``rsgpt4v`` script."""
     app()

@@ -1,0 +1,134 @@
+"""The predictions file: one JSON line per evaluation item, with the model's answer.
+
+``rsgpt4v predict`` writes it; any other system may write the same JSONL. A line is an
+:class:`~rsgpt4v.evaluate.references.EvalItem` (id, record_id, image, task, metric, question type,
+question, references, true boxes / count / class) plus the answer and where it came from:
+``prediction``, ``model``, ``adapter``, the ``box_style`` the model writes boxes in and the
+``prompt`` it was shown. ``predict --items-only`` writes the lines without answers, for another
+system to fill in. A system may also write only ``{"id", "prediction"}`` lines and pass the items
+file to ``evaluate --items``: the two are joined by ``id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.evaluate.references import EvalItem
+from rsgpt4v.schema import read_jsonl
+
+RUN_SUFFIX = ".run.json"
+# what a prediction line adds to its item when the two are joined by id
+PREDICTION_FIELDS = frozenset({"prediction", "model", "adapter", "box_style", "square_pad"})
+
+
+class Prediction(EvalItem):
+    """An item with a model's answer (None: not answered yet, scored as an empty answer)."""
+
+    prediction: str | None = None
+    model: str | None = None
+    adapter: str | None = None
+    box_style: str = Field(default="llava", description="Box text style of the answers.")
+    square_pad: bool = False
+    prompt: str | None = Field(default=None, description="The question as the model saw it.")
+
+
+def run_file(predictions: str | Path) -> Path:
+    """The side file holding the run's settings and data versions (``PRED.jsonl.run.json``)."""
+    predictions = Path(predictions)
+    return predictions.with_name(predictions.name + RUN_SUFFIX)
+
+
+def read_run_info(predictions: str | Path) -> dict[str, object]:
+    """The run side file written by ``predict`` (empty for predictions made elsewhere)."""
+    path = run_file(predictions)
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"not valid JSON ({error.msg})", file=path, line=error.lineno) from None
+    if not isinstance(info, dict):
+        raise InputError("expected a JSON object", file=path)
+    return info
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, the version recorded for every data file of a run."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_predictions(path: str | Path, items: str | Path | None = None) -> Iterator[Prediction]:
+    """Predictions, complete lines or ``{"id", "prediction"}`` lines joined to ``items``.
+
+    With ``items``, every item is yielded (an item without a prediction line has
+    ``prediction=None``, so a skipped question counts against the model) and a prediction for
+    an id that is not an item is an error.
+    """
+    if items is None:
+        yield from read_jsonl(path, Prediction)
+        return
+    by_id = {item.id: item for item in read_jsonl(items, Prediction)}
+    answers = dict(_answer_lines(Path(path)))
+    unknown = sorted(set(answers) - set(by_id))
+    if unknown:
+        raise InputError(
+            f"{len(unknown)} predictions name no item of {items}, e.g. {unknown[0]!r}", file=path
+        )
+    for item_id, item in by_id.items():
+        fields = answers.get(item_id, {})
+        yield item.model_copy(update={k: v for k, v in fields.items() if k in PREDICTION_FIELDS})
+
+
+def _answer_lines(path: Path) -> Iterator[tuple[str, dict[str, object]]]:
+    """(id, fields) of each line of a predictions file that may hold only id and prediction."""
+    if not path.is_file():
+        raise InputError("file not found", file=path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InputError(f"not valid JSON ({error.msg})", file=path, line=number) from None
+            if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+                raise InputError('expected an object with a string "id"', file=path, line=number)
+            answer = data.get("prediction")
+            if answer is not None and not isinstance(answer, str):
+                raise InputError(
+                    "prediction must be a string or null", file=path, line=number, value=answer
+                )
+            try:
+                Prediction.model_validate({**_PLACEHOLDER, **_only(data, PREDICTION_FIELDS)})
+            except ValidationError as error:
+                first = error.errors()[0]
+                raise InputError(
+                    f"{'.'.join(map(str, first['loc']))}: {first['msg']}", file=path, line=number
+                ) from None
+            yield data["id"], data
+
+
+_PLACEHOLDER = {
+    "id": "x",
+    "record_id": "x",
+    "image": "x",
+    "image_size": [1, 1],
+    "task": "x",
+    "metric": "vqa",
+    "question": "x",
+    "references": ["x"],
+}
+
+
+def _only(data: dict[str, object], keys: frozenset[str]) -> dict[str, object]:
+    return {k: v for k, v in data.items() if k in keys}
