@@ -1,0 +1,164 @@
+"""The tiny-model pipeline end to end: records → instruct → export → predict → evaluate.
+
+The model is a random-weight tiny LLaVA (rsgpt4v.finetune.tiny): its answers are noise, so the
+run checks plumbing (every task scored, settings and data versions recorded), and an oracle
+run of the reference answers checks that references and scoring agree (every metric perfect).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("transformers")
+
+from rsgpt4v.cli import app
+from rsgpt4v.evaluate.predict import GenerationSettings, load_model, write_predictions
+from rsgpt4v.evaluate.predictions import read_predictions
+from rsgpt4v.evaluate.references import items_from_instructions, render_text
+from rsgpt4v.schema import QA, ImageInfo, Object, Record, write_jsonl
+
+runner = CliRunner()
+TASKS = "brief_caption,classification,counting,grounding,vqa"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _offline(monkeypatch_module: pytest.MonkeyPatch) -> None:
+    monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch_module.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rsgpt4v.finetune.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llava", "llava")
+
+
+def _record(root: Path, split: str, name: str, colour: tuple[int, int, int]) -> Record:
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), colour).save(root / f"{name}.png")
+    return Record(
+        id=f"toy/{split}/{name}",
+        dataset="toy",
+        split=split,
+        image=ImageInfo(path=f"{name}.png", width=64, height=48),
+        objects=[
+            Object(id=0, category="plane", bbox=[4, 4, 12, 10]),
+            Object(id=1, category="plane", bbox=[30, 20, 10, 12]),
+            Object(id=2, category="ship", bbox=[40, 2, 8, 6]),
+        ],
+        captions=["Two planes and a ship near the runway."],
+        label="airport" if split == "train" else "harbor",
+        qa=[QA(question="Is there a runway?", answer="yes", type="presence")],
+    )
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Records and rule instructions of two train and two test images."""
+    from rsgpt4v.instruct import generate_instructions
+
+    root = tmp_path_factory.mktemp("toy")
+    records = [
+        _record(root, "train", "a", (200, 30, 30)),
+        _record(root, "train", "b", (30, 200, 30)),
+        _record(root, "test", "c", (30, 30, 200)),
+        _record(root, "test", "d", (200, 200, 30)),
+    ]
+    write_jsonl(root / "records.jsonl", records)
+    generate_instructions(root / "records.jsonl", root / "instructions.jsonl", tasks=TASKS)
+    return root
+
+
+def _invoke(*args: str) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_export_predict_evaluate_end_to_end(toy: Path, tiny_llava: Path, tmp_path: Path) -> None:
+    _invoke("export", toy / "instructions.jsonl", "--format", "llava", "-o", tmp_path / "l.json")
+    predictions = tmp_path / "predictions.jsonl"
+    output = _invoke(
+        "predict", toy / "instructions.jsonl", "--split", "test", "--model", tiny_llava,
+        "--image-root", toy, "--boxes", "llava", "--batch-size", "4", "--max-new-tokens", "6",
+        "-o", predictions,
+    )  # fmt: skip
+    lines = list(read_predictions(predictions))
+    assert f"{len(lines)} predictions" in output
+    assert {p.record_id for p in lines} == {"toy/test/c", "toy/test/d"}
+    assert all(isinstance(p.prediction, str) and p.model == str(tiny_llava) for p in lines)
+    run = json.loads(predictions.with_name("predictions.jsonl.run.json").read_text())
+    assert run["generation"]["do_sample"] is False and run["benchmark"] == "instructions"
+    assert len(run["data"]["source"]["sha256"]) == 64
+
+    _invoke("evaluate", predictions, "--no-meteor", "-o", tmp_path / "tiny")
+    tiny = json.loads((tmp_path / "tiny" / "results.json").read_text())
+    assert set(tiny["tasks"]) == set(TASKS.split(","))
+    assert tiny["run"]["model"] == str(tiny_llava)
+    for scores in tiny["tasks"].values():
+        assert scores["n"] > 0 and scores["unanswered"] == 0
+
+    oracle = tmp_path / "oracle.jsonl"
+    oracle.write_text(
+        "".join(
+            json.dumps({"id": p.id, "prediction": render_text(p.references[0], p, "llava")}) + "\n"
+            for p in lines
+        )
+    )
+    _invoke("evaluate", oracle, "--items", predictions, "--no-meteor", "-o", tmp_path / "oracle")
+    perfect = json.loads((tmp_path / "oracle" / "results.json").read_text())["tasks"]
+    assert perfect["vqa"]["accuracy"] == 1.0
+    assert perfect["counting"]["exact_match"] == 1.0 and perfect["counting"]["mae"] == 0.0
+    assert perfect["classification"]["accuracy"] == 1.0
+    assert perfect["grounding"]["acc@0.7"] == 1.0 and perfect["grounding"]["miou"] > 0.95
+    assert perfect["brief_caption"]["BLEU-4"] == pytest.approx(1.0, abs=1e-6)
+
+    table = _invoke("compare-runs", tmp_path / "tiny", tmp_path / "oracle")
+    assert "| vqa / accuracy |" in table and "| counting / exact_match |" in table
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(
+    toy: Path, tiny_llava: Path, tmp_path: Path
+) -> None:
+    items = list(items_from_instructions(toy / "instructions.jsonl", split="test"))[:5]
+    answers = {}
+    for batch in (1, 5):
+        out = tmp_path / f"b{batch}.jsonl"
+        settings = GenerationSettings(batch_size=batch, max_new_tokens=6)
+        write_predictions(items, out, model_dir=tiny_llava, image_root=toy, settings=settings)
+        answers[batch] = [p.prediction for p in read_predictions(out)]
+    assert answers[1] == answers[5]
+    assert any(answers[1])  # the model did say something
+    assert len({len(i.question) for i in items}) > 1  # prompts of different lengths: padding
+
+
+def test_a_peft_adapter_is_loaded_on_top_and_recorded(
+    toy: Path, tiny_llava: Path, tmp_path: Path
+) -> None:
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_llava)
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
+    model, _ = load_model(tiny_llava, tmp_path / "adapter")
+    assert isinstance(model, PeftModel)
+    items = list(items_from_instructions(toy / "instructions.jsonl", split="test"))[:2]
+    summary = write_predictions(
+        items, tmp_path / "p.jsonl", model_dir=tiny_llava, adapter=tmp_path / "adapter",
+        image_root=toy, settings=GenerationSettings(max_new_tokens=4),
+    )  # fmt: skip
+    assert summary.settings["adapter"] == str(tmp_path / "adapter")
+    assert all(p.adapter == str(tmp_path / "adapter") for p in read_predictions(summary.output))
