@@ -151,6 +151,21 @@ def test_invented_category_is_caught(clean_set: dict[str, Path], tmp_path: Path)
     ]
 
 
+def test_wrong_class_named_for_a_ref_is_caught(clean_set: dict[str, Path], tmp_path: Path) -> None:
+    def change(items: list[dict]) -> str:
+        item = _first(items, "relations", "the small vehicle <ref:")
+        item["messages"][1]["content"] = item["messages"][1]["content"].replace(
+            "the small vehicle <ref:", "the storage tank <ref:", 1
+        )
+        return item["id"]
+
+    changed, rejects = _plant(clean_set, tmp_path, change)
+    assert [(r["reason"], r["entry"], r["value"]) for r in rejects] == [
+        ("ref_category_mismatch", changed, "storage tank")
+    ]
+    assert "'small-vehicle'" in rejects[0]["message"]
+
+
 def test_negated_and_quoted_category_words_are_not_inventions(
     clean_set: dict[str, Path], tmp_path: Path
 ) -> None:

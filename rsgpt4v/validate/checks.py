@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from rsgpt4v.instruct.rules.common import labels_are_complete
 from rsgpt4v.instruct.rules.presence import NESTED_VOCABULARIES
 from rsgpt4v.instruct.rules.regions import box_iou
-from rsgpt4v.schema import Instruction, Record
+from rsgpt4v.schema import Instruction, Object, Record
 from rsgpt4v.validate.text_boxes import AUTO, BoxMatch, match_boxes, text_boxes
 from rsgpt4v.validate.vocabulary import Mention, Vocabulary
 
@@ -30,6 +30,7 @@ REASONS: dict[str, str] = {
     "unknown_ref": "a <ref:N> with no region, or a region that is no object of the record",
     "box_outside_image": "a region's box is not inside the image",
     "ref_box_mismatch": "a region's box does not overlap the record's box of that object",
+    "ref_category_mismatch": "a class word right before <ref:N> is not object N's class",
     "count_mismatch": "a number of objects in a counting answer differs from the label count",
     "invented_category": "an object class of the dataset said to be present is not in the labels",
     "text_box_mismatch": "a box written as text overlaps no labelled box by the IoU threshold",
@@ -39,6 +40,7 @@ REASONS: dict[str, str] = {
 COUNTING_TASKS = frozenset({"counting", "presence"})
 COUNTING_QUESTION = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b|\bcounting\b", re.I)
 _REF = re.compile(r"<ref:(\d+)>")
+_REF_AFTER = re.compile(r"\s*<ref:(\d+)>")
 _CLAUSE = re.compile(r"[.!?;:,\n]+|\bbut\b", re.I)
 _NEGATION = re.compile(
     r"\b(?:no|not|none|without|never|neither|nor|zero|absent|lacks?|cannot)\b|n't\b", re.I
@@ -158,6 +160,7 @@ def check_text(
     complete = labels_are_complete(record)
     counts = Counter(o.category for o in record.objects)
     truth = [(o.id, o.bbox) for o in record.objects]
+    objects = {o.id: o for o in record.objects}
     question = ""
     width, height = record.image.width, record.image.height
     for message in instruction.messages:
@@ -182,14 +185,36 @@ def check_text(
                     f"(best IoU {match.iou:.2f} < {settings.iou})",
                     round(match.iou, 3),
                 )
+        mentions = vocabulary.mentions(text)
+        _check_ref_categories(instruction, text, mentions, vocabulary, objects, findings)
         if message.role != "assistant" or not complete:
             continue
-        mentions = vocabulary.mentions(text)
         counting = instruction.task in COUNTING_TASKS or COUNTING_QUESTION.search(question)
         if counting:
             _check_counts(instruction, mentions, counts, findings)
         if record.dataset not in NESTED_VOCABULARIES:
             _check_categories(instruction, text, mentions, vocabulary, counts, findings)
+
+
+def _check_ref_categories(
+    instruction: Instruction,
+    text: str,
+    mentions: list[Mention],
+    vocabulary: Vocabulary,
+    objects: dict[int, Object],
+    findings: Findings,
+) -> None:
+    """A class word right before ``<ref:N>`` ("the ship <ref:3>") must name object N's class."""
+    for mention in mentions:
+        ref = _REF_AFTER.match(text, mention.end)
+        obj = objects.get(int(ref[1])) if ref else None
+        if obj is not None and not vocabulary.covers(mention, [obj.category]):
+            findings.add(
+                "ref_category_mismatch",
+                instruction,
+                f"text calls <ref:{obj.id}> {mention.words!r}, the label is {obj.category!r}",
+                mention.words,
+            )
 
 
 def _check_counts(

@@ -136,23 +136,28 @@ def validate_instructions(
     reasons: dict[str, int] = {}
     items = _items(instructions, fmt, table)
     if progress is not None:
-        items = progress("validate")(items, count_lines(instructions) if fmt != "llava" else None)
-    with _maybe_writer(output) as writer, partial.open("w", encoding="utf-8") as bad:
-        for line, instruction, record, early in items:
-            findings = Findings(rejections=list(early))
-            if instruction is not None:
-                _check(instruction, record, table, options, findings, duplicates, leaks)
-            summary.instructions += 1
-            stats.add(instruction, record, findings)
-            if findings.rejections:
-                summary.rejected += 1
-                for rejection in findings.rejections:
-                    reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
-                    bad.write(_reject_line(rejection, instructions, line) + "\n")
-            else:
-                summary.kept += 1
-                if writer is not None:
-                    writer.write(instruction)
+        lines = instructions.suffix == ".jsonl" or fmt == "instructions"
+        items = progress("validate")(items, count_lines(instructions) if lines else None)
+    try:
+        with _maybe_writer(output) as writer, partial.open("w", encoding="utf-8") as bad:
+            for line, instruction, record, early in items:
+                findings = Findings(rejections=list(early))
+                if instruction is not None:
+                    _check(instruction, record, table, options, findings, duplicates, leaks)
+                summary.instructions += 1
+                stats.add(instruction, record, findings)
+                if findings.rejections:
+                    summary.rejected += 1
+                    for rejection in findings.rejections:
+                        reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
+                        bad.write(_reject_line(rejection, instructions, line) + "\n")
+                else:
+                    summary.kept += 1
+                    if writer is not None:
+                        writer.write(instruction)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     if summary.rejected:
         partial.replace(rejects)
         summary.rejects_file = rejects

@@ -37,6 +37,9 @@ _NUMBER = (
     rf"|a single|a dozen|{'|'.join(sorted(_UNITS, key=len, reverse=True))}|no"
 )
 
+_COUNT_BEFORE = re.compile(rf"(?<![\w-])({_NUMBER})\s+$", re.IGNORECASE)
+_COUNT_REACH = 40  # characters before a category word searched for its number
+
 
 def parse_number(text: str) -> int:
     """``"9"``, ``"1,250"``, ``"nine"``, ``"twenty-one"``, ``"no"`` → an int."""
@@ -111,14 +114,8 @@ class Vocabulary:
                     terms[form] = set(covered)
         terms |= extra
         self.terms = {term: frozenset(categories) for term, categories in terms.items()}
-        alternatives = "|".join(
-            r"[\s-]+".join(map(re.escape, term.split()))
-            for term in sorted(self.terms, key=len, reverse=True)
-        )
         self._pattern = (
-            re.compile(
-                rf"(?:\b(?P<count>{_NUMBER})\s+)?\b(?P<term>{alternatives})\b", re.IGNORECASE
-            )
+            re.compile(rf"\b(?:{_trie_pattern(self.terms)})\b", re.IGNORECASE)
             if self.terms
             else None
         )
@@ -129,13 +126,14 @@ class Vocabulary:
             return []
         found = []
         for match in self._pattern.finditer(text):
-            term = _norm(match["term"])
-            count_text = match["count"]
+            start = match.start()
+            number = _COUNT_BEFORE.search(text, max(0, start - _COUNT_REACH), start)
+            count_text = number[1] if number else None
             found.append(
                 Mention(
-                    words=match["term"],
-                    categories=self.terms[term],
-                    start=match.start("term"),
+                    words=match[0],
+                    categories=self.terms[_norm(match[0])],
+                    start=start,
                     end=match.end(),
                     count=parse_number(count_text) if count_text else None,
                     count_text=count_text,
@@ -154,6 +152,36 @@ class Vocabulary:
             return True
         words = {self.natural.get(c, _norm(c)) for c in mention.categories}
         return any(self.natural.get(p, _norm(p)).endswith(" " + w) for p in present for w in words)
+
+
+def _trie_pattern(terms: Iterable[str]) -> str:
+    """One regex alternative for many terms, factored by common prefixes (a character trie).
+
+    A plain alternation tries every term at every position; the trie tries each character once.
+    Longer terms win over their prefixes (``small vehicles`` over ``small vehicle``), and a space
+    inside a term matches any run of spaces or hyphens (``small-vehicle``).
+    """
+    trie: dict = {}
+    for term in terms:
+        node = trie
+        for char in term:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def pattern(node: dict) -> str:
+        branches = [
+            (r"[\s-]+" if char == " " else re.escape(char)) + pattern(child)
+            for char, child in sorted(node.items())
+            if char
+        ]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:
+            return f"(?:{body})?"
+        return body
+
+    return pattern(trie)
 
 
 @cache
