@@ -85,7 +85,7 @@ class FakeOpenAIServer:
     waits), ``reply_hook(pass_name, reply_dict, body) -> str | None`` (the content to send
     instead, e.g. malformed JSON), ``reject_json_schema``, ``quota_after`` (chat calls that
     succeed before every call answers 429 insufficient_quota), ``bad_request_echoing_key``
-    (400s whose message quotes the caller's key, as real servers do), ``batch_fail_first``.
+    (400s whose message quotes the caller's key, as real servers do), ``batch_fail_lines``.
     """
 
     def __init__(self, *, latency: float = 0.0, seed: int = 0, keep_bodies: bool = True) -> None:
@@ -97,7 +97,7 @@ class FakeOpenAIServer:
         self.reject_json_schema = False
         self.quota_after: int | None = None
         self.bad_request_echoing_key = False  # every chat call: 400 quoting the bearer token
-        self.batch_fail_first = 0  # lines of each batch answered in its error file instead
+        self.batch_fail_lines = 0  # the next batch lines to answer in an error file instead
         self.keep_bodies = keep_bodies
         self.calls: Counter[str] = Counter()
         self.bodies: list[dict] = []
@@ -184,6 +184,11 @@ class FakeOpenAIServer:
             await asyncio.sleep(self.latency)
         self.calls["chat_ok"] += 1
         return web.json_response(self.completion(body))
+
+    def inject_faults(self, rate: float, kinds: tuple[str, ...] = ("429", "500", "timeout"),
+                      seed: int = 0) -> None:  # fmt: skip
+        """Answer a ``rate`` share of chat calls with one of ``kinds`` (drawn with ``seed``)."""
+        self.fault_rate, self.fault_kinds, self._random = rate, kinds, random.Random(seed)
 
     def _fault(self) -> str | None:
         if self.fault_rate and self._random.random() < self.fault_rate:
@@ -296,13 +301,14 @@ class FakeOpenAIServer:
         return web.json_response(batch)
 
     def _complete(self, batch: dict) -> None:
-        """Answer every line of the input file (the first ``batch_fail_first`` as errors)."""
+        """Answer every line of the input file (``batch_fail_lines`` of them as errors)."""
         lines = self.files[batch["input_file_id"]].decode("utf-8").splitlines()
         outputs, errors = [], []
         for line in filter(None, lines):
             item = json.loads(line)
             self.calls["batch_requests"] += 1
-            if len(errors) < self.batch_fail_first:
+            if self.batch_fail_lines > 0:
+                self.batch_fail_lines -= 1
                 error = {"code": "server_error", "message": "The server had an error."}
                 errors.append({"custom_id": item["custom_id"], "response": None, "error": error})
                 continue

@@ -104,22 +104,40 @@ class RunStopped(Exception):
 
 
 class Budget:
-    """A spending cap: reserve an upper estimate before a call, settle the real cost after."""
+    """A spending cap: reserve an upper estimate before a call, settle the real cost after.
+
+    A request that does not fit while others are in flight waits for them to settle (their
+    real cost is usually below the estimate); one that does not fit with nothing in flight
+    means the cap is reached.
+    """
 
     def __init__(self, limit_usd: float | None) -> None:
         self.limit = limit_usd
         self.spent = 0.0
         self.reserved = 0.0
+        self._in_flight = 0
+        self._settled = asyncio.Condition()
 
-    def reserve(self, amount: float) -> bool:
-        if self.limit is not None and self.spent + self.reserved + amount > self.limit:
-            return False
-        self.reserved += amount
-        return True
+    async def reserve(self, amount: float) -> bool:
+        if self.limit is None:
+            return True
+        async with self._settled:
+            while self.spent + self.reserved + amount > self.limit:
+                if self._in_flight == 0:
+                    return False
+                await self._settled.wait()
+            self.reserved += amount
+            self._in_flight += 1
+            return True
 
-    def settle(self, reserved: float, actual: float) -> None:
-        self.reserved -= reserved
+    async def settle(self, reserved: float, actual: float) -> None:
         self.spent += actual
+        if self.limit is None:
+            return
+        async with self._settled:
+            self.reserved -= reserved
+            self._in_flight -= 1
+            self._settled.notify_all()
 
 
 @dataclass
@@ -253,7 +271,7 @@ class Requester:
     ) -> CachedReply | None:
         """Call the API within the budget; the reply is cached before anyone parses it."""
         estimate = self.estimate_usd(body, image)
-        if not self.budget.reserve(estimate):
+        if not await self.budget.reserve(estimate):
             self.stopped = (
                 f"budget cap reached: ${self.budget.spent:.4f} spent of "
                 f"${self.settings.budget_usd:.4f} (the next request may cost up to "
@@ -268,7 +286,7 @@ class Requester:
                 reply, usage = await self._create(spec, body)
             actual = self.prices.cost(self.settings.model, usage)
         finally:
-            self.budget.settle(estimate, actual)
+            await self.budget.settle(estimate, actual)
         self.cache.put(
             key,
             record_id=record_id,
