@@ -150,7 +150,10 @@ def instruct(
     records: Path = typer.Argument(..., help="Records file written by `rsgpt4v convert`."),
     output: Path = typer.Option(..., "-o", "--output", help="Instructions file to write (JSONL)."),
     generator: str = typer.Option(
-        "rules", "--generator", help="Who writes the answers: rules (offline, exact)."
+        "rules",
+        "--generator",
+        help="Who writes the answers: rules (offline, exact), llm (a vision LLM on any "
+        "OpenAI-compatible server: local → global → multi-turn passes), both (rules, then llm).",
     ),
     tasks: str | None = typer.Option(
         None,
@@ -163,31 +166,89 @@ def instruct(
         None,
         "--image-root",
         help="Folder the records' image paths are relative to (the convert ROOT), for rules "
-        "that read pixels.",
+        "that read pixels; needed by llm (the model sees the images).",
     ),
     mix: Path | None = typer.Option(
         None,
         "--mix",
         help="YAML file of per-source and per-task weights and caps (see README, Mixing).",
     ),
+    model: str | None = typer.Option(
+        None, "--model", help="llm: model name, e.g. gpt-4o-2024-08-06 or a vLLM/Ollama model."
+    ),
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        help="llm: OpenAI-compatible API root, e.g. http://localhost:8000/v1 (default OpenAI).",
+    ),
+    api_key_env: str = typer.Option(
+        "OPENAI_API_KEY",
+        "--api-key-env",
+        help="llm: environment variable holding the API key (the key is never written).",
+    ),
+    concurrency: int = typer.Option(8, "--concurrency", help="llm: requests in flight at most."),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="llm: folder of the reply cache (default .rsgpt4v-llm-cache beside the output); "
+        "a rerun pays nothing for finished work.",
+    ),
+    budget_usd: float | None = typer.Option(
+        None, "--budget-usd", help="llm: stop cleanly before spending more than this (USD)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="llm: print one rendered prompt and the run's estimate; no call."
+    ),
+    batch: bool = typer.Option(
+        False, "--batch", help="llm: go through the OpenAI Batch API (half price, within 24 h)."
+    ),
+    shard: str | None = typer.Option(
+        None, "--shard", help="Only shard I of N (I/N, 0-based), chosen by a hash of record ids."
+    ),
+    detail: str = typer.Option("low", "--detail", help="llm: image detail, low or high."),
+    prices: Path | None = typer.Option(
+        None, "--prices", help="llm: price table YAML (default: the bundled, dated one)."
+    ),
+    timeout: float = typer.Option(
+        120.0, "--timeout", help="llm: seconds per attempt before the SDK retries."
+    ),
+    max_retries: int = typer.Option(4, "--max-retries", help="llm: SDK retries per request."),
+    poll_interval: float = typer.Option(
+        30.0, "--poll-interval", help="llm --batch: seconds between batch status polls."
+    ),
 ) -> None:
     """Write (question, answer) instructions for every record."""
     from rsgpt4v.instruct import generate_instructions
 
-    try:
-        if generator != "rules":
-            raise RsgptError(f"unknown generator {generator!r}; available: rules")
-        summary = generate_instructions(
-            records,
-            output,
+    def run_rules(source: Path, out: Path):  # -> rsgpt4v.instruct.InstructionSummary
+        return generate_instructions(
+            source,
+            out,
             tasks=tasks,
             seed=seed,
             image_root=image_root,
             progress=_progress("instruct"),
             mix=mix,
         )
+
+    try:
+        if generator != "rules" or shard is not None:
+            _instruct_llm(
+                generator, records, output, run_rules, dry_run=dry_run, model=model,
+                base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, cache=cache,
+                budget_usd=budget_usd, batch=batch, shard=shard, detail=detail, prices=prices,
+                timeout=timeout, max_retries=max_retries, image_root=image_root, seed=seed,
+                poll_interval=poll_interval,
+            )  # fmt: skip
+            return
+        summary = run_rules(records, output)
     except RsgptError as error:
         _fail(error)
+    _echo_rules_summary(summary)
+
+
+def _echo_rules_summary(summary) -> None:
+    """Print what the rules stage wrote (an rsgpt4v.instruct.InstructionSummary)."""
     per_task = ", ".join(f"{task} {n}" for task, n in sorted(summary.per_task.items()))
     typer.echo(
         f"{summary.instructions} instructions ({per_task or 'none'}) from {summary.records} "
@@ -201,6 +262,56 @@ def instruct(
         )
         for source in stats.unused_sources:
             typer.echo(f"warning: mix source {source!r} matched no record", err=True)
+
+
+def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **options) -> None:
+    """``instruct`` with --generator llm|both or --shard (see rsgpt4v.instruct.llm.command)."""
+    import tempfile
+
+    from rsgpt4v.instruct.llm.command import GENERATORS, run_llm_instruct, write_shard
+    from rsgpt4v.instruct.llm.engine import LlmSettings
+    from rsgpt4v.instruct.llm.generate import parse_shard
+
+    shard = parse_shard(options["shard"])
+    if generator not in GENERATORS:
+        raise RsgptError(f"unknown generator {generator!r}; available: {', '.join(GENERATORS)}")
+    if generator == "rules":
+        with tempfile.TemporaryDirectory(prefix="rsgpt4v-shard-") as folder:
+            _echo_rules_summary(run_rules(write_shard(records, shard, Path(folder)), output))
+        return
+    if not options["model"]:
+        raise RsgptError("--generator llm and both need --model")
+
+    def rules_line(source: Path, out: Path) -> str:
+        summary = run_rules(source, out)
+        return f"{summary.instructions} instructions from {summary.records} records"
+
+    settings = LlmSettings(
+        model=options["model"],
+        base_url=options["base_url"],
+        api_key_env=options["api_key_env"],
+        concurrency=options["concurrency"],
+        cache_dir=options["cache"],
+        budget_usd=options["budget_usd"],
+        detail=options["detail"],
+        seed=options["seed"],
+        max_retries=options["max_retries"],
+        timeout_s=options["timeout"],
+        prices=options["prices"],
+        shard=shard,
+        image_root=options["image_root"],
+        batch=options["batch"],
+        poll_interval_s=options["poll_interval"],
+    )
+    report = run_llm_instruct(
+        generator, records, output, settings, dry_run=options["dry_run"], rules=rules_line
+    )
+    for line in report.lines:
+        typer.echo(line)
+    for warning in report.warnings:
+        typer.echo(warning)
+    if report.error:
+        raise RsgptError(report.error)
 
 
 @app.command()
