@@ -146,6 +146,11 @@ def test_number_words_and_synonyms_are_read() -> None:
     ]
 
 
+def test_classes_named_by_numbers_are_not_category_words() -> None:
+    vocabulary = Vocabulary(["7", "ship"])
+    assert [m.words for m in vocabulary.mentions("About 7 m from 2 ships.")] == ["ships"]
+
+
 def test_a_dataset_class_keeps_its_own_name_over_group_words() -> None:
     dior = Vocabulary(["vehicle", "ship"])
     (mention,) = dior.mentions("4 vehicles")

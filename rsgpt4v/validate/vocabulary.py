@@ -113,7 +113,12 @@ class Vocabulary:
                 for form in _forms(group) - own - set(extra):
                     terms[form] = set(covered)
         terms |= extra
-        self.terms = {term: frozenset(categories) for term, categories in terms.items()}
+        # a class named by a number ("7", a raster class value) cannot be told from a count
+        self.terms = {
+            term: frozenset(categories)
+            for term, categories in terms.items()
+            if any(char.isalpha() for char in term)
+        }
         self._pattern = (
             re.compile(rf"\b(?:{_trie_pattern(self.terms)})\b", re.IGNORECASE)
             if self.terms
