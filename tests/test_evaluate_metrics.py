@@ -66,6 +66,7 @@ def test_vqa_answers_match_the_way_the_reference_is_written() -> None:
     exact = VqaOptions()
     assert answer_matches("Yes, there is one.", "yes", "presence", exact)
     assert not answer_matches("No.", "yes", "presence", exact)
+    assert answer_matches("Yes.", "Yes, there are 2 planes.", "presence", exact)
     assert answer_matches("There are twelve.", "12", "count", exact)
     assert not answer_matches("There are 11.", "12", "count", exact)
     assert answer_matches("It is a rural area.", "rural", "rural_urban", exact)

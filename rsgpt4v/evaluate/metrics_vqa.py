@@ -1,11 +1,17 @@
 """VQA accuracy, overall and per question type, on normalised answers.
 
 An answer is right when it matches one of the references after :mod:`normalize`, read the way
-the reference is written: a yes/no reference compares the leading yes/no of the prediction; a
-count (question type ``count``/``counting`` or a bare number) compares the first number, in its
-RSVQA bin when ``bin_counts``; an area (type ``area`` or ``<n>m2``) compares square metres, in its
-bin when ``bin_areas``; a closed-set reference (``rural``/``urban``) compares the first word of
-that set in the prediction; anything else compares the whole normalised text.
+the reference is written:
+
+- a reference starting with yes or no ("yes", "Yes, there are 2 planes.") compares the leading
+  yes/no of the prediction;
+- an area (question type ``area`` or ``<n>m2``) compares square metres, in RSVQA's bins when
+  ``bin_areas``;
+- a count (type ``count``/``counting`` or a bare number) compares the first number, in RSVQA's
+  bins when ``bin_counts``;
+- a closed-set reference (``rural``/``urban``) compares the first word of that set in the
+  prediction;
+- anything else compares the whole normalised text.
 """
 
 from __future__ import annotations
@@ -53,8 +59,9 @@ def answer_matches(
     """Whether ``prediction`` says what ``reference`` says (see the module docstring)."""
     ref = normalize_answer(reference)
     kind = (question_type or "").lower()
-    if ref in ("yes", "no"):
-        return parse_yes_no(prediction) == ref
+    said = parse_yes_no(reference)
+    if said is not None:
+        return parse_yes_no(prediction) == said
     if kind in AREA_TYPES or _AREA_TEXT.fullmatch(ref):
         return _numbers_match(
             parse_area(prediction), parse_area(reference), options.bin_areas, area_bin

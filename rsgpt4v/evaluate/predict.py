@@ -96,7 +96,7 @@ def generate_answers(
         for p in prompts
     ]
     inputs = processor(text=texts, images=list(images), padding=True, return_tensors="pt")
-    inputs = inputs.to(model.device)
+    inputs = inputs.to(model.device, dtype=model.dtype)  # pixel values in the weights' dtype
     sampling = {"temperature": settings.temperature} if settings.do_sample else {}
     with torch.inference_mode():
         output = model.generate(
