@@ -1,0 +1,236 @@
+"""The base model and its adapters: LoRA, DoRA, QLoRA (peft) and MoE-LoRA (finetune/moe_lora).
+
+Adapters are placed by component, from explicit module paths (config ``components``), never by
+bare layer names: ``q_proj`` alone also hits CLIP's attention in LLaVA and ``all-linear`` wraps
+the vision tower and the projector (finetune.md §4.8). The target list is computed from the
+loaded model, so what gets an adapter is exactly what the config asks for, and the count per
+component is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from rsgpt4v.errors import RsgptError
+from rsgpt4v.finetune.config import FinetuneConfig
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+PROJECTOR_FILE = "projector.safetensors"
+
+
+def use_bf16(config: FinetuneConfig) -> bool:
+    """bf16 as configured; ``auto`` means a CUDA GPU that supports it."""
+    import torch
+
+    if config.train.bf16 == "auto":
+        return (
+            not config.train.use_cpu
+            and torch.cuda.is_available()
+            and torch.cuda.is_bf16_supported()
+        )
+    return bool(config.train.bf16)
+
+
+def _under(name: str, prefix: str | None) -> bool:
+    return bool(prefix) and (name == prefix or name.startswith(prefix + "."))
+
+
+def component_of(name: str, config: FinetuneConfig) -> str | None:
+    """Which component a module path belongs to (the projector wins over the vision tower)."""
+    parts = config.components
+    for component in ("projector", "vision", "language"):
+        if _under(name.removeprefix("base_model.model."), getattr(parts, component)):
+            return component
+    return None
+
+
+def lora_targets(model: Any, config: FinetuneConfig) -> list[str]:
+    """Full paths of the linear layers that get adapters, from the component settings."""
+    import torch
+
+    lora = config.lora
+    targets = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        component = component_of(name, config)
+        if component == "language" and lora.language:
+            if name.rsplit(".", 1)[-1] in lora.language_modules:
+                targets.append(name)
+        elif (component == "vision" and lora.vision) or (
+            component == "projector" and lora.projector == "lora"
+        ):
+            targets.append(name)
+    if not targets:
+        raise RsgptError(
+            "no linear layer matches the LoRA settings; check lora.language_modules and the "
+            f"component paths {config.components.model_dump()}"
+        )
+    return targets
+
+
+def adapter_counts(model: Any, config: FinetuneConfig) -> dict[str, int]:
+    """Adapted modules per component (LoRA layers and fully trained modules)."""
+    counts = {"language": 0, "vision": 0, "projector": 0}
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        adapted = (
+            hasattr(module, "lora_A")
+            or kind.startswith("MoELora")
+            or kind == "ModulesToSaveWrapper"
+        )
+        if adapted:
+            component = component_of(name, config)
+            if component:
+                counts[component] += 1
+    return counts
+
+
+def load_base_model(config: FinetuneConfig, *, quantized: bool | None = None) -> Any:
+    """The base model from its local folder; 4-bit (vision and projector kept) for QLoRA."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    quantized = config.method == "qlora" if quantized is None else quantized
+    dtype = torch.bfloat16 if use_bf16(config) else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
+    if config.train.attn_implementation:
+        kwargs["attn_implementation"] = config.train.attn_implementation
+    if quantized:
+        require_cuda_for_qlora(config)
+        from transformers import BitsAndBytesConfig
+
+        parts = config.components
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=config.quant.quant_type,
+            bnb_4bit_use_double_quant=config.quant.double_quant,
+            bnb_4bit_compute_dtype=dtype,
+            # transformers 5 matches these from the start of the full module path.
+            llm_int8_skip_modules=[p for p in (parts.vision, parts.projector) if p] + ["lm_head"],
+        )
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    if not Path(config.model).is_dir():
+        raise RsgptError(f"model folder not found: {config.model} (local paths only)")
+    model = AutoModelForImageTextToText.from_pretrained(config.model, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def require_cuda_for_qlora(config: FinetuneConfig) -> None:
+    """QLoRA trains a bitsandbytes 4-bit base, which needs a CUDA GPU."""
+    import torch
+
+    if config.train.use_cpu or not torch.cuda.is_available():
+        raise RsgptError(
+            "method qlora needs a CUDA GPU (bitsandbytes 4-bit training) and none is available; "
+            "use method: lora or dora on this machine"
+        )
+
+
+def add_adapters(model: Any, config: FinetuneConfig) -> Any:
+    """Freeze the base and attach the configured adapters; returns the model to train."""
+    targets = lora_targets(model, config)
+    if config.method == "moe_lora":
+        model = _add_moe_lora(model, config, targets)
+    else:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+        if config.method == "qlora":
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=config.train.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        full = [config.components.projector] if config.lora.projector == "full" else None
+        lora = LoraConfig(
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            target_modules=targets,
+            modules_to_save=full,
+            use_dora=config.method == "dora",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora)
+    counts = adapter_counts(model, config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("adapters per component %s; %d trainable parameters", counts, trainable)
+    return model
+
+
+def moe_module() -> Any:
+    """finetune/moe_lora.py, with a clear error where it is missing."""
+    try:
+        from rsgpt4v.finetune import moe_lora
+    except ImportError as error:
+        raise RsgptError(
+            f"method moe_lora needs rsgpt4v.finetune.moe_lora, which cannot be imported: {error}"
+        ) from error
+    return moe_lora
+
+
+def _add_moe_lora(model: Any, config: FinetuneConfig, targets: list[str]) -> Any:
+    moe = moe_module()
+    settings = {
+        "rank": config.lora.r,
+        "alpha": config.lora.alpha,
+        "dropout": config.lora.dropout,
+        "target_modules": targets,
+        **config.moe,
+    }
+    model = moe.apply_moe_lora(model, moe.MoELoraConfig(**settings))
+    if config.lora.projector == "full":
+        for name, parameter in model.named_parameters():
+            if component_of(name, config) == "projector":
+                parameter.requires_grad_(True)
+    return model
+
+
+def projector_state(model: Any, config: FinetuneConfig) -> dict[str, Any]:
+    """Weights of a fully trained projector (MoE-LoRA runs save them beside the adapter)."""
+    return {
+        name: parameter.detach().cpu().contiguous()
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad and component_of(name, config) == "projector"
+    }
+
+
+def save_adapters(model: Any, config: FinetuneConfig, out_dir: Path) -> Path:
+    """Write the trained adapter (and a fully trained projector) to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.method == "moe_lora":
+        from safetensors.torch import save_file
+
+        moe_module().save_moe_lora(model, out_dir)
+        if config.lora.projector == "full":
+            save_file(projector_state(model, config), str(out_dir / PROJECTOR_FILE))
+    else:
+        model.save_pretrained(out_dir)
+    return out_dir
+
+
+def load_adapters(model: Any, config: FinetuneConfig, adapter_dir: Path) -> None:
+    """Load adapter weights saved by :func:`save_adapters` into an adapted ``model``."""
+    if config.method == "moe_lora":
+        moe_module().load_moe_lora(model, adapter_dir)
+        projector = adapter_dir / PROJECTOR_FILE
+        if projector.is_file():
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(projector)), strict=False)
+        return
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(model, state)
+    if result.unexpected_keys:
+        raise RsgptError(
+            f"adapter in {adapter_dir} does not fit the model: {result.unexpected_keys[:3]}"
+        )

@@ -1,0 +1,298 @@
+"""``rsgpt4v finetune``: the curriculum of stages on the HF Trainer, resumable at any point.
+
+Layout of a run folder (``output_dir``)::
+
+    finetune.yaml            the resolved config (``rsgpt4v merge`` reads it)
+    stages/NN-NAME/          checkpoint-*/ of the stage, then final/ with DONE when it ends
+    runs/NN-NAME/            TensorBoard logs
+    adapter/                 the final adapter + tokenizer/processor + chat template
+
+Each stage continues from the weights the previous stage left (same model object, a fresh
+optimizer and schedule). With ``resume: true`` a rerun skips finished stages (loading their
+adapters) and continues the unfinished one from its newest checkpoint, so an interrupted run
+ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from rsgpt4v.errors import RsgptError
+from rsgpt4v.finetune.collate import ChatEncoder, PadCollator
+from rsgpt4v.finetune.config import FinetuneConfig, Stage, dump_config
+from rsgpt4v.finetune.data import SampleDataset, stage_samples
+from rsgpt4v.finetune.methods import (
+    ADAPTER_DIR,
+    add_adapters,
+    component_of,
+    load_adapters,
+    load_base_model,
+    moe_module,
+    save_adapters,
+    use_bf16,
+)
+
+log = logging.getLogger(__name__)
+
+DONE = "DONE"
+
+
+class FinetuneTrainer(Trainer):
+    """HF Trainer plus: projector learning rate, MoE load-balancing loss, token-budget batches."""
+
+    def __init__(self, *args: Any, finetune: FinetuneConfig, lengths: list[int], **kwargs: Any):
+        self.finetune = finetune
+        self.lengths = lengths
+        super().__init__(*args, **kwargs)
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        loss, outputs = super().compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+        )
+        if self.finetune.method == "moe_lora":
+            loss = loss + moe_module().moe_aux_loss(model).to(loss.device)
+        return (loss, outputs) if return_outputs else loss
+
+    def create_optimizer(self, model: Any = None) -> Any:
+        """Adapters at the stage LR; a fully trained projector at ``train.projector_lr``."""
+        if self.optimizer is not None:
+            return self.optimizer
+        model = model if model is not None else self.model
+        adapters, projector = [], []
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                in_projector = component_of(name, self.finetune) == "projector"
+                full = in_projector and self.finetune.lora.projector == "full"
+                (projector if full and "lora_" not in name else adapters).append(parameter)
+        groups = [{"params": adapters, "weight_decay": self.args.weight_decay}]
+        if projector:
+            groups.append(
+                {
+                    "params": projector,
+                    "lr": self.finetune.train.projector_lr,
+                    "weight_decay": self.args.weight_decay,
+                }
+            )
+        optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def get_train_dataloader(self) -> Any:
+        budget = self.finetune.train.max_tokens_per_batch
+        if budget is None:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        from rsgpt4v.finetune.batching import TokenBudgetBatchSampler
+
+        sampler = TokenBudgetBatchSampler(
+            self.lengths, budget, shuffle=True, seed=self.args.data_seed or self.args.seed
+        )
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+        )
+        return self.accelerator.prepare(loader)
+
+    # MoE-LoRA models are not peft models: checkpoint only what trains, not the whole base.
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        if self.finetune.method != "moe_lora":
+            return super()._save(output_dir, state_dict)
+        save_adapters(self.model, self.finetune, Path(output_dir or self.args.output_dir))
+        return None
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        if self.finetune.method != "moe_lora":
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_adapters(model or self.model, self.finetune, Path(resume_from_checkpoint))
+        return None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _training_arguments(
+    config: FinetuneConfig, stage: Stage, stage_dir: Path, has_eval: bool
+) -> TrainingArguments:
+    train = config.train
+    return TrainingArguments(
+        output_dir=str(stage_dir),
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accumulation,
+        learning_rate=stage.learning_rate or train.learning_rate,
+        num_train_epochs=stage.epochs,
+        max_steps=stage.max_steps,
+        warmup_steps=train.warmup,
+        weight_decay=train.weight_decay,
+        lr_scheduler_type=train.lr_scheduler,
+        bf16=use_bf16(config),
+        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=train.eval_steps,
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        logging_steps=train.logging_steps,
+        report_to=train.report_to,
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_num_workers=train.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available() and not train.use_cpu,
+        use_cpu=train.use_cpu,
+        remove_unused_columns=False,
+        label_names=["labels"],
+    )
+
+
+def newest_checkpoint(stage_dir: Path) -> Path | None:
+    """The checkpoint-N folder with the largest N, if any."""
+    found = [p for p in stage_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _resume_point(config: FinetuneConfig, stage_dir: Path) -> str | None:
+    if config.resume is False:
+        return None
+    if config.resume is True:
+        found = newest_checkpoint(stage_dir)
+        return str(found) if found else None
+    checkpoint = Path(config.resume)
+    if checkpoint.parent.resolve() != stage_dir.resolve():
+        return None
+    if not checkpoint.is_dir():
+        raise RsgptError(f"resume checkpoint not found: {checkpoint}")
+    return str(checkpoint)
+
+
+def _stage_dirs(config: FinetuneConfig) -> list[tuple[Stage, str]]:
+    return [(stage, f"{n:02d}-{stage.name}") for n, stage in enumerate(config.curriculum())]
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced: the adapter folder, the trained model and each stage's log."""
+
+    adapter: Path
+    model: Any
+    encoder: ChatEncoder
+    history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+
+def run_finetune(config: FinetuneConfig) -> FinetuneResult:
+    """Train every stage in order; the adapter ends in ``output_dir/adapter``."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(config.resume, Path) and not config.resume.is_dir():
+        raise RsgptError(f"resume checkpoint not found: {config.resume}")
+    dump_config(config, out / "finetune.yaml")
+    _seed_everything(config.seed)
+    encoder = ChatEncoder(
+        config.model,
+        config.family,
+        mode=config.encoder,
+        chat_template=config.chat_template,
+        trust_remote_code=config.trust_remote_code,
+    )
+    model = add_adapters(load_base_model(config), config)
+    augment = None
+    if config.augment.ops:
+        from rsgpt4v.finetune.augment import BoxAwareAugment
+
+        augment = BoxAwareAugment(config.augment.ops, p=config.augment.p, seed=config.seed)
+    history: dict[str, list[dict[str, float]]] = {}
+    for stage, folder in _stage_dirs(config):
+        stage_dir = out / "stages" / folder
+        final = stage_dir / "final"
+        if config.resume is not False and (final / DONE).is_file():
+            log.info("stage %s already finished; loading its adapter", stage.name)
+            load_adapters(model, config, final)
+            continue
+        history[stage.name] = _run_stage(
+            config, stage, stage_dir, out / "runs" / folder, model, encoder, augment
+        )
+        save_adapters(model, config, final)
+        (final / DONE).write_text("finished\n", encoding="utf-8")
+    adapter_dir = save_adapters(model, config, out / ADAPTER_DIR)
+    _save_preprocessing(encoder, adapter_dir)
+    return FinetuneResult(adapter_dir, model, encoder, history)
+
+
+def _run_stage(
+    config: FinetuneConfig,
+    stage: Stage,
+    stage_dir: Path,
+    log_dir: Path,
+    model: Any,
+    encoder: ChatEncoder,
+    augment: Any,
+) -> list[dict[str, float]]:
+    train_samples, eval_samples = stage_samples(
+        stage, config.box_style, config.square_pad, config.train.eval_fraction, config.seed
+    )
+    build = {
+        "square_pad": config.square_pad,
+        "max_length": config.train.max_length,
+    }
+    train_set = SampleDataset(train_samples, encoder, config.box_style, augment=augment, **build)
+    eval_set = (
+        SampleDataset(eval_samples, encoder, config.box_style, **build) if eval_samples else None
+    )
+    log.info(
+        "stage %s: %d train / %d eval samples",
+        stage.name,
+        len(train_set),
+        len(eval_set) if eval_set else 0,
+    )
+    previous = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(log_dir)
+    try:
+        trainer = FinetuneTrainer(
+            model=model,
+            args=_training_arguments(config, stage, stage_dir, eval_set is not None),
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            data_collator=PadCollator(encoder.pad_token_id),
+            finetune=config,
+            lengths=train_set.lengths,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = previous
+    trainer.train(resume_from_checkpoint=_resume_point(config, stage_dir))
+    if eval_set is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics(f"eval-{stage.name}", metrics)
+    return list(trainer.state.log_history)
+
+
+def _save_preprocessing(encoder: ChatEncoder, out_dir: Path) -> None:
+    """Tokenizer/processor with the training chat template, so the adapter folder is whole."""
+    if encoder.processor is not None:
+        encoder.processor.chat_template = encoder.template
+        encoder.processor.save_pretrained(out_dir)
+    else:
+        encoder.tokenizer.chat_template = encoder.template
+        encoder.tokenizer.save_pretrained(out_dir)
+        encoder.image_processor.save_pretrained(out_dir)
