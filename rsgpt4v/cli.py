@@ -576,14 +576,15 @@ def tile(
 @app.command()
 def predict(
     source: Path = typer.Argument(
-        ..., help="Records (benchmarks) or instructions (--benchmark instructions) to ask about."
+        ..., help="Records (benchmarks), instructions or an export file to ask about."
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Predictions file to write (JSONL)."),
     benchmark: str = typer.Option(
         "instructions",
         "--benchmark",
         help="rsvqa-lr, rsvqa-hr, dior-rsvg, rsicd, ucm-captions, sydney-captions, "
-        "nwpu-captions, or instructions (a held-out split of an instructions file).",
+        "nwpu-captions, instructions (a held-out split of an instructions file) or export (of "
+        "an exported LLaVA / ShareGPT file, boxes read in the --boxes style).",
     ),
     model: Path | None = typer.Option(
         None, "--model", help="Model folder (AutoModelForImageTextToText + AutoProcessor)."

@@ -162,3 +162,38 @@ def test_a_peft_adapter_is_loaded_on_top_and_recorded(
     )  # fmt: skip
     assert summary.settings["adapter"] == str(tmp_path / "adapter")
     assert all(p.adapter == str(tmp_path / "adapter") for p in read_predictions(summary.output))
+
+
+def test_a_held_out_split_of_a_llava_export_scores_like_its_instructions(
+    toy: Path, tmp_path: Path
+) -> None:
+    export = tmp_path / "llava.json"
+    _invoke("export", toy / "instructions.jsonl", "--format", "llava", "-o", export)
+    items = tmp_path / "items.jsonl"
+    _invoke(
+        "predict", export, "--benchmark", "export", "--split", "test", "--image-root", toy,
+        "--boxes", "llava", "--items-only", "-o", items,
+    )  # fmt: skip
+    from_export = {p.id: p for p in read_predictions(items)}
+    from_instructions = {
+        i.id: i for i in items_from_instructions(toy / "instructions.jsonl", split="test")
+    }
+    assert from_export.keys() == from_instructions.keys()
+    for item_id, exported in from_export.items():
+        original = from_instructions[item_id]
+        assert (exported.task, exported.metric, exported.count, exported.label) == (
+            original.task, original.metric, original.count, original.label
+        )  # fmt: skip
+        assert exported.references == [render_text(original.references[0], original, "llava")]
+        flat = [v for box in exported.boxes for v in box]
+        assert flat == pytest.approx([v for box in original.boxes for v in box], abs=0.05)
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(
+        "".join(
+            json.dumps({"id": i, "prediction": p.references[0]}) + "\n"
+            for i, p in from_export.items()
+        )
+    )
+    _invoke("evaluate", answers, "--items", items, "--no-meteor", "-o", tmp_path / "run")
+    tasks = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]
+    assert tasks["grounding"]["acc@0.7"] == 1.0 and tasks["vqa"]["accuracy"] == 1.0

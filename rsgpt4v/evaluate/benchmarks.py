@@ -14,6 +14,8 @@ rsicd, ucm-captions,
 sydney-captions,
 nwpu-captions       ``convert <name>``         one per image, all its captions as references
 instructions        ``instruct`` output        first turn of each instruction of the split
+export              an exported LLaVA /        first turn of each conversation of the split,
+                    ShareGPT training file     boxes read back in the export's box style
 ==================  =========================  ==============================================
 """
 
@@ -44,6 +46,7 @@ class Benchmark:
     split: str | None
     make: Callable[[Record, str], Iterator[EvalItem]] | None = None
     vqa: VqaOptions = field(default_factory=VqaOptions)
+    reads: str = "records"  # or "instructions", "export"
 
 
 def _base(record: Record, item_id: str, benchmark: str) -> dict[str, object]:
@@ -131,7 +134,14 @@ BENCHMARKS: dict[str, Benchmark] = {
     "sydney-captions": _caption("sydney-captions", "Sydney-Captions"),
     "nwpu-captions": _caption("nwpu-captions", "NWPU-Captions"),
     "instructions": Benchmark(
-        "instructions", "held-out split of an instructions file (any export's source)", (), None
+        "instructions",
+        "held-out split of an instructions file (any export's source)",
+        (),
+        None,
+        reads="instructions",
+    ),
+    "export": Benchmark(
+        "export", "held-out split of an exported LLaVA / ShareGPT file", (), None, reads="export"
     ),
 }
 
@@ -145,14 +155,28 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def benchmark_items(
-    name: str, source: str | Path, *, split: str | None = None, limit: int | None = None
+    name: str,
+    source: str | Path,
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    box_style: str = "llava",
+    square_pad: bool = False,
+    image_root: str | Path | None = None,
 ) -> Iterator[EvalItem]:
-    """The items of benchmark ``name`` from ``source`` (records, or instructions for
-    ``instructions``), of ``split`` (default: the benchmark's own), at most ``limit``."""
+    """The items of benchmark ``name`` from ``source`` (records; instructions or an export
+    for ``instructions`` and ``export``), of ``split`` (default: the benchmark's own), at most
+    ``limit``. An export's boxes are read in ``box_style``, its image sizes from ``image_root``."""
     benchmark = get_benchmark(name)
     split = split if split is not None else benchmark.split
-    if benchmark.make is None:
+    if benchmark.reads == "instructions":
         items = items_from_instructions(source, split=split)
+    elif benchmark.reads == "export":
+        from rsgpt4v.evaluate.export_items import items_from_export
+
+        items = items_from_export(
+            source, box_style=box_style, image_root=image_root, split=split, square_pad=square_pad
+        )
     else:
         items = _record_items(benchmark, source, split)
     for count, item in enumerate(items):

@@ -232,7 +232,15 @@ def predict_benchmark(
         raise InputError(f"unknown box style {box_style!r}; known: {', '.join(STYLES)}")
     chosen = get_benchmark(benchmark)
     split = split if split is not None else chosen.split
-    items = benchmark_items(benchmark, source, split=split, limit=limit)
+    items = benchmark_items(
+        benchmark,
+        source,
+        split=split,
+        limit=limit,
+        box_style=box_style,
+        square_pad=square_pad,
+        image_root=image_root,
+    )
     first = next(items, None)
     if first is None:
         raise InputError(f"no {benchmark} items of split {split!r}", file=Path(source))
