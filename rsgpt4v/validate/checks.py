@@ -156,11 +156,7 @@ def check_text(
     findings: Findings,
 ) -> None:
     """Counts, category words and text boxes of every generated message, against the labels."""
-    quoted = quoted_texts(record)
-    complete = labels_are_complete(record)
-    counts = Counter(o.category for o in record.objects)
-    truth = [(o.id, o.bbox) for o in record.objects]
-    objects = {o.id: o for o in record.objects}
+    quoted, complete, counts, truth, objects = _record_facts(record)
     question = ""
     width, height = record.image.width, record.image.height
     for message in instruction.messages:
@@ -194,6 +190,29 @@ def check_text(
             _check_counts(instruction, mentions, counts, findings)
         if record.dataset not in NESTED_VOCABULARIES:
             _check_categories(instruction, text, mentions, vocabulary, counts, findings)
+
+
+_last_facts: tuple[Record, tuple] | None = None
+
+
+def _record_facts(
+    record: Record,
+) -> tuple[set[str], bool, Counter[str], list[tuple[int, list[float]]], dict[int, Object]]:
+    """What the text checks need of a record, kept for the last record asked about.
+
+    A record's instructions come one after another, so each record is summarised once.
+    """
+    global _last_facts
+    if _last_facts is None or _last_facts[0] is not record:
+        facts = (
+            quoted_texts(record),
+            labels_are_complete(record),
+            Counter(o.category for o in record.objects),
+            [(o.id, o.bbox) for o in record.objects],
+            {o.id: o for o in record.objects},
+        )
+        _last_facts = (record, facts)
+    return _last_facts[1]
 
 
 def _check_ref_categories(
