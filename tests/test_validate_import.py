@@ -110,8 +110,10 @@ def test_item_without_a_matching_record_or_conversation_is_rejected(
     path = tmp_path / "llava.json"
     path.write_text(json.dumps(items), encoding="utf-8")
     summary = _validate(path, pipeline)
-    rejects = {r["entry"]: r["reason"] for r in map(json.loads, summary.rejects_file.open())}
-    assert rejects == {"a": "unknown_record", "b": "schema"}
+    lines = [json.loads(line) for line in summary.rejects_file.open()]
+    assert {r["entry"]: r["reason"] for r in lines} == {"a": "unknown_record", "b": "schema"}
+    assert [r["line"] for r in lines] == [None, None]  # a JSON array has items, not lines
+    assert lines[0]["message"].startswith("a (item 0): no record with image")
     assert summary.kept == 1  # found by its path suffix; scene_00 has no planes
 
 

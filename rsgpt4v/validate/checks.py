@@ -177,7 +177,8 @@ def check_text(
                 findings.add(
                     "text_box_mismatch",
                     instruction,
-                    f"text box {_rounded(match.xywh())} ({style}) overlaps no labelled box "
+                    f"text box [x, y, w, h] = {_rounded(match.xywh())} px ({style}) overlaps no "
+                    "labelled box "
                     f"(best IoU {match.iou:.2f} < {settings.iou})",
                     round(match.iou, 3),
                 )

@@ -37,7 +37,8 @@ class ImportedItem:
     id: str
     image: str | None
     messages: list[dict[str, str]]
-    line: int | None  # JSON Lines line, or the item's index in a JSON array (from 0)
+    line: int | None  # line of a JSON Lines file; None in a JSON array
+    index: int  # position in the file, from 0
     problem: str | None = None  # why it cannot become an instruction, if it cannot
 
 
@@ -46,7 +47,7 @@ def detect_format(path: Path) -> str:
     first = next(_raw_items(path), None)
     if first is None:
         return "instructions"
-    item = first[1]
+    item = first[2]
     if isinstance(item, dict) and "record_id" in item and "messages" in item:
         return "instructions"
     if isinstance(item, dict) and ("images" in item or "messages" in item):
@@ -58,19 +59,20 @@ def detect_format(path: Path) -> str:
         "('conversations') or ShareGPT ('messages'/'images') items",
         file=path,
         line=first[0],
+        entry=f"item {first[1]}",
     )
 
 
 def read_conversations(path: Path, fmt: str) -> Iterator[ImportedItem]:
     """The items of a LLaVA or ShareGPT file, each with its messages in rsgpt4v roles."""
-    for line, item in _raw_items(path):
-        yield _item(item, line, fmt, path)
+    for line, index, item in _raw_items(path):
+        yield _item(item, line, index, fmt, path)
 
 
-def _item(item: Any, line: int, fmt: str, path: Path) -> ImportedItem:
-    fallback = f"{path.stem}-{line}"
+def _item(item: Any, line: int | None, index: int, fmt: str, path: Path) -> ImportedItem:
+    fallback = f"{path.stem}-{index}"
     if not isinstance(item, dict):
-        return ImportedItem(fallback, None, [], line, "item is not a JSON object")
+        return ImportedItem(fallback, None, [], line, index, "item is not a JSON object")
     item_id = str(item.get("id", fallback))
     turns = item.get("messages") if fmt == "sharegpt" and "messages" in item else None
     turns = turns if turns is not None else item.get("conversations")
@@ -78,23 +80,24 @@ def _item(item: Any, line: int, fmt: str, path: Path) -> ImportedItem:
     if image is None and isinstance(item.get("images"), list) and item["images"]:
         image = item["images"][0]
     if not isinstance(turns, list) or not turns:
-        return ImportedItem(item_id, image, [], line, "no conversation (messages/conversations)")
+        problem = "no conversation (messages/conversations)"
+        return ImportedItem(item_id, image, [], line, index, problem)
     messages = []
     for turn in turns:
         if not isinstance(turn, dict):
-            return ImportedItem(item_id, image, [], line, f"turn is not an object: {turn!r}")
+            return ImportedItem(item_id, image, [], line, index, f"turn is not an object: {turn!r}")
         role = _ROLES.get(str(turn.get("role", turn.get("from", ""))).lower())
         content = turn.get("content", turn.get("value"))
         if role is None or not isinstance(content, str):
-            return ImportedItem(item_id, image, [], line, f"unreadable turn {turn!r}")
+            return ImportedItem(item_id, image, [], line, index, f"unreadable turn {turn!r}")
         messages.append({"role": role, "content": content})
     if not isinstance(image, str) or not image:
-        return ImportedItem(item_id, None, messages, line, "no image path")
-    return ImportedItem(item_id, image, messages, line)
+        return ImportedItem(item_id, None, messages, line, index, "no image path")
+    return ImportedItem(item_id, image, messages, line, index)
 
 
-def _raw_items(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line or index, parsed item) of a JSON array or a JSON Lines file."""
+def _raw_items(path: Path) -> Iterator[tuple[int | None, int, Any]]:
+    """(line, index, parsed item) of a JSON Lines file, or (None, index, item) of a JSON array."""
     if not path.is_file():
         raise InputError("file not found", file=path)
     with path.open(encoding="utf-8") as handle:
@@ -105,16 +108,20 @@ def _raw_items(path: Path) -> Iterator[tuple[int, Any]]:
         except json.JSONDecodeError as error:
             message = f"not valid JSON ({error.msg})"
             raise InputError(message, file=path, line=error.lineno) from None
-        yield from enumerate(data)
+        for index, item in enumerate(data if isinstance(data, list) else [data]):
+            yield None, index, item
         return
+    index = 0
     with path.open(encoding="utf-8") as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text)
+                item = json.loads(text)
             except json.JSONDecodeError as error:
                 raise InputError(f"not valid JSON ({error.msg})", file=path, line=number) from None
+            yield number, index, item
+            index += 1
 
 
 class ImageIndex:

@@ -235,7 +235,8 @@ def _items(
         if item.problem is not None or record is None:
             reason = item.problem or f"no record with image {item.image!r}"
             code = "schema" if item.problem else "unknown_record"
-            yield item.line, None, None, [Rejection(code, item.id, f"{item.id}: {reason}", None)]
+            message = f"{item.id} (item {item.index}): {reason}"
+            yield item.line, None, None, [Rejection(code, item.id, message, item.image)]
             continue
         yield item.line, _imported_instruction(item, record, fmt), record, []
 

@@ -121,7 +121,7 @@
 
   function drawConversation(sample) {
     byId("meta").textContent = [sample.id, sample.dataset + "/" + sample.split, "task " + sample.task,
-      "generator " + sample.generator, sample.template].join(" · ");
+      "generator " + sample.generator, sample.template].filter(Boolean).join(" · ");
     var rejections = byId("rejections");
     rejections.replaceChildren();
     sample.rejections.forEach(function (r) {
