@@ -1,4 +1,4 @@
-"""The tiny-model pipeline end to end: records → instruct → export → predict → evaluate.
+"""The tiny-model pipeline: records → instruct → export → finetune → predict → evaluate.
 
 The model is a random-weight tiny LLaVA (rsgpt4v.finetune.tiny): its answers are noise, so the
 run checks plumbing (every task scored, settings and data versions recorded), and an oracle
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 pytest.importorskip("transformers")
 
 from rsgpt4v.cli import app
-from rsgpt4v.evaluate.predict import GenerationSettings, load_model, write_predictions
+from rsgpt4v.evaluate.predict import GenerationSettings, write_predictions
 from rsgpt4v.evaluate.predictions import read_predictions
 from rsgpt4v.evaluate.references import items_from_instructions, render_text
 from rsgpt4v.schema import QA, ImageInfo, Object, Record, write_jsonl
@@ -87,35 +87,60 @@ def _invoke(*args: str) -> str:
     return result.output
 
 
-def test_export_predict_evaluate_end_to_end(toy: Path, tiny_llava: Path, tmp_path: Path) -> None:
+def _finetune(toy: Path, model: Path, out: Path) -> Path:
+    """Two LoRA steps on the train split (rsgpt4v.finetune); the adapter folder."""
+    from rsgpt4v.finetune.config import FinetuneConfig
+    from rsgpt4v.finetune.train import run_finetune
+
+    train = out / "train.jsonl"
+    lines = (toy / "instructions.jsonl").read_text().splitlines(keepends=True)
+    train.write_text("".join(line for line in lines if '"toy/train/' in line))
+    config = FinetuneConfig.model_validate(
+        {
+            "model": str(model),
+            "family": "llava",
+            "method": "lora",
+            "data": [{"path": str(train), "image_root": str(toy)}],
+            "output_dir": str(out / "finetune"),
+            "max_steps": 2,
+            "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+            "train": {"batch_size": 4, "eval_fraction": 0.0, "report_to": [], "num_workers": 0},
+        }
+    )
+    assert config.square_pad  # LLaVA-1.5 boxes: relative to the image padded to a square
+    return run_finetune(config).adapter
+
+
+def test_export_finetune_predict_evaluate_end_to_end(
+    toy: Path, tiny_llava: Path, tmp_path: Path
+) -> None:
     _invoke("export", toy / "instructions.jsonl", "--format", "llava", "-o", tmp_path / "l.json")
+    adapter = _finetune(toy, tiny_llava, tmp_path)
     predictions = tmp_path / "predictions.jsonl"
     output = _invoke(
         "predict", toy / "instructions.jsonl", "--split", "test", "--model", tiny_llava,
-        "--image-root", toy, "--boxes", "llava", "--batch-size", "4", "--max-new-tokens", "6",
-        "-o", predictions,
+        "--adapter", adapter, "--image-root", toy, "--boxes", "llava", "--square-pad",
+        "--batch-size", "4", "--max-new-tokens", "6", "-o", predictions,
     )  # fmt: skip
     lines = list(read_predictions(predictions))
     assert f"{len(lines)} predictions" in output
     assert {p.record_id for p in lines} == {"toy/test/c", "toy/test/d"}
-    assert all(isinstance(p.prediction, str) and p.model == str(tiny_llava) for p in lines)
+    assert all(isinstance(p.prediction, str) and p.adapter == str(adapter) for p in lines)
     run = json.loads(predictions.with_name("predictions.jsonl.run.json").read_text())
     assert run["generation"]["do_sample"] is False and run["benchmark"] == "instructions"
-    assert len(run["data"]["source"]["sha256"]) == 64
+    assert run["square_pad"] is True and len(run["data"]["source"]["sha256"]) == 64
 
     _invoke("evaluate", predictions, "--no-meteor", "-o", tmp_path / "tiny")
     tiny = json.loads((tmp_path / "tiny" / "results.json").read_text())
     assert set(tiny["tasks"]) == set(TASKS.split(","))
-    assert tiny["run"]["model"] == str(tiny_llava)
+    assert (tiny["run"]["model"], tiny["run"]["adapter"]) == (str(tiny_llava), str(adapter))
     for scores in tiny["tasks"].values():
         assert scores["n"] > 0 and scores["unanswered"] == 0
 
     oracle = tmp_path / "oracle.jsonl"
+    answers = {p.id: render_text(p.references[0], p, "llava", square_pad=True) for p in lines}
     oracle.write_text(
-        "".join(
-            json.dumps({"id": p.id, "prediction": render_text(p.references[0], p, "llava")}) + "\n"
-            for p in lines
-        )
+        "".join(json.dumps({"id": i, "prediction": a}) + "\n" for i, a in answers.items())
     )
     _invoke("evaluate", oracle, "--items", predictions, "--no-meteor", "-o", tmp_path / "oracle")
     perfect = json.loads((tmp_path / "oracle" / "results.json").read_text())["tasks"]
@@ -142,26 +167,6 @@ def test_batched_left_padded_generation_equals_one_at_a_time(
     assert answers[1] == answers[5]
     assert any(answers[1])  # the model did say something
     assert len({len(i.question) for i in items}) > 1  # prompts of different lengths: padding
-
-
-def test_a_peft_adapter_is_loaded_on_top_and_recorded(
-    toy: Path, tiny_llava: Path, tmp_path: Path
-) -> None:
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    base = AutoModelForImageTextToText.from_pretrained(tiny_llava)
-    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
-    model, _ = load_model(tiny_llava, tmp_path / "adapter")
-    assert isinstance(model, PeftModel)
-    items = list(items_from_instructions(toy / "instructions.jsonl", split="test"))[:2]
-    summary = write_predictions(
-        items, tmp_path / "p.jsonl", model_dir=tiny_llava, adapter=tmp_path / "adapter",
-        image_root=toy, settings=GenerationSettings(max_new_tokens=4),
-    )  # fmt: skip
-    assert summary.settings["adapter"] == str(tmp_path / "adapter")
-    assert all(p.adapter == str(tmp_path / "adapter") for p in read_predictions(summary.output))
 
 
 def test_a_held_out_split_of_a_llava_export_scores_like_its_instructions(
