@@ -153,6 +153,13 @@ def test_classes_named_by_numbers_are_not_category_words() -> None:
     assert [m.words for m in vocabulary.mentions("About 7 m from 2 ships.")] == ["ships"]
 
 
+def test_dataset_synonyms_apply_to_their_dataset_only() -> None:
+    text = "There are 2 running tracks."
+    (mention,) = Vocabulary(["playground"], "rsod").mentions(text)
+    assert mention.categories == {"playground"} and mention.count == 2
+    assert Vocabulary(["playground"], "other").mentions(text) == []
+
+
 def test_a_dataset_class_keeps_its_own_name_over_group_words() -> None:
     dior = Vocabulary(["vehicle", "ship"])
     (mention,) = dior.mentions("4 vehicles")

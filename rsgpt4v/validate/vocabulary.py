@@ -64,18 +64,31 @@ class Mention:
     count_text: str | None = None
 
 
+Words = dict[str, tuple[str, ...]]
+
+
 @cache
-def synonym_table() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    """(class synonyms, group words) from ``prompts/synonyms.yaml``, keyed by natural names."""
+def synonym_table(dataset: str | None = None) -> tuple[Words, Words]:
+    """(class synonyms, group words) from ``prompts/synonyms.yaml``, keyed by natural names.
+
+    The ``datasets`` section adds words for one dataset to the shared ``classes``.
+    """
     resource = files("rsgpt4v.prompts") / "synonyms.yaml"
     data = yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
     try:
-        classes = {_norm(k): tuple(_norm(w) for w in v) for k, v in data["classes"].items()}
-        groups = {_norm(k): tuple(_norm(w) for w in v) for k, v in data["groups"].items()}
+        classes = _words(data["classes"])
+        groups = _words(data["groups"])
+        extra = _words((data.get("datasets") or {}).get(dataset) or {})
     except (KeyError, AttributeError, TypeError) as error:
         message = f"prompts/synonyms.yaml: expected 'classes' and 'groups' maps ({error})"
         raise RsgptError(message) from None
+    for name, words in extra.items():
+        classes[name] = (*classes.get(name, ()), *words)
     return classes, groups
+
+
+def _words(table: dict) -> Words:
+    return {_norm(key): tuple(_norm(w) for w in words) for key, words in table.items()}
 
 
 def _norm(words: str) -> str:
@@ -89,10 +102,10 @@ def _forms(words: str) -> set[str]:
 class Vocabulary:
     """The words of one dataset's classes, and a finder of them (and counts) in text."""
 
-    def __init__(self, classes: Iterable[str]) -> None:
+    def __init__(self, classes: Iterable[str], dataset: str | None = None) -> None:
         self.classes = tuple(dict.fromkeys(classes))
         self.natural = {c: category_name(c).singular.lower() for c in self.classes}
-        synonyms, groups = synonym_table()
+        synonyms, groups = synonym_table(dataset)
         terms: dict[str, set[str]] = {}
         for category in self.classes:  # own names first: they are never overridden
             name = category_name(category)
@@ -195,4 +208,4 @@ def dataset_vocabulary(dataset: str, seen: frozenset[str]) -> Vocabulary:
     from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
 
     known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
-    return Vocabulary(sorted(set(known) | seen))
+    return Vocabulary(sorted(set(known) | seen), dataset)
