@@ -197,7 +197,10 @@ def test_duplicate_conversation_is_caught(clean_set: dict[str, Path], tmp_path: 
     [
         ([("assistant", "Hi"), ("user", "<image>\nQ?")], "roles"),
         ([("user", "<image>\nQ? <image>"), ("assistant", "A.")], "image_token"),
-        ([("user", "Q?\n<image>"), ("assistant", "A.")], "image_token"),
+        (
+            [("user", "Q?"), ("assistant", "A."), ("user", "<image>\nQ?"), ("assistant", "A.")],
+            "image_token",
+        ),
         ([("user", "<image>\nQ?"), ("assistant", "  ")], "empty_answer"),
         ([("user", "<image>\nQ?"), ("assistant", "A."), ("user", "And?")], "empty_answer"),
     ],

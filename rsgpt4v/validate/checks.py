@@ -23,7 +23,7 @@ from rsgpt4v.validate.vocabulary import Mention, Vocabulary
 REASONS: dict[str, str] = {
     "schema": "the line or item is not a valid instruction (or LLaVA / ShareGPT conversation)",
     "roles": "messages do not alternate user → assistant (an optional system message first)",
-    "image_token": "not exactly one <image>, at the start of the first user message",
+    "image_token": "not exactly one <image>, in the first user message",
     "empty_answer": "an assistant message is empty, or the conversation ends on a question",
     "unknown_record": "the instruction's record (by id or image path) is not in the records",
     "image_size": "image_size differs from the record's image size",
@@ -80,21 +80,24 @@ class Findings:
 
 
 def check_structure(instruction: Instruction, findings: Findings) -> None:
-    """Roles alternate user/assistant, one ``<image>`` opens the first question, no empty answer."""
-    messages = [m for m in instruction.messages]
+    """Roles alternate user/assistant, one ``<image>`` is in the first question, no empty answer.
+
+    LLaVA data puts the token before or after the question text; both are accepted.
+    """
+    messages = list(instruction.messages)
     if messages and messages[0].role == "system":
         messages = messages[1:]
     roles = [m.role for m in messages]
     expected = ["user", "assistant"] * (len(roles) // 2 + 1)
-    if roles[: len(roles)] != expected[: len(roles)]:
+    if roles != expected[: len(roles)]:
         findings.add("roles", instruction, f"roles are {roles}", " ".join(roles))
     images = sum(m.content.count("<image>") for m in instruction.messages)
-    first = messages[0].content if messages else ""
-    if images != 1 or not first.lstrip().startswith("<image>") or messages[0].role != "user":
+    first = messages[0].content if messages and messages[0].role == "user" else ""
+    if images != 1 or "<image>" not in first:
         findings.add(
             "image_token",
             instruction,
-            f"{images} <image> tokens; expected one opening the first user message",
+            f"{images} <image> tokens; expected one, in the first user message",
             images,
         )
     for index, message in enumerate(instruction.messages):
