@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rsgpt4v.boxfmt import STYLES, render_box
 from rsgpt4v.convert import convert_dataset
@@ -14,7 +17,7 @@ from rsgpt4v.instruct import generate_instructions
 from rsgpt4v.validate.checks import CheckSettings
 from rsgpt4v.validate.run import ValidationOptions, validate_instructions
 from rsgpt4v.validate.text_boxes import detect_style, match_boxes, text_boxes
-from rsgpt4v.validate.vocabulary import Vocabulary, parse_number
+from rsgpt4v.validate.vocabulary import Vocabulary, _trie_pattern, parse_number
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +168,18 @@ def test_a_dataset_class_keeps_its_own_name_over_group_words() -> None:
     dior = Vocabulary(["vehicle", "ship"])
     (mention,) = dior.mentions("4 vehicles")
     assert mention.categories == {"vehicle"}
+
+
+_WORD = st.text(alphabet="abc", min_size=1, max_size=3)
+_TERM = st.builds(" ".join, st.lists(_WORD, min_size=1, max_size=2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_TERM, min_size=1, max_size=8), st.text(alphabet="abc -", max_size=30))
+def test_prefix_trie_finds_what_a_longest_first_alternation_finds(terms, text) -> None:
+    trie = re.compile(rf"\b(?:{_trie_pattern(terms)})\b")
+    plain = "|".join(
+        r"[\s-]+".join(map(re.escape, t.split())) for t in sorted(set(terms), key=len, reverse=True)
+    )
+    reference = re.compile(rf"\b(?:{plain})\b")
+    assert [m.span() for m in trie.finditer(text)] == [m.span() for m in reference.finditer(text)]
