@@ -202,3 +202,19 @@ def test_a_held_out_split_of_a_llava_export_scores_like_its_instructions(
     _invoke("evaluate", answers, "--items", items, "--no-meteor", "-o", tmp_path / "run")
     tasks = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]
     assert tasks["grounding"]["acc@0.7"] == 1.0 and tasks["vqa"]["accuracy"] == 1.0
+
+
+def test_square_pad_shows_the_image_centred_on_the_processors_mean_colour(
+    tiny_llava: Path,
+) -> None:
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from rsgpt4v.evaluate.predict import mean_colour, pad_to_square
+
+    background = mean_colour(AutoProcessor.from_pretrained(tiny_llava))
+    assert background == (123, 117, 104)  # CLIP's image mean
+    padded = pad_to_square(Image.new("RGB", (40, 20), (255, 0, 0)), background)
+    assert padded.size == (40, 40)
+    assert padded.getpixel((0, 0)) == background and padded.getpixel((0, 39)) == background
+    assert padded.getpixel((0, 10)) == padded.getpixel((39, 29)) == (255, 0, 0)

@@ -78,7 +78,11 @@ def tokenize(captions: Mapping[str, Sequence[str]], java: bool) -> tuple[dict[st
     """Tokenised captions by id, and the tokenizer that ran (PTB with Java, else simple)."""
     *_, tokenizer_class = _scorers()
     if java:
-        entries = {key: [{"caption": text} for text in texts] for key, texts in captions.items()}
+        # one caption per line for the tokenizer: any line break inside one would shift the rest
+        entries = {
+            key: [{"caption": " ".join(text.split())} for text in texts]
+            for key, texts in captions.items()
+        }
         return tokenizer_class().tokenize(entries), PTB
     return {key: [simple_tokenize(t) for t in texts] for key, texts in captions.items()}, SIMPLE
 

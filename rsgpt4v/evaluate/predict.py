@@ -123,6 +123,29 @@ def load_image(item: EvalItem, image_root: Path, max_side: int | None) -> Any:
     return Image.fromarray(read_rgb8(path, max_side=max_side))
 
 
+def pad_to_square(image: Any, background: tuple[int, int, int]) -> Any:
+    """The image centred on a square canvas, as LLaVA-1.5 shows it (``image_aspect_ratio: pad``).
+
+    Used with ``square_pad``: box coordinates are then relative to this square, and training
+    (rsgpt4v.finetune) pads the same way, with the image processor's mean colour.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def mean_colour(processor: Any) -> tuple[int, int, int]:
+    """The image processor's mean as an RGB colour (black when it has none)."""
+    mean = getattr(getattr(processor, "image_processor", None), "image_mean", None) or (0, 0, 0)
+    return tuple(round(255 * float(v)) for v in list(mean)[:3])  # type: ignore[return-value]
+
+
 def _batches(items: Iterable[EvalItem], size: int) -> Iterator[list[EvalItem]]:
     batch: list[EvalItem] = []
     for item in items:
@@ -149,6 +172,9 @@ def write_predictions(
 ) -> PredictSummary:
     """Answer every item with the model (or, with ``model_dir=None``, write the items only).
 
+    With ``square_pad`` the model is shown each image padded to a centred square and boxes are
+    relative to that square (LLaVA-1.5, and rsgpt4v.finetune's ``llava`` family).
+
     Beside OUTPUT, ``OUTPUT.run.json`` records the model, adapter, settings, box style and the
     data versions given in ``run_info`` (benchmark, source file and its SHA-256).
     """
@@ -162,6 +188,7 @@ def write_predictions(
         if image_root is None:
             raise InputError("--image-root is needed to show the model its images")
         model, processor = load_model(model_dir, adapter)
+        background = mean_colour(processor)
     names = {
         "model": str(model_dir) if model_dir is not None else None,
         "adapter": str(adapter) if adapter is not None else None,
@@ -175,18 +202,18 @@ def write_predictions(
             answers: list[str | None] = [None] * len(batch)
             if model is not None:
                 images = [load_image(i, Path(image_root), settings.max_side) for i in batch]
+                if square_pad:
+                    images = [pad_to_square(image, background) for image in images]
                 answers = list(generate_answers(model, processor, images, prompts, settings))
             for item, prompt, answer in zip(batch, prompts, answers, strict=True):
-                writer.write(
-                    Prediction(
-                        **item.model_dump(),
-                        prediction=answer,
-                        box_style=box_style,
-                        square_pad=square_pad,
-                        prompt=prompt,
-                        **names,
-                    )
-                )
+                answered = {
+                    "prediction": answer,
+                    "box_style": box_style,
+                    "square_pad": square_pad,
+                    "prompt": prompt,
+                    **names,
+                }
+                writer.write(Prediction.model_validate({**item.model_dump(), **answered}))
     summary.written = writer.count
     summary.settings = {
         **names,
