@@ -15,7 +15,8 @@ The gates come from a router (a bias-free linear map to ``num_experts`` logits, 
   tokens (task-level routing). The padding mask reaches the layers through a **forward pre-hook
   on the model** that reads the ``attention_mask`` keyword of every forward call. Without a mask
   (``attention_mask=None``) every position counts. Packed rows (``position_ids`` restarting inside
-  a row, no attention mask) hold several samples and are refused for sequence routing.
+  a row, no attention mask) hold several samples and are refused for sequence routing. In
+  cached generation each sequence keeps the experts its prompt chose (the hook sees the cache).
 
 Every forward stores a Switch-Transformer load-balancing loss per layer,
 ``num_experts * sum_e f_e * P_e`` (``f_e``: share of the top-k assignments that went to expert
@@ -94,6 +95,7 @@ class RoutingContext:
 
     def __init__(self) -> None:
         self.attention_mask: torch.Tensor | None = None
+        self.decoding = False  # a cached generation step after the prompt
 
 
 class MoELoraLinear(nn.Module):
@@ -115,6 +117,7 @@ class MoELoraLinear(nn.Module):
             nn.init.kaiming_uniform_(expert, a=math.sqrt(5))
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.last_aux_loss: torch.Tensor | None = None
+        self._prompt_gates: torch.Tensor | None = None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -136,7 +139,11 @@ class MoELoraLinear(nn.Module):
         """Dense gates (``..., experts``; zero outside the top-k) and this layer's aux loss."""
         mask = self._token_mask(x)
         hidden = x.float()
-        if self.cfg.routing == "sequence" and x.dim() == 3:
+        sequence = self.cfg.routing == "sequence" and x.dim() == 3
+        prompt = self._prompt_gates
+        if sequence and self.context.decoding and prompt is not None and len(prompt) == len(x):
+            return prompt, x.new_zeros((), dtype=torch.float32)
+        if sequence:
             if mask is None:
                 hidden = hidden.mean(dim=1, keepdim=True)
                 weights = None
@@ -151,6 +158,8 @@ class MoELoraLinear(nn.Module):
         top_values, top_index = probs.topk(self.cfg.top_k, dim=-1)
         chosen = torch.zeros_like(probs).scatter(-1, top_index, 1.0)
         gates = chosen * probs / top_values.sum(dim=-1, keepdim=True)
+        if sequence:
+            self._prompt_gates = gates.detach()
         return gates, self._balance_loss(probs, chosen, weights)
 
     def _balance_loss(
@@ -194,6 +203,9 @@ def _capture_mask(context: RoutingContext, routing: str):
         context.attention_mask = (
             mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
         )
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        seen = cache.get_seq_length() if hasattr(cache, "get_seq_length") else 0
+        context.decoding = bool(seen)
         positions = kwargs.get("position_ids")
         packed = (
             routing == "sequence"

@@ -190,3 +190,20 @@ def test_sequence_routing_refuses_packed_rows(tiny_llava):
     }
     with pytest.raises(RsgptError, match="packed rows"):
         model(**packed, use_cache=False)
+
+
+def test_cached_generation_keeps_the_prompt_routing(tiny_llava):
+    torch.manual_seed(0)
+    model = apply_moe_lora(load_base(tiny_llava).eval(), MoELoraConfig(routing="sequence"))
+    for layer in moe_lora_layers(model).values():
+        torch.nn.init.normal_(layer.lora_B, std=0.5)
+    ids = torch.tensor([[1] + [model.config.image_token_id] * IMAGE_TOKENS + [20, 21, 22]])
+    prompt = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    pixels = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        model(**prompt, pixel_values=pixels)
+    routed = {name: layer._prompt_gates.clone() for name, layer in moe_lora_layers(model).items()}
+    output = model.generate(**prompt, pixel_values=pixels, max_new_tokens=3, do_sample=False)
+    assert output.shape[1] == ids.shape[1] + 3
+    for name, layer in moe_lora_layers(model).items():
+        assert torch.equal(layer._prompt_gates, routed[name]), name
