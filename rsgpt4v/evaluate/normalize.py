@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
 ARTICLES = frozenset({"a", "an", "the"})
 UNITS = {
@@ -46,8 +47,10 @@ COUNT_BINS = ((0, "0"), (10, "1-10"), (100, "11-100"), (1000, "101-1000"))
 MORE_THAN = ">1000"
 
 
+@lru_cache(maxsize=1 << 16)
 def normalize_answer(text: str) -> str:
-    """The comparable form of an answer (see the module docstring)."""
+    """The comparable form of an answer (see the module docstring); cached, as references and
+    class names repeat across a whole test set."""
     text = _THOUSANDS.sub("", text.lower().strip())
     text = _KM2.sub(" km2 ", text)
     text = _AREA_UNIT.sub(" m2 ", text)
