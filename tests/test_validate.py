@@ -297,3 +297,22 @@ def test_image_leaked_into_another_split_is_caught(
     assert any("identical bytes" in r["message"] for r in rejects)
     assert any("phash distance" in r["message"] for r in rejects)
     assert {r["reason"] for r in _rejects(summary)} == {"leaked_image"}
+
+
+def test_records_are_found_by_id_or_image_and_a_bad_record_line_is_named(
+    clean_set: dict[str, Path], tmp_path: Path
+) -> None:
+    from rsgpt4v.errors import InputError
+    from rsgpt4v.validate.records import RecordTable
+
+    with RecordTable(clean_set["records"]) as table:
+        assert len(table) == 5
+        by_id = table.find("dota/train/scene_03", None)
+        by_image = table.find("no/such/id", "export/sample/images/scene_03.tif")
+        assert by_id is not None and by_image == by_id and by_id.image.width == 256
+        assert table.find("no/such/id", "images/none.tif") is None
+    broken = tmp_path / "records.jsonl"
+    lines = clean_set["records"].read_text(encoding="utf-8").splitlines()
+    broken.write_text("\n".join([*lines[:2], "", '{"id": "x"}', *lines[2:]]) + "\n")
+    with pytest.raises(InputError, match=r"records.jsonl:4: not a valid Record"):
+        validate_instructions(clean_set["instructions"], broken)

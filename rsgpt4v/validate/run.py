@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.problems import rejects_path
-from rsgpt4v.schema import Instruction, JsonlWriter, Record, Source, count_lines, read_jsonl
+from rsgpt4v.report.stats import ReportStats
+from rsgpt4v.schema import Instruction, JsonlWriter, Record, Source, count_lines
 from rsgpt4v.validate.checks import (
     CheckSettings,
     Findings,
@@ -33,13 +34,12 @@ from rsgpt4v.validate.checks import (
 )
 from rsgpt4v.validate.importer import (
     FORMATS,
-    ImageIndex,
     ImportedItem,
     detect_format,
     read_conversations,
 )
 from rsgpt4v.validate.leakage import DEFAULT_MAX_DISTANCE, Leak, find_leaks, fingerprint_records
-from rsgpt4v.validate.vocabulary import Vocabulary, dataset_vocabulary
+from rsgpt4v.validate.records import RecordTable
 
 _SPACES = re.compile(r"\s+")
 Progress = Callable[[Iterable[Any], int | None], Iterable[Any]]
@@ -75,28 +75,6 @@ class ValidationOptions:
     seed: int = 0
 
 
-class RecordTable:
-    """Records by id and by image path, with each dataset's vocabulary."""
-
-    def __init__(self, path: Path) -> None:
-        self.by_id: dict[str, Record] = {}
-        seen: dict[str, set[str]] = {}
-        for record in read_jsonl(path, Record):
-            self.by_id[record.id] = record
-            seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
-        self.images = ImageIndex({r.image.path: r.id for r in self.by_id.values()})
-        self._seen = {dataset: frozenset(classes) for dataset, classes in seen.items()}
-
-    def find(self, record_id: str | None, image: str | None) -> Record | None:
-        if record_id and record_id in self.by_id:
-            return self.by_id[record_id]
-        found = self.images.find(image) if image else None
-        return self.by_id.get(found) if found else None
-
-    def vocabulary(self, record: Record) -> Vocabulary:
-        return dataset_vocabulary(record.dataset, self._seen.get(record.dataset, frozenset()))
-
-
 def validate_instructions(
     instructions: str | Path,
     records: str | Path,
@@ -111,39 +89,53 @@ def validate_instructions(
     Without ``output`` nothing is kept, and the rejects go next to the instructions file
     (``INSTR.rejects.jsonl``). Leakage needs the pixels, so it runs only with an image root.
     """
-    from rsgpt4v.report.stats import ReportStats
-
     options = options or ValidationOptions()
-    instructions, records = Path(instructions), Path(records)
+    instructions = Path(instructions)
     if options.fmt not in FORMATS:
         raise InputError(f"unknown format {options.fmt!r}; expected one of {', '.join(FORMATS)}")
     if options.image_root is not None and not options.image_root.is_dir():
         raise InputError("image root is not a folder", file=options.image_root)
     fmt = detect_format(instructions) if options.fmt == "auto" else options.fmt
-    table = RecordTable(records)
     summary = ValidationSummary(
         format=fmt, output=Path(output) if output else None, iou=options.checks.iou
     )
-    leaks: dict[str, Leak] = {}
-    if options.leakage and options.image_root is not None:
-        leaks = _leaks(table, options, progress)
-        summary.leakage_checked, summary.leaked_records = True, len(leaks)
     stats = ReportStats(samples=options.samples, seed=options.seed)
-    duplicates: dict[bytes, str] = {}
-    rejects = rejects_path(output if output else instructions)
+    with RecordTable(records) as table:
+        leaks: dict[str, Leak] = {}
+        if options.leakage and options.image_root is not None:
+            leaks = _leaks(table, options, progress)
+            summary.leakage_checked, summary.leaked_records = True, len(leaks)
+        items = _items(instructions, fmt, table)
+        if progress is not None:
+            lines = instructions.suffix == ".jsonl" or fmt == "instructions"
+            items = progress("validate")(items, count_lines(instructions) if lines else None)
+        checker = _Checker(table, options, leaks)
+        _stream(items, checker, instructions, summary, stats)
+    if report_dir is not None:
+        from rsgpt4v.report.html import write_report
+
+        summary.report = write_report(report_dir, stats, summary, options.image_root)
+    return summary
+
+
+def _stream(
+    items: Iterable[tuple[int | None, Instruction | None, Record | None, list[Rejection]]],
+    checker: _Checker,
+    instructions: Path,
+    summary: ValidationSummary,
+    stats: ReportStats,
+) -> None:
+    """Check every item; write the kept ones to the output and the rejections beside it."""
+    rejects = rejects_path(summary.output or instructions)
     rejects.unlink(missing_ok=True)
     partial = rejects.with_name(rejects.name + ".partial")
     reasons: dict[str, int] = {}
-    items = _items(instructions, fmt, table)
-    if progress is not None:
-        lines = instructions.suffix == ".jsonl" or fmt == "instructions"
-        items = progress("validate")(items, count_lines(instructions) if lines else None)
     try:
-        with _maybe_writer(output) as writer, partial.open("w", encoding="utf-8") as bad:
+        with _maybe_writer(summary.output) as writer, partial.open("w", encoding="utf-8") as bad:
             for line, instruction, record, early in items:
                 findings = Findings(rejections=list(early))
                 if instruction is not None:
-                    _check(instruction, record, table, options, findings, duplicates, leaks)
+                    checker.check(instruction, record, findings)
                 summary.instructions += 1
                 stats.add(instruction, record, findings)
                 if findings.rejections:
@@ -164,55 +156,50 @@ def validate_instructions(
     else:
         partial.unlink()
     summary.reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
-    if report_dir is not None:
-        from rsgpt4v.report.html import write_report
-
-        summary.report = write_report(report_dir, stats, summary, options.image_root)
-    return summary
 
 
-def _check(
-    instruction: Instruction,
-    record: Record | None,
-    table: RecordTable,
-    options: ValidationOptions,
-    findings: Findings,
-    duplicates: dict[bytes, str],
-    leaks: dict[str, Leak],
-) -> None:
-    check_structure(instruction, findings)
-    if record is None:
-        findings.add(
-            "unknown_record",
-            instruction,
-            f"no record {instruction.record_id!r} or with image {instruction.image!r}",
-            instruction.record_id or instruction.image,
-        )
-    elif list(instruction.image_size) != [record.image.width, record.image.height]:
-        findings.add(
-            "image_size",
-            instruction,
-            f"image_size {instruction.image_size}, the record's image is "
-            f"{record.image.width}x{record.image.height}",
-            instruction.image_size,
-        )
-    check_regions(instruction, record, findings)
-    if record is not None:
-        check_text(instruction, record, table.vocabulary(record), options.checks, findings)
-    key = _conversation_key(instruction)
-    first = duplicates.setdefault(key, instruction.id)
-    if first != instruction.id:
-        findings.add("duplicate", instruction, f"same image and conversation as {first}", first)
-    leak = leaks.get(record.id) if record is not None else None
-    if leak is not None:
-        how = "identical bytes" if leak.distance == 0 else f"phash distance {leak.distance}"
-        findings.add(
-            "leaked_image",
-            instruction,
-            f"image of {leak.record_id} ({leak.split}) is also {leak.other_id} "
-            f"({leak.other_split}), {how}",
-            leak.other_id,
-        )
+class _Checker:
+    """Every check of one instruction, with what the run shares: records, earlier ones, leaks."""
+
+    def __init__(self, table: RecordTable, options: ValidationOptions, leaks: dict[str, Leak]):
+        self.table, self.options, self.leaks = table, options, leaks
+        self.duplicates: dict[bytes, str] = {}
+
+    def check(self, instruction: Instruction, record: Record | None, findings: Findings) -> None:
+        check_structure(instruction, findings)
+        if record is None:
+            findings.add(
+                "unknown_record",
+                instruction,
+                f"no record {instruction.record_id!r} or with image {instruction.image!r}",
+                instruction.record_id or instruction.image,
+            )
+        elif list(instruction.image_size) != [record.image.width, record.image.height]:
+            findings.add(
+                "image_size",
+                instruction,
+                f"image_size {instruction.image_size}, the record's image is "
+                f"{record.image.width}x{record.image.height}",
+                instruction.image_size,
+            )
+        check_regions(instruction, record, findings)
+        if record is not None:
+            vocabulary = self.table.vocabulary(record)
+            check_text(instruction, record, vocabulary, self.options.checks, findings)
+        key = _conversation_key(instruction)
+        first = self.duplicates.setdefault(key, instruction.id)
+        if first != instruction.id:
+            findings.add("duplicate", instruction, f"same image and conversation as {first}", first)
+        leak = self.leaks.get(record.id) if record is not None else None
+        if leak is not None:
+            how = "identical bytes" if leak.distance == 0 else f"phash distance {leak.distance}"
+            findings.add(
+                "leaked_image",
+                instruction,
+                f"image of {leak.record_id} ({leak.split}) is also {leak.other_id} "
+                f"({leak.other_split}), {how}",
+                leak.other_id,
+            )
 
 
 def _conversation_key(instruction: Instruction) -> bytes:
@@ -277,7 +264,7 @@ def _leaks(
     table: RecordTable, options: ValidationOptions, progress: Callable[[str], Progress] | None
 ) -> dict[str, Leak]:
     root = options.image_root or Path()
-    items = [(r.id, r.split, root / r.image.path) for r in table.by_id.values()]
+    items = [(record_id, split, root / image) for record_id, split, image in table.places()]
     bar = progress("fingerprint images") if progress is not None else None
     entries = fingerprint_records(items, bar, len(items))
     return find_leaks(entries, options.max_distance)
