@@ -122,6 +122,10 @@ def test_unknown_prediction_ids_and_missing_answers(rsvqa_lr: Path, tmp_path: Pa
     stray.write_text('{"id": "nope", "prediction": "yes"}\n')
     with pytest.raises(InputError, match="name no item"):
         evaluate_predictions(stray, tmp_path / "out", items=items)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "rsvqa-lr/test/2#vqa-0", "prediction": "yes"}\n{"prediction": 3}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:2: not a valid AnswerLine: id"):
+        evaluate_predictions(bad, tmp_path / "out", items=items)
     one = tmp_path / "one.jsonl"
     one.write_text('{"id": "rsvqa-lr/test/2#vqa-0", "prediction": "Yes."}\n')
     result = evaluate_predictions(one, tmp_path / "out", items=items)

@@ -16,15 +16,13 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.evaluate.references import EvalItem
 from rsgpt4v.schema import read_jsonl
 
 RUN_SUFFIX = ".run.json"
-# what a prediction line adds to its item when the two are joined by id
-PREDICTION_FIELDS = frozenset({"prediction", "model", "adapter", "box_style", "square_pad"})
 
 
 class Prediction(EvalItem):
@@ -85,50 +83,23 @@ def read_predictions(path: str | Path, items: str | Path | None = None) -> Itera
             f"{len(unknown)} predictions name no item of {items}, e.g. {unknown[0]!r}", file=path
         )
     for item_id, item in by_id.items():
-        fields = answers.get(item_id, {})
-        yield item.model_copy(update={k: v for k, v in fields.items() if k in PREDICTION_FIELDS})
+        yield item.model_copy(update=answers.get(item_id, {}))
+
+
+class AnswerLine(BaseModel):
+    """A line of another system's answers: the item id and what it said (joined to items)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1)
+    prediction: str | None = None
+    model: str | None = None
+    adapter: str | None = None
+    box_style: str | None = None
+    square_pad: bool | None = None
 
 
 def _answer_lines(path: Path) -> Iterator[tuple[str, dict[str, object]]]:
-    """(id, fields) of each line of a predictions file that may hold only id and prediction."""
-    if not path.is_file():
-        raise InputError("file not found", file=path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InputError(f"not valid JSON ({error.msg})", file=path, line=number) from None
-            if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-                raise InputError('expected an object with a string "id"', file=path, line=number)
-            answer = data.get("prediction")
-            if answer is not None and not isinstance(answer, str):
-                raise InputError(
-                    "prediction must be a string or null", file=path, line=number, value=answer
-                )
-            try:
-                Prediction.model_validate({**_PLACEHOLDER, **_only(data, PREDICTION_FIELDS)})
-            except ValidationError as error:
-                first = error.errors()[0]
-                raise InputError(
-                    f"{'.'.join(map(str, first['loc']))}: {first['msg']}", file=path, line=number
-                ) from None
-            yield data["id"], data
-
-
-_PLACEHOLDER = {
-    "id": "x",
-    "record_id": "x",
-    "image": "x",
-    "image_size": [1, 1],
-    "task": "x",
-    "metric": "vqa",
-    "question": "x",
-    "references": ["x"],
-}
-
-
-def _only(data: dict[str, object], keys: frozenset[str]) -> dict[str, object]:
-    return {k: v for k, v in data.items() if k in keys}
+    """(id, the fields it sets) of each line of a file that may hold only id and prediction."""
+    for line in read_jsonl(path, AnswerLine):
+        yield line.id, line.model_dump(exclude_unset=True, exclude_none=True, exclude={"id"})
