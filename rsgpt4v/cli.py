@@ -600,7 +600,10 @@ def predict(
     ),
     boxes: str = typer.Option("llava", "--boxes", help="Box text style the model writes."),
     square_pad: bool = typer.Option(
-        False, "--square-pad", help="Boxes relative to the image padded to a square (LLaVA-1.5)."
+        False,
+        "--square-pad",
+        help="Show images padded to a centred square and write boxes relative to it (LLaVA-1.5; "
+        "finetune family llava).",
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Questions per batch."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Answer length cap."),
