@@ -63,8 +63,9 @@ class ReportStats:
             self.object_sizes.extend(math.sqrt(o.bbox[2] * o.bbox[3]) for o in record.objects)
         if instruction is None:
             return
-        categories = {str(o.id): o.category for o in record.objects} if record else {}
-        for key, region in instruction.regions.items():
+        regions = instruction.regions
+        categories = {str(o.id): o.category for o in record.objects} if record and regions else {}
+        for key, region in regions.items():
             self.region_classes[categories.get(key, "(unknown)")] += 1
             self.region_sizes.append(math.sqrt(max(region.bbox[2] * region.bbox[3], 0.0)))
         self.answer_words.extend(
