@@ -161,3 +161,15 @@ def test_report_screenshot_is_not_blank(demo, browser) -> None:
     viewer = browser.find_element("id", "canvas")
     crop = Image.open(io.BytesIO(viewer.screenshot_as_png)).convert("RGB")
     assert crop.width > 100 and len(crop.getcolors(maxcolors=1 << 20) or range(51)) > 50
+
+
+def test_viewer_filters_samples_by_task(demo, browser) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(demo.validation.report.as_uri())
+    _wait_for_image(browser)
+    Select(browser.find_element("id", "filter")).select_by_value("task:counting")
+    listed = [li.text for li in browser.find_elements("css selector", "#sample-list li")]
+    assert listed and all("#counting-" in text for text in listed)
+    assert "task counting" in browser.find_element("id", "meta").text
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -159,11 +159,32 @@
     drawConversation(sample);
   }
 
+  function matches(sample, mode) {
+    if (mode === "all") return true;
+    if (mode === "rejected" || mode === "kept") {
+      return (mode === "rejected") === (sample.rejections.length > 0);
+    }
+    var kind = mode.slice(0, mode.indexOf(":")), value = mode.slice(mode.indexOf(":") + 1);
+    if (kind === "task") return sample.task === value;
+    return sample.rejections.some(function (r) { return r.code === value; });
+  }
+
+  function addFilters() {
+    var select = byId("filter"), seen = {};
+    all.forEach(function (s) {
+      s.rejections.forEach(function (r) { seen["reason:" + r.code] = "reason " + r.code; });
+    });
+    all.forEach(function (s) { seen["task:" + s.task] = "task " + s.task; });
+    Object.keys(seen).sort().forEach(function (value) {
+      var option = element("option", "", seen[value]);
+      option.value = value;
+      select.appendChild(option);
+    });
+  }
+
   function list() {
     var mode = byId("filter").value;
-    shown = all.filter(function (s) {
-      return mode === "all" || (mode === "rejected") === (s.rejections.length > 0);
-    });
+    shown = all.filter(function (s) { return matches(s, mode); });
     var ol = byId("sample-list");
     ol.replaceChildren();
     shown.forEach(function (s, i) {
@@ -183,5 +204,6 @@
     if (event.key === "ArrowLeft") show(current - 1);
     if (event.key === "ArrowRight") show(current + 1);
   });
+  addFilters();
   list();
 })();
