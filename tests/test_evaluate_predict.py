@@ -129,11 +129,18 @@ def test_export_finetune_predict_evaluate_end_to_end(
     run = json.loads(predictions.with_name("predictions.jsonl.run.json").read_text())
     assert run["generation"]["do_sample"] is False and run["benchmark"] == "instructions"
     assert run["square_pad"] is True and len(run["data"]["source"]["sha256"]) == 64
+    assert {
+        "model: config.json",
+        "adapter: adapter_model.safetensors",
+        "adapter: finetune.yaml",
+    } <= set(run["versions"])
 
     _invoke("evaluate", predictions, "--no-meteor", "-o", tmp_path / "tiny")
     tiny = json.loads((tmp_path / "tiny" / "results.json").read_text())
     assert set(tiny["tasks"]) == set(TASKS.split(","))
     assert (tiny["run"]["model"], tiny["run"]["adapter"]) == (str(tiny_llava), str(adapter))
+    assert tiny["run"]["versions"] == run["versions"]
+    assert "adapter: finetune.yaml" in (tmp_path / "tiny" / "results.md").read_text()
     for scores in tiny["tasks"].values():
         assert scores["n"] > 0 and scores["unanswered"] == 0
 

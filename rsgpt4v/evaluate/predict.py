@@ -222,10 +222,34 @@ def write_predictions(
         "generation": asdict(settings),
         "rsgpt4v": __version__,
         "predictions": writer.count,
+        "versions": model_versions(model_dir, adapter),
         **(run_info or {}),
     }
     summary.run_file.write_text(json.dumps(summary.settings, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+# small files that identify a model or adapter (hashing multi-GB weights would cost minutes)
+VERSION_FILES = ("config.json", "adapter_config.json", "adapter_model.safetensors")
+FINETUNE_CONFIG = "finetune.yaml"  # written by rsgpt4v finetune next to its adapter/ folder
+
+
+def model_versions(
+    model_dir: str | Path | None, adapter: str | Path | None
+) -> dict[str, dict[str, str]]:
+    """SHA-256 of the files that identify the model and adapter, and of the finetune config
+    that made the adapter when it sits in an ``rsgpt4v finetune`` run folder."""
+    found: dict[str, dict[str, str]] = {}
+    for role, folder in (("model", model_dir), ("adapter", adapter)):
+        if folder is None:
+            continue
+        paths = [Path(folder) / name for name in VERSION_FILES]
+        if role == "adapter":
+            paths.append(Path(folder).parent / FINETUNE_CONFIG)
+        for path in paths:
+            if path.is_file():
+                found[f"{role}: {path.name}"] = data_version(path)
+    return found
 
 
 def data_version(path: str | Path) -> dict[str, str]:

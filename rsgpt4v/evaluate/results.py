@@ -69,6 +69,7 @@ def evaluate_predictions(
             "split": run.get("split"),
             "box_style": box_style or run.get("box_style") or first.box_style,
             "generation": run.get("generation"),
+            "versions": run.get("versions") or {},
             "data": data,
         },
         "scoring": {"vqa": asdict(vqa), "meteor": meteor, "box_style_override": box_style},
@@ -123,7 +124,8 @@ def results_markdown(result: dict[str, Any]) -> str:
         ("rsgpt4v", result["rsgpt4v"]),
         ("evaluated at", result["evaluated_at"]),
     ]
-    facts += [(f"data: {k}", f"{v['path']} (sha256 {v['sha256']})") for k, v in run["data"].items()]
+    files = {**run.get("versions", {}), **{f"data: {k}": v for k, v in run["data"].items()}}
+    facts += [(name, f"{v['path']} (sha256 {v['sha256']})") for name, v in files.items()]
     lines += _table(["", ""], facts)
     for task, scores in result["tasks"].items():
         lines += [f"## {task} ({scores['metric']})", ""]
