@@ -162,3 +162,13 @@ def test_cli_items_only_evaluate_and_compare(rsvqa_lr: Path, tmp_path: Path) -> 
     assert result.exit_code == 2 and "--model" in result.output
     result = runner.invoke(app, ["evaluate", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path)])
     assert result.exit_code == 2 and "file not found" in result.output
+
+
+def test_max_side_is_refused_with_pixel_box_styles(rsvqa_lr: Path, tmp_path: Path) -> None:
+    from rsgpt4v.evaluate.predict import GenerationSettings
+
+    with pytest.raises(InputError, match="max-side"):
+        predict_benchmark(
+            "rsvqa-lr", rsvqa_lr, tmp_path / "p.jsonl", model_dir=tmp_path, image_root=tmp_path,
+            box_style="qwen25vl", settings=GenerationSettings(max_side=256),
+        )  # fmt: skip

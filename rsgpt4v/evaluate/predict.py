@@ -20,6 +20,7 @@ from rsgpt4v import __version__
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.evaluate.predictions import Prediction, run_file, sha256_of
 from rsgpt4v.evaluate.references import EvalItem, render_text
+from rsgpt4v.exporters.common import PIXEL_STYLES
 from rsgpt4v.schema import JsonlWriter
 
 
@@ -181,6 +182,11 @@ def write_predictions(
     settings = settings or GenerationSettings()
     if settings.batch_size < 1 or settings.max_new_tokens < 1:
         raise InputError("batch size and max new tokens must be at least 1")
+    if settings.max_side is not None and box_style in PIXEL_STYLES:
+        raise InputError(
+            f"--max-side shrinks the image, so {box_style!r} boxes (pixels of the image as "
+            "stored) would not match what the model sees; use it with a normalised box style"
+        )
     output = Path(output)
     summary = PredictSummary(output=output, run_file=run_file(output))
     model = processor = None
