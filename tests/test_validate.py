@@ -112,6 +112,32 @@ def test_wrong_count_in_words_and_synonyms_is_caught(
     ]
 
 
+def test_more_objects_than_labelled_in_any_answer_is_caught(
+    clean_set: dict[str, Path], tmp_path: Path
+) -> None:
+    def change(items: list[dict]) -> str:
+        item = _first(items, "detailed_description", "9 small vehicles")
+        text = item["messages"][1]["content"].replace("9 small vehicles", "12 small vehicles", 1)
+        item["messages"][1]["content"] = text
+        return item["id"]
+
+    changed, rejects = _plant(clean_set, tmp_path, change)
+    assert [(r["reason"], r["entry"], r["value"]) for r in rejects] == [
+        ("count_mismatch", changed, "12")
+    ]
+
+
+def test_a_subset_counted_outside_counting_answers_is_not_a_mismatch(
+    clean_set: dict[str, Path], tmp_path: Path
+) -> None:
+    items = _lines(clean_set["instructions"])
+    item = _first(items, "detailed_description", "9 small vehicles")
+    item["messages"][1]["content"] += " Three small vehicles are parked under a tree."
+    path = _write(tmp_path / "instructions.jsonl", items)
+    summary = validate_instructions(path, clean_set["records"], options=ValidationOptions())
+    assert summary.rejected == 0
+
+
 def test_unknown_ref_id_is_caught(clean_set: dict[str, Path], tmp_path: Path) -> None:
     def change(items: list[dict]) -> str:
         item = _first(items, "grounding", "<ref:")

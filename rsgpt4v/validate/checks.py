@@ -31,7 +31,8 @@ REASONS: dict[str, str] = {
     "box_outside_image": "a region's box is not inside the image",
     "ref_box_mismatch": "a region's box does not overlap the record's box of that object",
     "ref_category_mismatch": "a class word right before <ref:N> is not object N's class",
-    "count_mismatch": "a number of objects in a counting answer differs from the label count",
+    "count_mismatch": "a counting answer's number of objects differs from the label count, or "
+    "another answer's exceeds it",
     "invented_category": "an object class of the dataset said to be present is not in the labels",
     "text_box_mismatch": "a box written as text overlaps no labelled box by the IoU threshold",
     "duplicate": "same image and same conversation as an earlier instruction",
@@ -190,8 +191,7 @@ def check_text(
         if message.role != "assistant" or not complete:
             continue
         counting = instruction.task in COUNTING_TASKS or COUNTING_QUESTION.search(question)
-        if counting:
-            _check_counts(instruction, mentions, counts, findings)
+        _check_counts(instruction, mentions, counts, findings, exact=bool(counting))
         if record.dataset not in NESTED_VOCABULARIES:
             _check_categories(instruction, text, mentions, vocabulary, counts, findings)
 
@@ -241,13 +241,23 @@ def _check_ref_categories(
 
 
 def _check_counts(
-    instruction: Instruction, mentions: list[Mention], counts: Counter[str], findings: Findings
+    instruction: Instruction,
+    mentions: list[Mention],
+    counts: Counter[str],
+    findings: Findings,
+    *,
+    exact: bool,
 ) -> None:
+    """Numbers before category words: equal to the label count in counting answers (``exact``).
+
+    Elsewhere a number may count a subset ("3 ships are moored at the quay" of 5), so only a
+    number above the label count is wrong there.
+    """
     for mention in mentions:
         if mention.count is None:
             continue
         labelled = sum(counts[c] for c in mention.categories)
-        if mention.count != labelled:
+        if mention.count != labelled if exact else mention.count > labelled:
             findings.add(
                 "count_mismatch",
                 instruction,
