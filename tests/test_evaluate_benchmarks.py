@@ -103,6 +103,8 @@ def test_other_systems_answers_join_items_by_id_and_runs_compare(
     assert vqa["accuracy"] == 1.0 and vqa["n"] == 2
     assert perfect["scoring"]["vqa"]["bin_counts"] is True  # the RSVQA-LR rule
     assert perfect["run"]["data"]["items"]["sha256"]
+    assert perfect["run"]["data"]["source"]["path"] == str(rsvqa_lr)  # from the items' run file
+    assert (perfect["run"]["model"], perfect["run"]["split"]) == ("oracle", "test")
     wrong = {"rsvqa-lr/test/2#vqa-0"}
     half = evaluate_predictions(
         _oracle(items, tmp_path / "b.jsonl", wrong), tmp_path / "b", items=items

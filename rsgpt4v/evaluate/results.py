@@ -47,7 +47,8 @@ def evaluate_predictions(
     loaded = list(read_predictions(predictions, items))
     if not loaded:
         raise InputError("no predictions to evaluate", file=Path(predictions))
-    run = read_run_info(predictions)
+    # another system's answers have no run file; the items' (predict --items-only) tells the data
+    run = read_run_info(predictions) or (read_run_info(items) if items is not None else {})
     benchmark = run.get("benchmark") or loaded[0].benchmark
     defaults = BENCHMARKS[benchmark].vqa if benchmark in BENCHMARKS else VqaOptions()
     vqa = VqaOptions(
