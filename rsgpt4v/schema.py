@@ -7,18 +7,17 @@ whole dataset in memory, and a malformed line is reported with its file and line
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rsgpt4v.errors import InputError
 
-Point = list[float]
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]  # [x, y]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -59,25 +58,22 @@ class ImageInfo(_Model):
 class Object(_Model):
     """One labelled object: a clipped COCO box plus the source geometry."""
 
+    model_config = ConfigDict(allow_inf_nan=False)  # every coordinate is a finite number
+
     id: int = Field(ge=0)
     category: str = Field(min_length=1, description="The source's class string, case kept.")
     bbox: list[float] = Field(min_length=4, max_length=4, description="COCO [x, y, w, h], clipped.")
-    polygon: list[Point] | None = Field(default=None, description="Source geometry, pixels.")
+    polygon: list[Point] | None = Field(
+        default=None, min_length=3, description="Source geometry, pixels: three [x, y] or more."
+    )
     difficult: bool = False
     attributes: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("bbox")
     @classmethod
-    def _finite_positive(cls, value: list[float]) -> list[float]:
-        if not all(math.isfinite(v) for v in value) or value[2] <= 0 or value[3] <= 0:
-            raise ValueError(f"bbox must be finite with positive width and height, got {value}")
-        return value
-
-    @field_validator("polygon")
-    @classmethod
-    def _at_least_three_points(cls, value: list[Point] | None) -> list[Point] | None:
-        if value is not None and (len(value) < 3 or any(len(p) != 2 for p in value)):
-            raise ValueError(f"polygon needs at least three [x, y] points, got {value}")
+    def _positive_size(cls, value: list[float]) -> list[float]:
+        if value[2] <= 0 or value[3] <= 0:
+            raise ValueError(f"bbox must have a positive width and height, got {value}")
         return value
 
 

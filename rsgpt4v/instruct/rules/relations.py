@@ -79,10 +79,9 @@ def relations(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator
         facts if len(facts) <= MAX_RELATION_OBJECTS else rng.sample(facts, MAX_RELATION_OBJECTS)
     )
     pairs = list(itertools.combinations(chosen, 2))
-    rng.shuffle(pairs)
     pool = load_pool("relations")
     index = 0
-    for a, b in pairs[:MAX_PAIRS_TRIED]:
+    for a, b in rng.sample(pairs, min(len(pairs), MAX_PAIRS_TRIED)):  # the tried ones only
         if rng.random() < 0.5:
             a, b = b, a
         pair = _Pair(a, b, facts, record, complete, rng)
