@@ -29,7 +29,7 @@ REASONS: dict[str, str] = {
     "image_size": "image_size differs from the record's image size",
     "unknown_ref": "a <ref:N> with no region, or a region that is no object of the record",
     "box_outside_image": "a region's box is not inside the image",
-    "ref_box_mismatch": "a region's box does not overlap the record's box of that object",
+    "ref_box_mismatch": "a region's box is not the record's box of that object",
     "ref_category_mismatch": "a class word right before <ref:N> is not object N's class",
     "count_mismatch": "a counting answer's number of objects differs from the label count, or "
     "another answer's exceeds it",
@@ -47,6 +47,7 @@ _NEGATION = re.compile(
     r"\b(?:no|not|none|without|never|neither|nor|zero|absent|lacks?|cannot)\b|n't\b", re.I
 )
 BOX_TOLERANCE = 0.01  # pixels: boxes are clipped to the image, up to float rounding
+SAME_BOX_IOU = 0.999  # a region is its object's box up to float rounding
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,10 @@ class Rejection:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """``iou``: text boxes and regions below it are mismatched; ``boxes``: text box style."""
+    """How boxes written as text are read (``boxes`` style, ``square_pad``) and matched (``iou``).
+
+    A text box whose best IoU with a labelled box is below ``iou`` is mismatched.
+    """
 
     iou: float = 0.5
     boxes: str = AUTO
@@ -114,7 +118,7 @@ def check_regions(instruction: Instruction, record: Record | None, findings: Fin
     for ref in sorted({int(n) for m in instruction.messages for n in _REF.findall(m.content)}):
         if str(ref) not in instruction.regions:
             findings.add("unknown_ref", instruction, f"<ref:{ref}> has no region", ref)
-    objects = {o.id: o for o in record.objects} if record is not None else None
+    objects = _record_facts(record)[4] if record is not None else None
     for key, region in instruction.regions.items():
         x, y, w, h = region.bbox
         outside = (
@@ -138,7 +142,7 @@ def check_regions(instruction: Instruction, record: Record | None, findings: Fin
         if obj is None:
             message = f"region {key} is no object of the record"
             findings.add("unknown_ref", instruction, message, key)
-        elif box_iou(obj.bbox, region.bbox) < 0.999:
+        elif box_iou(obj.bbox, region.bbox) < SAME_BOX_IOU:
             findings.add(
                 "ref_box_mismatch",
                 instruction,
