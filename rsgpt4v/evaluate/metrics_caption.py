@@ -18,6 +18,8 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
 
 from rsgpt4v.errors import RsgptError
 
@@ -125,11 +127,20 @@ def caption_scores(
 
 
 def meteor_score(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
-    """pycocoevalcap's METEOR (its Java process is closed afterwards)."""
+    """pycocoevalcap's METEOR, from one Java process per Python process.
+
+    Starting METEOR loads its paraphrase table (~10 s), so the process is kept for the next
+    caption task of the run; pycocoevalcap closes it when the interpreter exits.
+    """
+    try:
+        return float(_meteor().compute_score(gts, res)[0])
+    except (OSError, ValueError):
+        _meteor.cache_clear()  # a broken process is not reused
+        raise
+
+
+@cache
+def _meteor() -> Any:
     from pycocoevalcap.meteor.meteor import Meteor
 
-    meteor = Meteor()
-    try:
-        return float(meteor.compute_score(gts, res)[0])
-    finally:
-        del meteor
+    return Meteor()
