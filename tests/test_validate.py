@@ -342,3 +342,22 @@ def test_records_are_found_by_id_or_image_and_a_bad_record_line_is_named(
     broken.write_text("\n".join([*lines[:2], "", '{"id": "x"}', *lines[2:]]) + "\n")
     with pytest.raises(InputError, match=r"records.jsonl:4: not a valid Record"):
         validate_instructions(clean_set["instructions"], broken)
+
+
+def test_leak_pairs_keep_the_holdout_copy_and_ignore_one_split() -> None:
+    from rsgpt4v.validate.leakage import ImageEntry, find_leaks
+
+    entries = [
+        ImageEntry("a/train/1", "train", "s1", 0b1111),
+        ImageEntry("b/test/1", "test", "s2", 0b1110),  # 1 bit from a/train/1
+        ImageEntry("a/train/2", "train", "s3", 0xFFFF_0000_0000_0000),
+        ImageEntry("a/train/3", "train", "s3", 0xFFFF_0000_0000_0000),  # same split: no leak
+        ImageEntry("c/trainval/9", "trainval", "s9", 0x00FF_00FF_00FF_00FF),
+        ImageEntry("d/train/9", "train", "s9", 0x00FF_00FF_00FF_00FF),
+    ]
+    leaks = find_leaks(entries, max_distance=2)
+    assert {k: (v.other_id, v.distance) for k, v in leaks.items()} == {
+        "a/train/1": ("b/test/1", 1),
+        "c/trainval/9": ("d/train/9", 0),  # neither is holdout: the later (split, id) goes
+    }
+    assert find_leaks(entries, max_distance=0).keys() == {"c/trainval/9"}

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from rsgpt4v.errors import InputError
 HOLDOUT_SPLITS = frozenset({"test", "val", "valid", "validation", "eval", "dev"})
 DEFAULT_MAX_DISTANCE = 4
 HASH_BITS = 64
+FINGERPRINT_WORKERS = 4
 PHASH_SIDE = 256  # images are read decimated to this side: enough for an 8x8 DCT hash
 
 
@@ -128,14 +130,17 @@ def _blocks(max_distance: int) -> list[tuple[int, int]]:
 def fingerprint_records(
     records: Iterable[tuple[str, str, Path]],
     progress: Callable[[Iterable, int | None], Iterable] | None = None,
-    total: int | None = None,
+    workers: int = FINGERPRINT_WORKERS,
 ) -> list[ImageEntry]:
-    """Fingerprints of ``(record id, split, image path)``; each distinct file is read once."""
-    cache: dict[Path, tuple[str, int]] = {}
-    items: Iterable = records if progress is None else progress(records, total)
-    entries = []
-    for record_id, split, path in items:
-        if path not in cache:
-            cache[path] = fingerprint(path)
-        entries.append(ImageEntry(record_id, split, *cache[path]))
-    return entries
+    """Fingerprints of ``(record id, split, image path)``; each distinct file is read once.
+
+    Files are read by a few threads: decoding and hashing release the GIL for most of their time.
+    """
+    records = list(records)
+    paths = list(dict.fromkeys(path for _, _, path in records))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        prints: Iterable = pool.map(fingerprint, paths)
+        if progress is not None:
+            prints = progress(prints, len(paths))
+        found = dict(zip(paths, prints, strict=True))
+    return [ImageEntry(record_id, split, *found[path]) for record_id, split, path in records]

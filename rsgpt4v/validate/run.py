@@ -266,7 +266,7 @@ def _leaks(
     root = options.image_root or Path()
     items = [(record_id, split, root / image) for record_id, split, image in table.places()]
     bar = progress("fingerprint images") if progress is not None else None
-    entries = fingerprint_records(items, bar, len(items))
+    entries = fingerprint_records(items, bar)
     return find_leaks(entries, options.max_distance)
 
 
