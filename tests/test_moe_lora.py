@@ -87,7 +87,7 @@ def test_trains_in_both_routing_modes(tiny_llava, routing):
     batch = make_batch(model)
     losses = []
     router_grads = []
-    for _ in range(8):
+    for _ in range(6):
         optimizer.zero_grad()
         output = model(**batch)
         aux = moe_aux_loss(model)
@@ -207,3 +207,32 @@ def test_cached_generation_keeps_the_prompt_routing(tiny_llava):
     assert output.shape[1] == ids.shape[1] + 3
     for name, layer in moe_lora_layers(model).items():
         assert torch.equal(layer._prompt_gates, routed[name]), name
+
+
+def test_wraps_a_bitsandbytes_4bit_base(tiny_llava):
+    """QLoRA-style: MoE-LoRA experts on a 4-bit language model (bitsandbytes' CPU path)."""
+    pytest.importorskip("bitsandbytes")
+    from transformers import BitsAndBytesConfig, LlavaForConditionalGeneration
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_compute_dtype=torch.float32,
+        llm_int8_skip_modules=["model.vision_tower", "model.multi_modal_projector", "lm_head"],
+    )
+    model = LlavaForConditionalGeneration.from_pretrained(
+        tiny_llava, quantization_config=quantization
+    )
+    apply_moe_lora(model, MoELoraConfig(routing="token"))
+    layers = moe_lora_layers(model)
+    assert len(layers) == 14
+    assert all(type(layer.base).__name__ == "Linear4bit" for layer in layers.values())
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = make_batch(model)
+    losses = []
+    for _ in range(4):
+        output = model(**batch)
+        (output.loss + 0.01 * moe_aux_loss(model)).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(output.loss.item())
+    assert losses[-1] < losses[0], losses
