@@ -69,13 +69,14 @@ class MoELoraConfig(BaseModel):
     )
     target_modules: list[str] = Field(
         default_factory=lambda: list(LLAMA_LINEARS),
-        description="Module-name suffixes of the nn.Linear layers to wrap (e.g. 'q_proj' or "
-        "'self_attn.q_proj').",
+        description="nn.Linear layers to wrap: full module names, or name suffixes such as "
+        "'q_proj' or 'self_attn.q_proj' (suffixes match only inside `within`).",
     )
     within: str | None = Field(
         r"(^|\.)language_model\.",
-        description="Regular expression a module's full name must match to be wrapped; the "
-        "default keeps the vision tower and projector of LLaVA / Qwen-VL models out. None: any.",
+        description="Regular expression a module's full name must match for a suffix in "
+        "target_modules to wrap it; the default keeps the vision tower and projector of LLaVA / "
+        "Qwen-VL models out. None: anywhere. Full names in target_modules always match.",
     )
     load_balance_coef: float = Field(
         0.01, ge=0, description="Weight of the load-balancing loss added to the LM loss."
@@ -187,9 +188,12 @@ class MoELoraLinear(nn.Module):
 
 
 def _matches(name: str, cfg: MoELoraConfig) -> bool:
+    """A full module name always matches; suffixes match only inside ``within``."""
+    if name in cfg.target_modules:
+        return True
     if cfg.within is not None and not re.search(cfg.within, name):
         return False
-    return any(name == t or name.endswith("." + t) for t in cfg.target_modules)
+    return any(name.endswith("." + t) for t in cfg.target_modules)
 
 
 def moe_lora_layers(model: nn.Module) -> dict[str, MoELoraLinear]:
@@ -235,7 +239,8 @@ def apply_moe_lora(model: nn.Module, cfg: MoELoraConfig) -> nn.Module:
     if not targets:
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         raise RsgptError(
-            f"no nn.Linear matches target_modules={cfg.target_modules} within={cfg.within!r}; "
+            f"no nn.Linear matches target_modules={cfg.target_modules[:4]}"
+            f"{' ...' if len(cfg.target_modules) > 4 else ''} within={cfg.within!r}; "
             f"linear layers look like: {', '.join(linears[:4]) or 'none'}"
         )
     for parameter in model.parameters():
