@@ -35,7 +35,10 @@ def _pycocoevalcap_scores() -> dict[str, float]:
     res = tokenizer.tokenize({k: [{"caption": v}] for k, v in PREDICTIONS.items()})
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"BLEU-{i + 1}": b for i, b in enumerate(bleu)}
-    scores["METEOR"] = Meteor().compute_score(gts, res)[0]
+    # pycocoevalcap's Meteor class; the instance our wrapper keeps, so one Java start (~10 s)
+    meteor = metrics_caption._meteor()
+    assert type(meteor) is Meteor
+    scores["METEOR"] = meteor.compute_score(gts, res)[0]
     scores["ROUGE-L"] = Rouge().compute_score(gts, res)[0]
     scores["CIDEr"] = Cider().compute_score(gts, res)[0]
     return scores
