@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned: an unpinned torch (pulled in by transformers/peft) is a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e ".[dev,train,eval]"
+	$(BIN)/pip install --quiet -e ".[dev,train,eval,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
