@@ -36,6 +36,7 @@ from rsgpt4v.finetune.methods import (
     load_adapters,
     load_base_model,
     moe_module,
+    require_cuda_for_qlora,
     save_adapters,
     use_bf16,
 )
@@ -196,10 +197,15 @@ class FinetuneResult:
     model: Any
     encoder: ChatEncoder
     history: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    resumed_from: dict[str, str] = field(default_factory=dict)
 
 
 def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     """Train every stage in order; the adapter ends in ``output_dir/adapter``."""
+    if not Path(config.model).is_dir():
+        raise RsgptError(f"model folder not found: {config.model} (local paths only)")
+    if config.method == "qlora":
+        require_cuda_for_qlora(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(config.resume, Path) and not config.resume.is_dir():
@@ -220,6 +226,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
 
         augment = BoxAwareAugment(config.augment.ops, p=config.augment.p, seed=config.seed)
     history: dict[str, list[dict[str, float]]] = {}
+    resumed_from: dict[str, str] = {}
     for stage, folder in _stage_dirs(config):
         stage_dir = out / "stages" / folder
         final = stage_dir / "final"
@@ -227,14 +234,18 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
             log.info("stage %s already finished; loading its adapter", stage.name)
             load_adapters(model, config, final)
             continue
+        checkpoint = _resume_point(config, stage_dir)
+        if checkpoint:
+            log.info("stage %s resumes from %s", stage.name, checkpoint)
+            resumed_from[stage.name] = checkpoint
         history[stage.name] = _run_stage(
-            config, stage, stage_dir, out / "runs" / folder, model, encoder, augment
+            config, stage, stage_dir, out / "runs" / folder, model, encoder, augment, checkpoint
         )
         save_adapters(model, config, final)
         (final / DONE).write_text("finished\n", encoding="utf-8")
     adapter_dir = save_adapters(model, config, out / ADAPTER_DIR)
     _save_preprocessing(encoder, adapter_dir)
-    return FinetuneResult(adapter_dir, model, encoder, history)
+    return FinetuneResult(adapter_dir, model, encoder, history, resumed_from)
 
 
 def _run_stage(
@@ -245,6 +256,7 @@ def _run_stage(
     model: Any,
     encoder: ChatEncoder,
     augment: Any,
+    checkpoint: str | None,
 ) -> list[dict[str, float]]:
     train_samples, eval_samples = stage_samples(
         stage, config.box_style, config.square_pad, config.train.eval_fraction, config.seed
@@ -280,7 +292,7 @@ def _run_stage(
             os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
         else:
             os.environ["TENSORBOARD_LOGGING_DIR"] = previous
-    trainer.train(resume_from_checkpoint=_resume_point(config, stage_dir))
+    trainer.train(resume_from_checkpoint=checkpoint)
     if eval_set is not None:
         metrics = trainer.evaluate()
         trainer.log_metrics(f"eval-{stage.name}", metrics)
