@@ -718,6 +718,56 @@ def compare_runs(
     typer.echo(f"{len(results)} runs compared → {output}")
 
 
+@app.command()
+def finetune(
+    config: Path = typer.Argument(
+        ..., help="YAML config, or the name of a bundled one (tiny-llava, llava-1.5-7b-lora, ...)."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a config key: --set train.learning_rate=1e-4 (repeatable)."
+    ),
+) -> None:
+    """Fine-tune a multimodal LLM (LoRA, QLoRA, DoRA, MoE-LoRA) on exported instructions."""
+    import logging
+
+    from rsgpt4v.finetune.config import load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_config(config, overrides)
+        from rsgpt4v.finetune.train import run_finetune
+
+        result = run_finetune(settings)
+    except RsgptError as error:
+        _fail(error)
+    typer.echo(f"adapter: {result.adapter}")
+
+
+@app.command()
+def merge(
+    run: Path = typer.Argument(..., help="A finetune output_dir (or its adapter/ folder)."),
+    output: Path = typer.Argument(..., help="Folder for the merged model."),
+    base: Path | None = typer.Option(
+        None, "--base", help="Full-precision base model (default: the run's model)."
+    ),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="Saved dtype: auto (the base's), float32, bfloat16, float16."
+    ),
+) -> None:
+    """Merge a LoRA/DoRA adapter into its base; reload it and compare logits."""
+    try:
+        from rsgpt4v.finetune.merge import merge_adapter
+
+        result = merge_adapter(run, output, base=base, dtype=dtype)
+    except RsgptError as error:
+        _fail(error)
+    typer.echo(f"merged model ({result.dtype}): {result.output}")
+    typer.echo(
+        f"max |logit diff| merged vs adapter: {result.max_abs_diff:.3g} (in memory), "
+        f"{result.reload_max_abs_diff:.3g} (reloaded)"
+    )
+
+
 def main() -> None:
     """Entry point of the ``rsgpt4v`` script."""
     app()
