@@ -22,6 +22,7 @@ that could contradict it are skipped for that sample (see :func:`ops_safe_for`).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 
@@ -29,6 +30,8 @@ import albumentations as A
 import numpy as np
 
 from rsgpt4v.errors import InputError, RsgptError
+
+log = logging.getLogger(__name__)
 
 OPS = ("hflip", "vflip", "rotate90", "crop", "colour")
 
@@ -79,11 +82,22 @@ def _transform(op: str, p: float) -> A.BasicTransform:
     return A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.0, p=p)
 
 
+def _unmovable_region(image: np.ndarray, regions: dict[str, list[float]]) -> str | None:
+    """The first region albumentations would drop: no area, or none of it inside the image."""
+    height, width = image.shape[:2]
+    for key, (x, y, w, h) in regions.items():
+        if w <= 0 or h <= 0 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            return key
+    return None
+
+
 class BoxAwareAugment:
     """Augment an image and move its regions (COCO xywh pixels) with it.
 
     Deterministic given ``seed``: two instances built alike return the same outputs for the same
-    sequence of calls. Keys of ``regions`` are preserved; no region is ever dropped.
+    sequence of calls. Keys of ``regions`` are preserved; no region is ever dropped: a sample
+    with a box that has no area inside the image gets only the colour op (warned once), since
+    albumentations cannot move such a box.
     """
 
     def __init__(self, ops: Sequence[str], p: float = 0.5, seed: int = 0) -> None:
@@ -98,6 +112,7 @@ class BoxAwareAugment:
         self.p = p
         self.seed = seed
         self._pipelines: dict[tuple[str, ...], A.Compose] = {}
+        self._warned = False
 
     def _pipeline(self, ops: tuple[str, ...]) -> A.Compose:
         """One seeded Compose per op subset, built on first use.
@@ -132,16 +147,20 @@ class BoxAwareAugment:
                 "augmentation needs an H x W x 3 uint8 image",
                 value=f"shape {image.shape}, dtype {image.dtype}",
             )
-        height, width = image.shape[:2]
-        for key, box in regions.items():
-            x, y, w, h = box
-            if w <= 0 or h <= 0 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
-                raise InputError(
-                    f"region box must have a positive size and overlap the {width}x{height} image",
-                    entry=f"region {key}",
-                    value=list(box),
-                )
         ops = tuple(self.ops if text is None else ops_safe_for(text, self.ops))
+        unmovable = _unmovable_region(image, regions)
+        if unmovable is not None and any(op != "colour" for op in ops):
+            if not self._warned:
+                log.warning(
+                    "region %s %s has no area inside the %dx%d image; geometric augmentation is "
+                    "skipped for such samples (warned once)",
+                    unmovable,
+                    list(regions[unmovable]),
+                    image.shape[1],
+                    image.shape[0],
+                )
+                self._warned = True
+            ops = tuple(op for op in ops if op == "colour")
         if not ops:
             return image, {key: list(box) for key, box in regions.items()}
         if ops == ("colour",):

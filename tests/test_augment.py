@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -97,7 +99,14 @@ def test_text_with_direction_words_skips_geometry():
 def test_bad_inputs_are_named():
     with pytest.raises(RsgptError, match="unknown augmentation op 'blur'"):
         BoxAwareAugment(["blur"])
-    with pytest.raises(InputError, match="region 1"):
-        BoxAwareAugment(["hflip"])(scene(), {"1": [10, 10, 0, 5]})
     with pytest.raises(InputError, match="uint8"):
         BoxAwareAugment(["hflip"])(scene().astype(np.float32), REGIONS)
+
+
+def test_box_without_area_keeps_the_sample_unmoved(caplog):
+    regions = {"0": [5.0, 8.0, 20.0, 10.0], "1": [10.0, 10.0, 0.0, 5.0]}
+    with caplog.at_level(logging.WARNING):
+        image, moved = BoxAwareAugment(["hflip"], p=1.0)(scene(), regions)
+    assert moved == regions
+    np.testing.assert_array_equal(image, scene())
+    assert "region 1" in caplog.text
