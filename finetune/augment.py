@@ -10,7 +10,8 @@ Ops (``BoxAwareAugment(ops=[...])``), each applied with probability ``p``:
 - ``hflip``, ``vflip``: mirror the image;
 - ``rotate90``: rotate by a random multiple of 90 degrees (width and height swap for odd turns);
 - ``crop``: ``albumentations.BBoxSafeRandomCrop``, a random crop that keeps every region whole
-  (the output is smaller, never resized);
+  (the output is smaller, never resized; it can shrink down to the union of the regions, and a
+  sample without regions is not cropped);
 - ``colour``: mild brightness / contrast / saturation jitter, hue untouched, boxes unchanged.
 
 Moving boxes is not enough for every instruction: our rule instructions state grid positions
