@@ -218,7 +218,7 @@ def save_adapters(model: Any, config: FinetuneConfig, out_dir: Path) -> Path:
 def load_adapters(model: Any, config: FinetuneConfig, adapter_dir: Path) -> None:
     """Load adapter weights saved by :func:`save_adapters` into an adapted ``model``."""
     if config.method == "moe_lora":
-        moe_module().load_moe_lora(model, adapter_dir)
+        _load_moe_weights(model, adapter_dir)
         projector = adapter_dir / PROJECTOR_FILE
         if projector.is_file():
             from safetensors.torch import load_file
@@ -234,3 +234,21 @@ def load_adapters(model: Any, config: FinetuneConfig, adapter_dir: Path) -> None
         raise RsgptError(
             f"adapter in {adapter_dir} does not fit the model: {result.unexpected_keys[:3]}"
         )
+
+
+def _load_moe_weights(model: Any, adapter_dir: Path) -> None:
+    """Experts and routers into a model that may already carry MoE-LoRA layers (resume)."""
+    import torch
+    from safetensors.torch import load_file
+
+    moe = moe_module()
+    if not moe.moe_lora_layers(model):
+        moe.load_moe_lora(model, adapter_dir)
+        return
+    saved = load_file(str(adapter_dir / moe.WEIGHTS_NAME))
+    expected = moe.moe_lora_state_dict(model)
+    if set(saved) != set(expected):
+        raise RsgptError(f"MoE-LoRA adapter in {adapter_dir} does not fit the model")
+    with torch.no_grad():
+        for key, tensor in expected.items():
+            tensor.copy_(saved[key])

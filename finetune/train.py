@@ -65,7 +65,8 @@ class FinetuneTrainer(Trainer):
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
         if self.finetune.method == "moe_lora":
-            loss = loss + moe_module().moe_aux_loss(model).to(loss.device)
+            coef = self.accelerator.unwrap_model(model).moe_lora_config.load_balance_coef
+            loss = loss + coef * moe_module().moe_aux_loss(model).to(loss.device)
         return (loss, outputs) if return_outputs else loss
 
     def create_optimizer(self, model: Any = None) -> Any:

@@ -25,7 +25,7 @@ from rsgpt4v.finetune.collate import PadCollator  # noqa: E402
 from rsgpt4v.finetune.config import load_config  # noqa: E402
 from rsgpt4v.finetune.data import SampleDataset, stage_samples  # noqa: E402
 from rsgpt4v.finetune.merge import merge_adapter  # noqa: E402
-from rsgpt4v.finetune.methods import add_adapters, load_base_model  # noqa: E402
+from rsgpt4v.finetune.methods import add_adapters, load_adapters, load_base_model  # noqa: E402
 from rsgpt4v.finetune.tiny import save_tiny_model  # noqa: E402
 from rsgpt4v.finetune.train import run_finetune  # noqa: E402
 
@@ -262,3 +262,35 @@ def test_cli_finetune_then_merge(llava_dir, demo, tmp_path, monkeypatch):
     assert (tmp_path / "merged" / "model.safetensors").is_file()
     bad = runner.invoke(app, ["finetune", "tiny-llava", "--set", "method=qlora"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize("routing", ["token", "sequence"])
+def test_moe_lora_trains_in_both_routings_and_reloads(llava_dir, demo, tmp_path, routing):
+    moe = pytest.importorskip("rsgpt4v.finetune.moe_lora")
+    from transformers import AutoModelForImageTextToText
+
+    config = _config(
+        llava_dir,
+        demo,
+        tmp_path / "run",
+        "method=moe_lora",
+        f"moe.routing={routing}",
+        "moe.num_experts=3",
+        "moe.top_k=2",
+        "max_steps=3",
+        "lora.projector=full",
+    )
+    result = run_finetune(config)
+    saved = load_file(str(result.adapter / moe.WEIGHTS_NAME))
+    assert any(k.endswith("router.weight") for k in saved)
+    assert all(v.abs().sum() > 0 for k, v in saved.items() if k.endswith("lora_B"))
+    assert json.loads((result.adapter / moe.CONFIG_NAME).read_text())["routing"] == routing
+    assert (result.adapter / "projector.safetensors").is_file()
+    batch = _fixed_batch(config, result.encoder)
+    result.model.eval()
+    with torch.no_grad():
+        trained = result.model(**batch).logits
+        fresh = AutoModelForImageTextToText.from_pretrained(llava_dir)
+        load_adapters(fresh, config, result.adapter)
+        fresh.eval()
+        assert torch.allclose(fresh(**batch).logits, trained, atol=1e-5)
