@@ -188,3 +188,69 @@ def test_missing_image_names_image_root(demo):
     config = load_config(None, ["model=m", f"data={demo / 'instructions.jsonl'}"])
     with pytest.raises(InputError, match="image_root"):
         read_source(config.data[0], "llava", True)
+
+
+def test_augmentation_moves_boxes_and_the_text_follows(demo, llava_dir):
+    from rsgpt4v.boxfmt import render_box
+    from rsgpt4v.finetune.augment import BoxAwareAugment, ops_safe_for
+
+    source = load_config(
+        None,
+        [
+            "model=m",
+            f"data={demo / 'instructions.jsonl'}",
+            f"data.0.image_root={demo / 'sample'}",
+            "data.0.tasks=[grounding, region_caption, region_identification]",
+        ],
+    ).data[0]
+    samples = [
+        s
+        for s in read_source(source, "pixel", square_pad=False)
+        if s.regions and ops_safe_for(s.raw_text, ["vflip"]) == ["vflip"]
+    ]
+    assert samples, "the demo has region instructions whose text a vertical flip keeps true"
+    encoder = ChatEncoder(llava_dir, "llava")
+    flip = BoxAwareAugment(["vflip"], p=1.0, seed=0)
+    dataset = SampleDataset(samples[:3], encoder, "pixel", augment=flip)
+    for index, sample in enumerate(dataset.samples):
+        text = encoder.tokenizer.decode(dataset[index]["input_ids"])
+        width, height = sample.instruction.image_size
+        for x, y, w, h in sample.regions.values():
+            moved = render_box("pixel", (x, height - y - h, x + w, height - y), width, height)
+            assert moved in text
+
+
+def test_token_budget_batches_fit_the_budget(demo, llava_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from rsgpt4v.finetune.train import FinetuneTrainer, _training_arguments
+
+    config = load_config(
+        None,
+        [
+            f"model={llava_dir}",
+            f"data={demo / 'instructions.jsonl'}",
+            f"data.0.image_root={demo / 'sample'}",
+            "train.max_tokens_per_batch=700",
+            "train.num_workers=0",
+            "train.report_to=[]",
+        ],
+    )
+    stage = config.curriculum()[0]
+    train, _ = stage_samples(stage, "llava", True, 0, 0)
+    encoder = ChatEncoder(llava_dir, "llava")
+    dataset = SampleDataset(train, encoder, "llava", square_pad=True)
+    trainer = FinetuneTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(llava_dir),
+        args=_training_arguments(config, stage, tmp_path, False),
+        train_dataset=dataset,
+        data_collator=PadCollator(encoder.pad_token_id),
+        finetune=config,
+        lengths=dataset.lengths,
+    )
+    sizes = []
+    for batch in trainer.get_train_dataloader():
+        rows, width = batch["input_ids"].shape
+        assert rows * width <= 700 or rows == 1
+        sizes.append(rows)
+    assert sum(sizes) == len(dataset) and max(sizes) > 1
