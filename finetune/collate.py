@@ -82,6 +82,7 @@ class ChatEncoder:
         chat_template: str | None = None,
         trust_remote_code: bool = False,
         model_config: Any = None,
+        max_pixels: int | None = None,
     ) -> None:
         from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
@@ -111,6 +112,10 @@ class ChatEncoder:
                 )
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, **kwargs)
             self.image_processor = AutoImageProcessor.from_pretrained(model_dir, **kwargs)
+        if max_pixels is not None:
+            # Qwen-VL: the pixel budget of one image, hence its token count (longest_edge holds
+            # a pixel count in transformers 5, finetune.md §4.3).
+            self.image_processor.size["longest_edge"] = max_pixels
         self.mode = "processor" if self.processor is not None else "manual"
         self.template = resolve_template(family, self.tokenizer.chat_template, chat_template)
         self.image_token_id = int(self.config.image_token_id)

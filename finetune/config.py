@@ -181,6 +181,12 @@ class FinetuneConfig(_Section):
         description="Jinja file of a training chat template with {% generation %} around "
         "assistant turns (default: ours for known families, else the model's own).",
     )
+    max_pixels: int | None = Field(
+        None,
+        gt=0,
+        description="Qwen-VL: most pixels of an image after resizing (its token budget; "
+        "1003520 = 1280 tokens of 28x28); default: the model's image processor setting.",
+    )
     output_dir: Path = Field(Path("runs/finetune"), description="Where checkpoints/adapters go.")
     resume: bool | Path = Field(
         True,
@@ -194,16 +200,26 @@ class FinetuneConfig(_Section):
     epochs: float = Field(1.0, gt=0, description="Epochs of the single-stage shorthand.")
     max_steps: int = Field(-1, description="Steps of the single-stage shorthand (-1: epochs).")
     stages: list[Stage] = Field(default_factory=list, description="Ordered curriculum stages.")
-    lora: LoraSettings = Field(default_factory=LoraSettings)
-    components: Components = Field(default_factory=Components)
-    quant: QuantSettings = Field(default_factory=QuantSettings)
+    lora: LoraSettings = Field(
+        default_factory=LoraSettings, description="Adapter rank/alpha and targets per component."
+    )
+    components: Components = Field(
+        default_factory=Components, description="Module paths (filled in for known families)."
+    )
+    quant: QuantSettings = Field(
+        default_factory=QuantSettings, description="4-bit settings of method qlora."
+    )
     moe: dict[str, Any] = Field(
         default_factory=dict,
         description="MoE-LoRA settings passed to finetune.moe_lora.MoELoraConfig "
         "(num_experts, top_k, routing token|sequence, load_balance_coef, ...).",
     )
-    augment: AugmentSettings = Field(default_factory=AugmentSettings)
-    train: TrainSettings = Field(default_factory=TrainSettings)
+    augment: AugmentSettings = Field(
+        default_factory=AugmentSettings, description="Box-aware augmentation (instructions only)."
+    )
+    train: TrainSettings = Field(
+        default_factory=TrainSettings, description="Optimisation, batching and bookkeeping."
+    )
 
     @field_validator("data", mode="before")
     @classmethod
@@ -228,6 +244,8 @@ class FinetuneConfig(_Section):
             parts.projector = parts.projector or projector
         elif not self.components.language:
             raise ValueError("family 'other' needs components.language (and vision/projector)")
+        if self.max_pixels is not None and self.family not in ("qwen2vl", "qwen25vl"):
+            raise ValueError("max_pixels applies to the Qwen-VL families only")
         if not self.stages and not self.data:
             raise ValueError("give data (one stage) or stages (a curriculum)")
         names = [stage.name for stage in self.stages]

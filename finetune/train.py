@@ -219,6 +219,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
         mode=config.encoder,
         chat_template=config.chat_template,
         trust_remote_code=config.trust_remote_code,
+        max_pixels=config.max_pixels,
     )
     model = add_adapters(load_base_model(config), config)
     augment = None

@@ -141,6 +141,14 @@ def test_qwen_labels_image_tokens_and_padding(qwen_dir):
     )
 
 
+def test_qwen_max_pixels_caps_the_image_tokens(qwen_dir):
+    capped = ChatEncoder(qwen_dir, "qwen2vl", max_pixels=256)
+    encoded = capped.encode(TURNS, _image((64, 64)))
+    count = int((encoded["input_ids"] == capped.image_token_id).sum())
+    assert count == capped.num_image_tokens(64, 64) == 4  # 16x16 pixels = 4x4 patches / 2x2
+    assert ChatEncoder(qwen_dir, "qwen2vl").num_image_tokens(64, 64) > count
+
+
 def test_conversation_without_answer_tokens_is_refused(llava_dir):
     encoder = ChatEncoder(llava_dir, "llava")
     with pytest.raises(InputError, match="no assistant tokens"):
