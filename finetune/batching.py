@@ -193,11 +193,3 @@ def _concatenate(examples: Sequence[dict], members: list[int]) -> dict:
         "position_ids": position_ids,
         "example_ids": list(members),
     }
-
-
-def packing_efficiency(rows: Sequence[dict], max_length: int) -> float:
-    """Share of the ``len(rows) x max_length`` token slots that hold real tokens."""
-    if not rows:
-        return 1.0
-    used = sum(len(row["input_ids"]) for row in rows)
-    return used / (len(rows) * max(max_length, max(len(r["input_ids"]) for r in rows)))
