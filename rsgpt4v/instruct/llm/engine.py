@@ -29,6 +29,7 @@ from rsgpt4v.instruct.llm.passes import (
     check,
     parse,
     prompt_version,
+    reply_schema,
     response_format,
 )
 from rsgpt4v.instruct.llm.pricing import (
@@ -65,6 +66,7 @@ class LlmSettings:
     image_root: Path | None = None
     batch: bool = False
     poll_interval_s: float = 30.0
+    colour_facts: bool = False  # read each object's palette colour for the table (~5 ms each)
 
 
 def read_api_key(settings: LlmSettings) -> str:
@@ -224,7 +226,7 @@ class Requester:
             body,
             pass_name=spec.name,
             prompt_version=version,
-            schema=spec.reply.model_json_schema(),
+            schema=reply_schema(spec.reply),
             image_digest=image.digest if image else None,
         )
         cached = self.cache.get(key)
@@ -305,15 +307,15 @@ class Requester:
         try:
             try:
                 self.calls += 1
-                response = await self.client.chat.completions.create(  # type: ignore[union-attr]
-                    **body, response_format=response_format(spec, mode)
+                completion = await self._post(
+                    body | {"response_format": response_format(spec, mode)}
                 )
             except openai.BadRequestError:
                 if mode != "json_schema":
                     raise
                 self.calls += 1  # the server may not know json_schema: try JSON mode once
-                response = await self.client.chat.completions.create(  # type: ignore[union-attr]
-                    **body, response_format=response_format(spec, "json_object")
+                completion = await self._post(
+                    body | {"response_format": response_format(spec, "json_object")}
                 )
                 if self.format_mode != "json_object":
                     self.format_mode = "json_object"
@@ -347,8 +349,15 @@ class Requester:
             ) from None
         except openai.APIConnectionError as error:
             raise _RequestFailed(self.redact(f"connection error: {error}")[:300]) from None
-        completion = response.model_dump()
         return reply_of(completion), usage_of(completion)
+
+    async def _post(self, body: dict) -> dict:
+        """POST /chat/completions through the SDK's request layer (its retries, timeouts and
+        errors) without its request transform and response models: the body is plain JSON
+        already, and the reply is kept as JSON (both cost more than the rest of a request)."""
+        return await self.client.post(  # type: ignore[union-attr]
+            "/chat/completions", body=body, cast_to=object
+        )
 
     def _stop(self, reason: str, *, fatal: bool) -> None:
         if not self.fatal:

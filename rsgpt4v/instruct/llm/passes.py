@@ -97,6 +97,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         autoescape=False,
+        auto_reload=False,  # package data does not change during a run; no stat per render
     )
 
 
@@ -199,6 +200,12 @@ def build_messages(
     return [{"role": "system", "content": system_text()}, {"role": "user", "content": content}]
 
 
+@cache
+def reply_schema(reply: type[BaseModel]) -> dict:
+    """The JSON schema of a reply model (built once: pydantic builds it slowly)."""
+    return reply.model_json_schema()
+
+
 def response_format(spec: PassSpec, mode: str) -> dict:
     """``json_schema`` (strict, from the reply model) or the ``json_object`` fallback."""
     if mode == "json_object":
@@ -207,7 +214,7 @@ def response_format(spec: PassSpec, mode: str) -> dict:
         "type": "json_schema",
         "json_schema": {
             "name": f"{spec.name}_reply",
-            "schema": spec.reply.model_json_schema(),
+            "schema": reply_schema(spec.reply),
             "strict": True,
         },
     }
@@ -265,12 +272,10 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
     if not context.complete:
         return None  # counts and absences are facts only when every object is labelled
     text = "\n".join(texts)
-    for category in vocabulary:
-        if category in context.counts:
-            continue
-        found = _category_pattern(category).search(text)
-        if found:
-            return f"names {found.group(0)!r}, a class the record does not have"
+    absent = tuple(c for c in vocabulary if c not in context.counts)
+    found = _classes_pattern(absent).search(text) if absent else None
+    if found:
+        return f"names {found.group(0)!r}, a class the record does not have"
     for category, count in context.counts.items():
         for found in _count_pattern(category).finditer(text):
             said = found.group(1).lower()
@@ -280,16 +285,19 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
     return None
 
 
-def _forms(category: str) -> list[str]:
+@cache
+def _forms(category: str) -> tuple[str, ...]:
     name = category_name(category)
     raw = category.lower()
     forms = {raw, raw.replace("-", " ").replace("_", " "), name.singular, name.plural}
-    return sorted((re.escape(f) for f in forms if f), key=len, reverse=True)
+    return tuple(re.escape(f) for f in forms if f)
 
 
 @cache
-def _category_pattern(category: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(_forms(category)) + r")\b", re.IGNORECASE)
+def _classes_pattern(categories: tuple[str, ...]) -> re.Pattern[str]:
+    """Any name of any of the classes, as a whole word (one pass over the text)."""
+    forms = sorted({f for c in categories for f in _forms(c)}, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(forms) + r")\b", re.IGNORECASE)
 
 
 @cache

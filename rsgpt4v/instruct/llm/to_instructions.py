@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rsgpt4v.instruct.llm.passes import REF
 from rsgpt4v.instruct.llm.pricing import Usage
 from rsgpt4v.instruct.llm.replies import DialogueReply, GlobalReply, LocalReply
-from rsgpt4v.schema import Instruction, Message, Record, Region, Source
+from rsgpt4v.schema import Instruction, Message, Record, Region, Source, trusted
 
 OBJECT_QUESTIONS = (
     "Describe <ref:{id}> in detail.",
@@ -43,8 +43,15 @@ class Provenance:
     usage: Usage
     cost_usd: float
     template: str
+    _source: list[Source] = field(default_factory=list, compare=False, repr=False)
 
     def source(self) -> Source:
+        """The ``source`` of every instruction of this reply (built once, shared)."""
+        if not self._source:
+            self._source.append(self._make_source())
+        return self._source[0]
+
+    def _make_source(self) -> Source:
         return Source(
             generator="llm",
             template=self.template,
@@ -67,7 +74,8 @@ def _instruction(
         messages.append(Message(role="assistant", content=answer))
     objects = {o.id: o for o in record.objects}
     referred = sorted({int(i) for q, a in turns for t in (q, a) for i in REF.findall(t)})
-    return Instruction(
+    return trusted(
+        Instruction,
         id=f"{record.id}#{task}-{index}",
         record_id=record.id,
         image=record.image.path,
@@ -76,7 +84,7 @@ def _instruction(
         source=provenance.source(),
         messages=messages,
         regions={
-            str(i): Region(bbox=objects[i].bbox, polygon=objects[i].polygon)
+            str(i): trusted(Region, bbox=objects[i].bbox, polygon=objects[i].polygon)
             for i in referred
             if i in objects
         },
