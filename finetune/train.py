@@ -143,7 +143,7 @@ def _training_arguments(
         learning_rate=stage.learning_rate or train.learning_rate,
         num_train_epochs=stage.epochs,
         max_steps=stage.max_steps,
-        warmup_steps=train.warmup,
+        warmup_steps=train.warmup if train.warmup < 1 else int(train.warmup),
         weight_decay=train.weight_decay,
         lr_scheduler_type=train.lr_scheduler,
         bf16=use_bf16(config),
