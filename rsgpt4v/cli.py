@@ -269,8 +269,8 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
     import tempfile
 
     from rsgpt4v.instruct.llm.command import GENERATORS, run_llm_instruct, write_shard
-    from rsgpt4v.instruct.llm.engine import LlmSettings
     from rsgpt4v.instruct.llm.generate import parse_shard
+    from rsgpt4v.instruct.llm.settings import LlmSettings
 
     shard = parse_shard(options["shard"])
     if generator not in GENERATORS:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rsgpt4v.instruct.llm.engine import LlmSettings
 from rsgpt4v.instruct.llm.generate import generate_llm_instructions
+from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.schema import Instruction, read_jsonl
 from tests.fake_openai_server import FakeOpenAIServer
 from tests.llm_fixtures import make_llm_records

@@ -18,16 +18,10 @@ from collections.abc import Iterator
 
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.llm.cache import ReplyCache
-from rsgpt4v.instruct.llm.engine import (
-    LlmSettings,
-    PendingRequest,
-    Redactor,
-    Requester,
-    reply_of,
-    usage_of,
-)
+from rsgpt4v.instruct.llm.engine import PendingRequest, Requester, reply_of, usage_of
 from rsgpt4v.instruct.llm.passes import PASSES, response_format
 from rsgpt4v.instruct.llm.pricing import PriceTable
+from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
 from rsgpt4v.schema import Record, read_jsonl
 
 MAX_LINES = 50_000

@@ -20,10 +20,11 @@ from pathlib import Path
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.cache import ReplyCache
-from rsgpt4v.instruct.llm.engine import LlmSettings, Outcome, Redactor, Requester, read_api_key
+from rsgpt4v.instruct.llm.engine import Outcome, Requester
 from rsgpt4v.instruct.llm.images import RenderedImage, render_image, render_side
 from rsgpt4v.instruct.llm.passes import PASSES, Earlier, RecordContext
 from rsgpt4v.instruct.llm.pricing import load_prices
+from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
 from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF, qa_pairs
 from rsgpt4v.schema import Instruction, JsonlWriter, Record, read_jsonl
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsgpt4v.instruct.attributes import object_facts
-from rsgpt4v.instruct.llm.engine import LlmSettings
 from rsgpt4v.instruct.llm.generate import shard_records
 from rsgpt4v.instruct.llm.images import render_side
 from rsgpt4v.instruct.llm.passes import PASSES, Earlier, RecordContext, system_text, user_text
@@ -25,6 +24,7 @@ from rsgpt4v.instruct.llm.pricing import (
     load_prices,
     text_tokens_bound,
 )
+from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.schema import Record, read_jsonl
 
 

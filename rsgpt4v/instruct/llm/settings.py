@@ -1,0 +1,73 @@
+"""What decides a run of the LLM passes, and the API key: read from the environment, never shown.
+
+The key is read from the variable that ``--api-key-env`` names and handed to the client only;
+:class:`Redactor` scrubs it (and any 8+ character piece of it, as servers echo masked keys) from
+every text rsgpt4v prints or writes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from rsgpt4v.errors import RsgptError
+
+NO_KEY = "unused"  # local servers (vLLM, Ollama) take any key; the SDK wants one
+
+
+@dataclass
+class LlmSettings:
+    """Everything that decides how the LLM passes run (see ``rsgpt4v instruct --help``)."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    cache_dir: Path | None = None
+    budget_usd: float | None = None
+    detail: str = "low"
+    max_side: int | None = None
+    temperature: float = 0.2
+    seed: int = 0
+    max_retries: int = 4
+    timeout_s: float = 120.0
+    passes: tuple[str, ...] = ("local", "global", "multi_turn")
+    prices: str | Path | None = None
+    shard: tuple[int, int] | None = None
+    image_root: Path | None = None
+    batch: bool = False
+    poll_interval_s: float = 30.0
+    colour_facts: bool = False  # read each object's palette colour for the table (~5 ms each)
+
+
+def read_api_key(settings: LlmSettings) -> str:
+    """The key from the environment variable named by the settings (never from a file or flag)."""
+    key = os.environ.get(settings.api_key_env, "")
+    if key:
+        return key
+    if settings.base_url is None:
+        raise RsgptError(
+            f"no API key: set the environment variable {settings.api_key_env} "
+            "(or name another with --api-key-env)"
+        )
+    return NO_KEY
+
+
+class Redactor:
+    """Removes the API key from any text before it is printed or written."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key if key and key != NO_KEY else None
+
+    def __call__(self, text: str) -> str:
+        if self._key is None:
+            return text
+        text = text.replace(self._key, "[redacted]")
+        # Servers echo a masked key (sk-abc***xyz): drop any 8+ character piece of it too.
+        for size in (16, 12, 8):
+            for start in range(0, max(len(self._key) - size + 1, 0)):
+                piece = self._key[start : start + size]
+                if piece in text:
+                    text = text.replace(piece, "[redacted]")
+        return text
