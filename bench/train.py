@@ -38,6 +38,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 IGNORE_INDEX = -100
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -302,15 +303,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def ours_batches(samples: list[dict], args, budget: int, device) -> tuple[list[dict], str]:
-    from rsgpt4v.finetune.batching import TokenBudgetBatchSampler, pack_examples
+def batching_module():
+    """rsgpt4v.finetune.batching, also from a bare checkout (a GPU box without the package)."""
+    try:
+        from rsgpt4v.finetune import batching
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from finetune import batching
+    return batching
 
+
+def ours_batches(samples: list[dict], args, budget: int, device) -> tuple[list[dict], str]:
+    batching = batching_module()
     if args.layout == "packed":
-        rows = pack_examples(samples, budget)
+        rows = batching.pack_examples(samples, budget)
         random.Random(args.seed).shuffle(rows)
         return [packed_batch(row, device) for row in rows], f"packed {budget}"
     lengths = [len(s["input_ids"]) for s in samples]
-    sampler = TokenBudgetBatchSampler(lengths, budget, seed=args.seed)
+    sampler = batching.TokenBudgetBatchSampler(lengths, budget, seed=args.seed)
     return [padded_batch(samples, b, device) for b in sampler], f"<= {budget} tokens"
 
 
@@ -376,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
         ours = budget is not None
         peft_model = add_lora(model, shape, args.lora_dropout)
         hf_model = peft_model.base_model.model
+        if not rows:
+            trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+            print(
+                f"trainable: {trainable:,} params (LoRA r={shape.lora_rank}, alpha="
+                f"{2 * shape.lora_rank}, dropout {args.lora_dropout} on the language model's "
+                "linear layers + the projector)"
+            )
         if ours:
             hf_model.set_attn_implementation(args.attn)
             batches, batching = ours_batches(samples, args, budget, device)
