@@ -21,7 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 from rsgpt4v.cli import app  # noqa: E402
 from rsgpt4v.demo import run_demo  # noqa: E402
 from rsgpt4v.errors import RsgptError  # noqa: E402
-from rsgpt4v.finetune.collate import PadCollator  # noqa: E402
+from rsgpt4v.finetune.collate import ChatEncoder, PadCollator  # noqa: E402
 from rsgpt4v.finetune.config import load_config  # noqa: E402
 from rsgpt4v.finetune.data import SampleDataset, stage_samples  # noqa: E402
 from rsgpt4v.finetune.merge import merge_adapter  # noqa: E402
@@ -215,6 +215,23 @@ def test_component_targets_and_qlora_refusal(llava_dir, demo, tmp_path):
         pytest.skip("a CUDA GPU is present: QLoRA is allowed")
     with pytest.raises(RsgptError, match="qlora needs a CUDA GPU"):
         load_base_model(_config(llava_dir, demo, tmp_path, "method=qlora"))
+
+
+def test_every_trainable_tensor_gets_a_gradient_with_checkpointing(llava_dir, demo, tmp_path):
+    config = _config(llava_dir, demo, tmp_path, "lora.vision=true", "lora.projector=full")
+    model = add_adapters(load_base_model(config), config)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    batch = _fixed_batch(config, ChatEncoder(llava_dir, "llava"))
+    with torch.no_grad():  # B starts at zero, which would zero A's gradient
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.02)
+    model(**batch).loss.backward()
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".vision_tower." in n for n in trainable)
+    starved = [n for n, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert starved == []
 
 
 def test_merge_refuses_quantised_base_and_moe_lora(llava_dir, demo, tmp_path):
