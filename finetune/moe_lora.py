@@ -137,25 +137,31 @@ class MoELoraLinear(nn.Module):
         return mask.to(device=x.device, dtype=torch.float32)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense gates (``..., experts``; zero outside the top-k) and this layer's aux loss."""
+        """Dense gates (``..., experts``; zero outside the top-k) and this layer's aux loss.
+
+        The router matmul runs in the input's dtype (no float32 copy of the activations is kept
+        for backward); softmax, top-k and the loss run in float32.
+        """
         mask = self._token_mask(x)
-        hidden = x.float()
+        weight = self.router.weight.to(x.dtype)
         sequence = self.cfg.routing == "sequence" and x.dim() == 3
         prompt = self._prompt_gates
         if sequence and self.context.decoding and prompt is not None and len(prompt) == len(x):
             return prompt, x.new_zeros((), dtype=torch.float32)
         if sequence:
             if mask is None:
-                hidden = hidden.mean(dim=1, keepdim=True)
+                pooled = x.mean(dim=1, keepdim=True)
                 weights = None
             else:
                 counts = mask.sum(dim=1, keepdim=True).clamp(min=1.0)
-                hidden = (hidden * mask[..., None]).sum(dim=1, keepdim=True) / counts[..., None]
+                pooled = torch.einsum("btd,bt->bd", x, mask.to(x.dtype)) / counts.to(x.dtype)
+                pooled = pooled[:, None, :]
                 weights = (mask.sum(dim=1) > 0).float()[:, None]
+            logits = nn.functional.linear(pooled, weight)
         else:
+            logits = nn.functional.linear(x, weight)
             weights = mask
-        logits = nn.functional.linear(hidden, self.router.weight.float())
-        probs = logits.softmax(dim=-1)
+        probs = logits.float().softmax(dim=-1)
         top_values, top_index = probs.topk(self.cfg.top_k, dim=-1)
         chosen = torch.zeros_like(probs).scatter(-1, top_index, 1.0)
         gates = chosen * probs / top_values.sum(dim=-1, keepdim=True)
@@ -180,10 +186,12 @@ class MoELoraLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         gates, self.last_aux_loss = self.route(x)
-        dtype = self.lora_A.dtype
-        low_rank = torch.einsum("...i,eri->...er", self.dropout(x).to(dtype), self.lora_A)
+        # Experts run in the input's dtype (as under autocast); their float32 parameters get
+        # float32 gradients through the casts.
+        dtype = x.dtype
+        low_rank = torch.einsum("...i,eri->...er", self.dropout(x), self.lora_A.to(dtype))
         low_rank = low_rank * gates.to(dtype)[..., None]
-        update = torch.einsum("...er,eor->...o", low_rank, self.lora_B)
+        update = torch.einsum("...er,eor->...o", low_rank, self.lora_B.to(dtype))
         return out + (update * self.scaling).to(out.dtype)
 
 

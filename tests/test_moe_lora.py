@@ -217,7 +217,8 @@ def test_cached_generation_keeps_the_prompt_routing(tiny_llava):
     output = model.generate(**prompt, pixel_values=pixels, max_new_tokens=3, do_sample=False)
     assert output.shape[1] == ids.shape[1] + 3
     for name, layer in moe_lora_layers(model).items():
-        assert torch.equal(layer._prompt_gates, routed[name]), name
+        # generate's prefill may sum in another order: equal up to float rounding
+        torch.testing.assert_close(layer._prompt_gates, routed[name], msg=name)
 
 
 def test_wraps_a_bitsandbytes_4bit_base(tiny_llava):
