@@ -220,7 +220,11 @@ class ChatEncoder:
 
 
 class PadCollator:
-    """Right-pads ``input_ids`` (pad id) and ``labels`` (-100) and joins the image tensors."""
+    """Right-pads ``input_ids`` (pad id) and ``labels`` (-100) and joins the image tensors.
+
+    Rows that carry ``position_ids`` (packed rows, :class:`~rsgpt4v.finetune.data.PackedDataset`)
+    get position ids instead of an attention mask.
+    """
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
@@ -240,6 +244,16 @@ class PadCollator:
             if token_types:
                 types[row, :n] = feature["mm_token_type_ids"]
         batch = {"input_ids": ids, "labels": labels, "attention_mask": attention}
+        if "position_ids" in features[0]:
+            # Packed rows: positions restart per sample and mark the attention blocks, which
+            # transformers only reads without a padding mask; padding becomes its own block.
+            del batch["attention_mask"]
+            positions = torch.arange(width).repeat(len(features), 1)
+            for row, feature in enumerate(features):
+                n = len(feature["position_ids"])
+                positions[row, :n] = feature["position_ids"]
+                positions[row, n:] -= n
+            batch["position_ids"] = positions
         if token_types:
             batch["mm_token_type_ids"] = types
         pixels = [f["pixel_values"] for f in features if "pixel_values" in f]

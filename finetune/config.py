@@ -131,6 +131,11 @@ class TrainSettings(_Section):
     max_length: int = Field(
         4096, gt=0, description="Longer samples are skipped (never cut inside image tokens)."
     )
+    packing: bool = Field(
+        False,
+        description="Pack short samples into rows of up to max_length tokens; each sample "
+        "attends only to itself (position ids restart, no padding mask). LLaVA-style models.",
+    )
     warmup: float = Field(0.03, ge=0, description="Warmup: a fraction (< 1) or a step count.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     lr_scheduler: str = Field("cosine", description="transformers scheduler name.")
@@ -246,6 +251,13 @@ class FinetuneConfig(_Section):
             raise ValueError("family 'other' needs components.language (and vision/projector)")
         if self.max_pixels is not None and self.family not in ("qwen2vl", "qwen25vl"):
             raise ValueError("max_pixels applies to the Qwen-VL families only")
+        if self.train.packing and self.family in ("qwen2vl", "qwen25vl"):
+            raise ValueError(
+                "train.packing: Qwen-VL's M-RoPE positions per packed sample are "
+                "not handled; turn packing off for this family"
+            )
+        if self.train.packing and self.moe.get("routing") == "sequence":
+            raise ValueError("train.packing cannot be combined with MoE-LoRA sequence routing")
         if not self.stages and not self.data:
             raise ValueError("give data (one stage) or stages (a curriculum)")
         names = [stage.name for stage in self.stages]

@@ -325,3 +325,60 @@ class SampleDataset:
         if self.square_pad:
             image = _expand_to_square(image, self.background)
         return self.encoder.encode(turns, image)
+
+
+def first_fit_groups(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices grouped first-fit decreasing so that each group's total stays within capacity.
+
+    A sample longer than ``capacity`` gets a group of its own. Groups keep data order inside.
+    """
+    groups: list[list[int]] = []
+    room: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        target = next((g for g, free in enumerate(room) if free >= lengths[index]), None)
+        if target is None:
+            groups.append([])
+            room.append(capacity)
+            target = len(groups) - 1
+        groups[target].append(index)
+        room[target] -= lengths[index]
+    return [sorted(group) for group in groups]
+
+
+class PackedDataset:
+    """Rows of several samples of a :class:`SampleDataset`, up to ``max_length`` tokens each.
+
+    Samples are grouped from their estimated lengths and encoded on access, then concatenated
+    with ``position_ids`` restarting at 0 per sample (the packing convention of
+    finetune/batching.py: each sample's first label is ignored so no sample learns from the one
+    before it). Images are concatenated in row order, which LLaVA-style models consume in order.
+    """
+
+    def __init__(self, dataset: SampleDataset, max_length: int) -> None:
+        self.dataset = dataset
+        self.groups = first_fit_groups(dataset.lengths, max_length)
+        self.lengths = [sum(dataset.lengths[i] for i in group) for group in self.groups]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
+        from rsgpt4v.finetune.batching import IGNORE_INDEX
+
+        parts = [self.dataset[i] for i in self.groups[index]]
+        labels = []
+        for part in parts:
+            part_labels = part["labels"].clone()
+            part_labels[0] = IGNORE_INDEX
+            labels.append(part_labels)
+        row: dict[str, Any] = {
+            "input_ids": torch.cat([p["input_ids"] for p in parts]),
+            "labels": torch.cat(labels),
+            "position_ids": torch.cat([torch.arange(len(p["input_ids"])) for p in parts]),
+        }
+        pixels = [p["pixel_values"] for p in parts if "pixel_values" in p]
+        if pixels:
+            row["pixel_values"] = torch.cat(pixels)
+        return row

@@ -118,7 +118,10 @@ def load_base_model(config: FinetuneConfig, *, quantized: bool | None = None) ->
     if not Path(config.model).is_dir():
         raise RsgptError(f"model folder not found: {config.model} (local paths only)")
     model = AutoModelForImageTextToText.from_pretrained(config.model, **kwargs)
-    model.config.use_cache = False
+    # No cache in training; without one, packed rows get block-diagonal attention.
+    for config_part in (model.config, getattr(model.config, "text_config", None)):
+        if config_part is not None:
+            config_part.use_cache = False
     return model
 
 

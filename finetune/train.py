@@ -28,7 +28,7 @@ from transformers import Trainer, TrainingArguments
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.finetune.collate import ChatEncoder, PadCollator
 from rsgpt4v.finetune.config import FinetuneConfig, Stage, dump_config
-from rsgpt4v.finetune.data import SampleDataset, stage_samples
+from rsgpt4v.finetune.data import PackedDataset, SampleDataset, stage_samples
 from rsgpt4v.finetune.methods import (
     ADAPTER_DIR,
     add_adapters,
@@ -267,7 +267,11 @@ def _run_stage(
         "square_pad": config.square_pad,
         "max_length": config.train.max_length,
     }
-    train_set = SampleDataset(train_samples, encoder, config.box_style, augment=augment, **build)
+    train_set: Any = SampleDataset(
+        train_samples, encoder, config.box_style, augment=augment, **build
+    )
+    if config.train.packing:
+        train_set = PackedDataset(train_set, config.train.max_length)
     eval_set = (
         SampleDataset(eval_samples, encoder, config.box_style, **build) if eval_samples else None
     )

@@ -262,3 +262,37 @@ def test_token_budget_batches_fit_the_budget(demo, llava_dir, tmp_path):
         assert rows * width <= 700 or rows == 1
         sizes.append(rows)
     assert sum(sizes) == len(dataset) and max(sizes) > 1
+
+
+def test_packed_rows_give_the_loss_of_the_samples_apart(demo, llava_dir):
+    from transformers import AutoModelForImageTextToText
+
+    from rsgpt4v.finetune.data import PackedDataset
+
+    source = load_config(
+        None,
+        [
+            "model=m",
+            f"data={demo / 'instructions.jsonl'}",
+            f"data.0.image_root={demo / 'sample'}",
+            "data.0.tasks=[counting, presence]",
+        ],
+    ).data[0]
+    encoder = ChatEncoder(llava_dir, "llava")
+    dataset = SampleDataset(
+        read_source(source, "llava", True)[:6], encoder, "llava", square_pad=True
+    )
+    packed = PackedDataset(dataset, max_length=3 * max(dataset.lengths))
+    assert len(packed) < len(dataset) and sorted(i for g in packed.groups for i in g) == list(
+        range(6)
+    )
+    model = AutoModelForImageTextToText.from_pretrained(llava_dir)
+    model.config.text_config.use_cache = False
+    model.eval()
+    collate = PadCollator(encoder.pad_token_id)
+    with torch.no_grad():
+        for index, group in enumerate(packed.groups):
+            row = collate([packed[index]])
+            assert "attention_mask" not in row
+            apart = collate([dataset[i] for i in group])
+            assert abs(model(**row).loss.item() - model(**apart).loss.item()) < 1e-5

@@ -20,7 +20,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from rsgpt4v.cli import app  # noqa: E402
 from rsgpt4v.demo import run_demo  # noqa: E402
-from rsgpt4v.errors import RsgptError  # noqa: E402
+from rsgpt4v.errors import InputError, RsgptError  # noqa: E402
 from rsgpt4v.finetune.collate import ChatEncoder, PadCollator  # noqa: E402
 from rsgpt4v.finetune.config import load_config  # noqa: E402
 from rsgpt4v.finetune.data import SampleDataset, stage_samples  # noqa: E402
@@ -188,6 +188,16 @@ def test_dora_trains_and_merges(llava_dir, demo, tmp_path):
     assert any("lora_magnitude_vector" in k for k in adapter)
     merged = merge_adapter(tmp_path / "run", tmp_path / "merged")
     assert merged.max_abs_diff < 1e-4
+
+
+def test_packed_training_runs_and_refuses_qwen(llava_dir, qwen_dir, demo, tmp_path):
+    result = run_finetune(
+        _config(llava_dir, demo, tmp_path / "run", "train.packing=true", "train.max_length=700")
+    )
+    adapter = load_file(str(result.adapter / "adapter_model.safetensors"))
+    assert all(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+    with pytest.raises(InputError, match="M-RoPE"):
+        _config(qwen_dir, demo, tmp_path, "family=qwen2vl", "train.packing=true")
 
 
 def test_qwen2vl_trains_without_a_processor(qwen_dir, demo, tmp_path):
