@@ -77,6 +77,13 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
     return options
 
 
+ENGINE_HELP = (
+    "local (this machine), or ray: fan out over a Ray cluster through Ray Data (pip install "
+    "'rsgpt4v[ray]'; see docs/scale.md); output equals local up to line order (sorted by id)."
+)
+RAY_ADDRESS_HELP = "ray: the cluster to join (default $RAY_ADDRESS, else a local instance)."
+
+
 @app.command()
 def datasets() -> None:
     """List every dataset converter with what it reads and the layout it expects."""
@@ -112,12 +119,18 @@ def convert(
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Skip bad items and list them in OUTPUT.rejects.jsonl."
     ),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Convert a legacy dataset into records (one JSON line per image)."""
     from rsgpt4v.convert import convert_dataset
+    from rsgpt4v.scale import engine_function
 
     try:
-        summary = convert_dataset(
+        run = engine_function(
+            engine, convert_dataset, "rsgpt4v.scale.convert:convert_dataset_ray", ray_address
+        )
+        summary = run(
             dataset,
             root,
             output,
@@ -216,12 +229,18 @@ def instruct(
     poll_interval: float = typer.Option(
         30.0, "--poll-interval", help="llm --batch: seconds between batch status polls."
     ),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Write (question, answer) instructions for every record."""
     from rsgpt4v.instruct import generate_instructions
+    from rsgpt4v.scale import engine_function
 
     def run_rules(source: Path, out: Path):  # -> rsgpt4v.instruct.InstructionSummary
-        return generate_instructions(
+        generate = engine_function(
+            engine, generate_instructions, "rsgpt4v.scale.instruct:instruct_rules_ray", ray_address
+        )
+        return generate(
             source,
             out,
             tasks=tasks,
@@ -238,7 +257,7 @@ def instruct(
                 base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, cache=cache,
                 budget_usd=budget_usd, batch=batch, shard=shard, detail=detail, prices=prices,
                 timeout=timeout, max_retries=max_retries, image_root=image_root, seed=seed,
-                poll_interval=poll_interval,
+                poll_interval=poll_interval, engine=engine, ray_address=ray_address,
             )  # fmt: skip
             return
         summary = run_rules(records, output)
@@ -303,9 +322,16 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
         batch=options["batch"],
         poll_interval_s=options["poll_interval"],
     )
-    report = run_llm_instruct(
-        generator, records, output, settings, dry_run=options["dry_run"], rules=rules_line
-    )
+    from rsgpt4v.scale import check_engine
+
+    run = run_llm_instruct
+    if check_engine(options["engine"]) == "ray":  # see rsgpt4v.scale.llm
+        from functools import partial
+
+        from rsgpt4v.scale.llm import run_llm_instruct_ray
+
+        run = partial(run_llm_instruct_ray, address=options["ray_address"])
+    report = run(generator, records, output, settings, dry_run=options["dry_run"], rules=rules_line)
     for line in report.lines:
         typer.echo(line)
     for warning in report.warnings:
@@ -437,8 +463,11 @@ def validate(
     strict: bool = typer.Option(
         False, "--strict", help="Exit with status 1 when any instruction is rejected."
     ),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Check instructions against their records' labels; keep what passes, list the rest."""
+    from rsgpt4v.scale import engine_function
     from rsgpt4v.validate.checks import CheckSettings
     from rsgpt4v.validate.run import ValidationOptions, validate_instructions
     from rsgpt4v.validate.text_boxes import check_style
@@ -452,7 +481,13 @@ def validate(
             max_distance=phash_distance,
             samples=samples,
         )
-        summary = validate_instructions(
+        run = engine_function(
+            engine,
+            validate_instructions,
+            "rsgpt4v.scale.validate:validate_instructions_ray",
+            ray_address,
+        )
+        summary = run(
             instructions, records, output, report_dir=report, options=options, progress=_progress
         )
     except RsgptError as error:
@@ -547,12 +582,18 @@ def tile(
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Skip bad records and list them in OUTPUT.rejects.jsonl."
     ),
+    engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Split large scenes into overlapping tiles, with their objects (one record per tile)."""
+    from rsgpt4v.scale import engine_function
     from rsgpt4v.tiling import TileSettings, tile_records
 
     try:
-        summary = tile_records(
+        run = engine_function(
+            engine, tile_records, "rsgpt4v.scale.tile:tile_records_ray", ray_address
+        )
+        summary = run(
             records,
             output,
             tiles_dir=tiles_dir,
@@ -766,6 +807,26 @@ def merge(
         f"max |logit diff| merged vs adapter: {result.max_abs_diff:.3g} (in memory), "
         f"{result.reload_max_abs_diff:.3g} (reloaded)"
     )
+
+
+@app.command("merge-shards")
+def merge_shards(
+    shards: list[Path] = typer.Argument(
+        ..., help="JSONL shards: records, instructions, tile records or tile manifests."
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="Merged file to write (JSONL)."),
+) -> None:
+    """Concatenate shards (of `--shard I/N` runs on several machines) into one file sorted by id.
+
+    The result is the same file whatever the number of shards or the machines that wrote them.
+    """
+    from rsgpt4v.scale.merge import merge_shards as merge_files
+
+    try:
+        count = merge_files(shards, output)
+    except RsgptError as error:
+        _fail(error)
+    typer.echo(f"{count} lines from {len(shards)} shards → {output}")
 
 
 def main() -> None:

@@ -1,0 +1,86 @@
+"""``instruct --engine ray`` with the rule generator: one task per line range of the records.
+
+The driver reads the class vocabulary once (the cheap first pass of the local engine), so every
+task asks negative and multiple-choice questions from the same classes; each task runs
+:func:`rsgpt4v.instruct.rules.rule_instructions` on its records, the very function the local
+engine runs, and writes a sorted shard. ``--mix`` weights and caps depend on the order of the
+whole stream, so it stays with the local engine.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.instruct import InstructionSummary, dataset_vocabulary, parse_tasks
+from rsgpt4v.instruct.rules import RuleContext, rule_instructions
+from rsgpt4v.scale.merge import merge_shards, sort_lines
+from rsgpt4v.scale.session import Unit, ray_session, run_units
+from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
+from rsgpt4v.scale.units import DEFAULT_UNIT_LINES, line_units, unit_models
+from rsgpt4v.schema import Record
+
+
+def _rules_unit(
+    unit: Unit, *, tasks: list[str], seed: int, context: RuleContext, folder: str
+) -> dict:
+    lines: list[str] = []
+    per_task: Counter[str] = Counter()
+    records = without = 0
+    for record in unit_models(unit, Record):
+        records += 1
+        instructions = list(rule_instructions(record, tasks, seed, context))
+        without += not instructions
+        per_task.update(instruction.task for instruction in instructions)
+        lines += [instruction.model_dump_json() + "\n" for instruction in instructions]
+    shard = write_shard(shard_path(folder, unit["index"]), sort_lines(lines))
+    return {"shard": shard, "records": records, "without": without, "per_task": per_task}
+
+
+def instruct_rules_ray(
+    records_path: str | Path,
+    output: str | Path,
+    *,
+    tasks: str | Sequence[str] | None = None,
+    seed: int = 0,
+    image_root: str | Path | None = None,
+    mix: object = None,
+    address: str | None = None,
+    progress: object = None,
+    unit_lines: int = DEFAULT_UNIT_LINES,
+) -> InstructionSummary:
+    """:func:`rsgpt4v.instruct.generate_instructions` on Ray: same instructions, sorted by id.
+
+    ``progress`` is taken for the local engine's signature and unused (no bar under Ray).
+    """
+    if mix is not None:
+        raise InputError("--mix needs the whole stream in order: use --engine local with --mix")
+    task_names = parse_tasks(tasks)
+    if image_root is not None and not Path(image_root).is_dir():
+        raise InputError("image root is not a folder", file=image_root)
+    context = RuleContext(
+        vocabulary=dataset_vocabulary(records_path),
+        image_root=Path(image_root).resolve() if image_root is not None else None,
+    )
+    units = line_units(records_path, unit_lines)
+    folder = shards_folder(output)
+    work = partial(
+        _rules_unit,
+        tasks=task_names,
+        seed=seed,
+        context=context,
+        folder=str(folder),
+    )
+    with ray_session(address):
+        results = run_units(units, work)
+    summary = InstructionSummary(output=Path(output))
+    summary.instructions = merge_shards([result["shard"] for result in results], output)
+    for result in results:
+        summary.records += result["records"]
+        summary.records_without_instructions += result["without"]
+        summary.per_task.update(result["per_task"])
+    remove_shards(folder)
+    return summary

@@ -1,0 +1,235 @@
+"""``validate --engine ray``: the checks of every instruction run on the cluster.
+
+Each task checks a line range of the instructions file against the records (one record table
+per worker process, kept for its later tasks) with the local engine's checker, and writes one
+result row per line: the instruction as the clean file holds it, its rejections and the digest
+of its conversation. What depends on the order of the whole file stays with the driver, which
+reads the result shards in line order: the duplicate check (the first of equal conversations is
+kept), the clean and rejects files and the report statistics. The output is therefore the local
+engine's, line for line. Rsgpt4v instruction files only: LLaVA / ShareGPT imports run locally.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.problems import rejects_path
+from rsgpt4v.report.stats import ReportStats
+from rsgpt4v.scale.session import Unit, ray_session, run_units
+from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
+from rsgpt4v.scale.units import line_units, unit_lines
+from rsgpt4v.schema import Instruction
+from rsgpt4v.validate.checks import Findings, Rejection
+from rsgpt4v.validate.importer import detect_format
+from rsgpt4v.validate.leakage import Leak
+from rsgpt4v.validate.records import RecordTable
+from rsgpt4v.validate.run import (
+    ValidationOptions,
+    ValidationSummary,
+    _Checker,
+    _conversation_key,
+    _leaks,
+    _maybe_writer,
+    _reject_line,
+)
+
+#: Instructions per task: checks take well under a millisecond each.
+DEFAULT_INSTRUCTIONS_PER_UNIT = 20000
+_tables: dict[tuple[str, float, int], RecordTable] = {}
+
+
+class _NoDuplicates(dict):
+    """A checker memory that never remembers: the driver finds duplicates over the whole file."""
+
+    def setdefault(self, key, default=None):  # type: ignore[override]
+        return default
+
+
+def _table(path: str) -> RecordTable:
+    """The worker's record table of this records file (built once per worker process)."""
+    stat = Path(path).stat()
+    key = (path, stat.st_mtime, stat.st_size)
+    if key not in _tables:
+        for table in _tables.values():
+            table.close()
+        _tables.clear()
+        _tables[key] = RecordTable(path)
+    return _tables[key]
+
+
+def _check_unit(
+    unit: Unit, *, records: str, options: ValidationOptions, leaks: dict[str, Leak], folder: str
+) -> dict:
+    table = _table(records)
+    checker = _Checker(table, options, leaks)
+    checker.duplicates = _NoDuplicates()
+    rows = []
+    for number, text in unit_lines(unit):
+        try:
+            instruction = Instruction.model_validate_json(text)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "line"
+            entry = f"line {number}"
+            message = f"{entry}: not a valid instruction: {where}: {first['msg']}"
+            rows.append({"line": number, "rejections": [["schema", entry, message, where]]})
+            continue
+        record = table.find(instruction.record_id, instruction.image)
+        findings = Findings()
+        checker.check(instruction, record, findings)
+        rows.append(
+            {
+                "line": number,
+                "id": instruction.id,
+                "key": _conversation_key(instruction).hex(),
+                "instruction": instruction.model_dump_json(),
+                "rejections": [
+                    [r.code, r.instruction, r.message, None if r.value is None else str(r.value)]
+                    for r in findings.rejections
+                ],
+            }
+        )
+        if findings.text_boxes:  # drawn by the report's viewer
+            rows[-1]["boxes"] = base64.b64encode(pickle.dumps(findings.text_boxes)).decode()
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    return {"shard": write_shard(shard_path(folder, unit["index"]), lines)}
+
+
+def validate_instructions_ray(
+    instructions: str | Path,
+    records: str | Path,
+    output: str | Path | None = None,
+    *,
+    report_dir: str | Path | None = None,
+    options: ValidationOptions | None = None,
+    address: str | None = None,
+    progress: object = None,
+    unit_lines: int = DEFAULT_INSTRUCTIONS_PER_UNIT,
+) -> ValidationSummary:
+    """:func:`rsgpt4v.validate.run.validate_instructions` with its checks on Ray.
+
+    ``progress`` is taken for the local engine's signature and unused (no bar under Ray).
+    """
+    options = options or ValidationOptions()
+    instructions = Path(instructions)
+    fmt = detect_format(instructions) if options.fmt == "auto" else options.fmt
+    if fmt != "instructions":
+        raise InputError(
+            f"--engine ray validates rsgpt4v instruction files; {fmt} input runs with "
+            "--engine local",
+            file=instructions,
+        )
+    if options.image_root is not None and not options.image_root.is_dir():
+        raise InputError("image root is not a folder", file=options.image_root)
+    summary = ValidationSummary(
+        format=fmt, output=Path(output) if output else None, iou=options.checks.iou
+    )
+    stats = ReportStats(samples=options.samples, seed=options.seed)
+    units = line_units(instructions, unit_lines)
+    folder = shards_folder(summary.output or instructions)
+    with RecordTable(records) as table:
+        leaks: dict[str, Leak] = {}
+        if options.leakage and options.image_root is not None:
+            leaks = _leaks(table, options, None)
+            summary.leakage_checked, summary.leaked_records = True, len(leaks)
+        work = partial(
+            _check_unit,
+            records=str(Path(records).resolve()),
+            options=options,
+            leaks=leaks,
+            folder=str(folder),
+        )
+        with ray_session(address):
+            shards = [result["shard"] for result in run_units(units, work)]
+        report = stats if report_dir is not None else None
+        _write(shards, instructions, summary, table, report)
+    remove_shards(folder)
+    if report_dir is not None:
+        from rsgpt4v.report.html import write_report
+
+        summary.report = write_report(report_dir, stats, summary, options.image_root)
+    return summary
+
+
+def _write(
+    shards: list[str],
+    instructions: Path,
+    summary: ValidationSummary,
+    table: RecordTable,
+    stats: ReportStats | None,
+) -> None:
+    """The local engine's output from the result rows: duplicates, clean file, rejects, stats."""
+    rejects = rejects_path(summary.output or instructions)
+    rejects.unlink(missing_ok=True)
+    partial_rejects = rejects.with_name(rejects.name + ".partial")
+    duplicates: dict[str, str] = {}
+    reasons: dict[str, int] = {}
+    try:
+        with (
+            _maybe_writer(summary.output) as clean,
+            partial_rejects.open("w", encoding="utf-8") as bad,
+        ):
+            for row in _rows(shards):
+                findings = Findings([Rejection(*r) for r in row["rejections"]])
+                if "boxes" in row:
+                    findings.text_boxes = pickle.loads(base64.b64decode(row["boxes"]))
+                if "key" in row:
+                    _duplicate(row, duplicates, findings)
+                summary.instructions += 1
+                if stats is not None:
+                    _count(stats, table, row, findings)
+                if findings.rejections:
+                    summary.rejected += 1
+                    for rejection in findings.rejections:
+                        reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
+                        bad.write(_reject_line(rejection, instructions, row["line"]) + "\n")
+                else:
+                    summary.kept += 1
+                    if clean is not None:
+                        clean.write_lines([row["instruction"] + "\n"])
+    except BaseException:
+        partial_rejects.unlink(missing_ok=True)
+        raise
+    if summary.rejected:
+        partial_rejects.replace(rejects)
+        summary.rejects_file = rejects
+    else:
+        partial_rejects.unlink()
+    summary.reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _rows(shards: list[str]) -> Iterator[dict]:
+    for shard in shards:
+        with open(shard, encoding="utf-8") as handle:
+            yield from map(json.loads, handle)
+
+
+def _count(stats: ReportStats, table: RecordTable, row: dict, findings: Findings) -> None:
+    """The report's statistics of one row (the instruction parsed again, on the driver)."""
+    if "instruction" not in row:
+        stats.add(None, None, findings)
+        return
+    instruction = Instruction.model_validate_json(row["instruction"])
+    stats.add(instruction, table.find(instruction.record_id, instruction.image), findings)
+
+
+def _duplicate(row: dict, duplicates: dict[str, str], findings: Findings) -> None:
+    """The local checker's duplicate rejection, in its place (before a leaked-image one)."""
+    first = duplicates.setdefault(row["key"], row["id"])
+    if first == row["id"]:
+        return
+    rejection = Rejection(
+        "duplicate", row["id"], f"{row['id']}: same image and conversation as {first}", first
+    )
+    place = len(findings.rejections)
+    if place and findings.rejections[-1].code == "leaked_image":
+        place -= 1
+    findings.rejections.insert(place, rejection)
