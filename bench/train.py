@@ -223,7 +223,22 @@ def supervised_loss(model, batch: dict):
     )
 
 
-def run_row(row: Row, model, batches, steps: int, warmup: int, ours: bool, args, env) -> Row:
+@dataclass
+class Env:
+    device: object
+    dtype: object
+    cuda: bool
+    shape: Shape
+    peak_flops: float | None
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+
+def run_row(row: Row, model, batches, steps: int, warmup: int, ours: bool, env: Env) -> Row:
     import torch
 
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -267,21 +282,6 @@ def run_row(row: Row, model, batches, steps: int, warmup: int, ours: bool, args,
         row.peak_gib = torch.cuda.max_memory_allocated() / 2**30
     del optimizer
     return row
-
-
-@dataclass
-class Env:
-    device: object
-    dtype: object
-    cuda: bool
-    shape: Shape
-    peak_flops: float | None
-
-    def sync(self) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             batches = [padded_batch(samples, b, device) for b in indexes]
             row = Row(name, "padded", f"{args.plain_batch_size} samples", "off")
         try:
-            rows.append(run_row(row, peft_model, batches, args.steps, args.warmup, ours, args, env))
+            rows.append(run_row(row, peft_model, batches, args.steps, args.warmup, ours, env))
         except torch.OutOfMemoryError as error:
             row.error = f"OOM ({str(error).splitlines()[0][:60]})"
             rows.append(row)
