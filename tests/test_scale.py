@@ -169,8 +169,9 @@ def die_once_after_paying(index: int, marker: str) -> None:
         os._exit(1)
 
 
+@pytest.mark.parametrize("cache_per_shard", [False, True], ids=["shared-cache", "shard-caches"])
 def test_a_worker_killed_mid_run_loses_nothing_and_repeats_no_paid_call(
-    server: FakeOpenAIServer, records: Path, tmp_path: Path
+    server: FakeOpenAIServer, records: Path, tmp_path: Path, cache_per_shard: bool
 ):
     from functools import partial
 
@@ -182,10 +183,12 @@ def test_a_worker_killed_mid_run_loses_nothing_and_repeats_no_paid_call(
     summary = generate_llm_ray(
         records, tmp_path / "out.jsonl", config, shards=3,
         after_shard=partial(die_once_after_paying, marker=str(marker)),
+        cache_per_shard=cache_per_shard,
     )  # fmt: skip
     assert marker.exists()  # a worker did die, and Ray ran its task again
     assert server.calls["chat"] - before == 9 * 3  # every request paid once
     assert summary.records_complete == 9 and summary.statuses == {"ok": 9 * 3}
+    assert not (tmp_path / "cache" / "shards").exists()  # shard caches folded into the main one
     reference = generate_llm_instructions(records, tmp_path / "ref.jsonl", config)
     assert reference.calls == 0
     assert lines(tmp_path / "out.jsonl") == lines(tmp_path / "ref.jsonl")

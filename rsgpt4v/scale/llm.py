@@ -7,6 +7,8 @@ The engine's guarantees carry over:
 
 - one reply cache for every task (an absolute path, on shared storage on a cluster): a rerun
   after a lost worker or a lost driver answers finished requests from it and pays nothing twice;
+  on a cluster of several nodes, where SQLite cannot be shared, one cache per shard, seeded
+  from and folded back into that one (:mod:`rsgpt4v.scale.shard_caches`);
 - ``--budget-usd`` is one cap for the whole run: every task reserves and settles through one
   ledger actor (the engine's own :class:`~rsgpt4v.instruct.llm.engine.Budget`, so a request
   that does not fit waits for the calls in flight anywhere to settle);
@@ -33,15 +35,16 @@ from rsgpt4v.instruct.llm.command import (
     run_llm_instruct,
     summary_lines,
 )
-from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.instruct.llm.generate import (
     DEFAULT_CACHE_DIR,
     LlmSummary,
     generate_llm_instructions,
     log_path_of,
 )
+from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.scale.merge import merge_shards, sort_lines
 from rsgpt4v.scale.session import Unit, ray_session, run_units
+from rsgpt4v.scale.shard_caches import fold_shard_caches, seed_shard_caches, shard_cache
 from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
 
 #: Hash shards per CPU of the cluster: a few, so a slow shard does not hold up the end.
@@ -119,10 +122,11 @@ def _llm_unit(
 ) -> dict:
     index, count = unit["index"], unit["count"]
     out = shard_path(folder, index, "raw")
+    own = dataclasses.replace(settings, shard=(index, count))
+    if unit["cache_per_shard"]:
+        own.cache_dir = shard_cache(Path(settings.cache_dir), index, count)  # type: ignore[arg-type]
     with _budget_through(ledger):
-        summary = generate_llm_instructions(
-            records, out, dataclasses.replace(settings, shard=(index, count))
-        )
+        summary = generate_llm_instructions(records, out, own)
     instructions = sort_lines(out.read_text(encoding="utf-8").splitlines(keepends=True))
     log_lines = log_path_of(out).read_text(encoding="utf-8").splitlines(keepends=True)
     result = {
@@ -156,11 +160,14 @@ def generate_llm_ray(
     address: str | None = None,
     prepend: Path | None = None,
     after_shard: Callable[[int], None] | None = None,
+    cache_per_shard: bool | None = None,
 ) -> LlmSummary:
     """The LLM instructions of every record, generated on Ray; same output as one local run.
 
     ``prepend`` is an instructions file merged in (the rules' for ``--generator both``).
     ``after_shard(index)`` runs in the worker after a shard is written (for failure tests).
+    ``cache_per_shard`` gives each shard its own reply cache, folded into the main one at the
+    end (:mod:`rsgpt4v.scale.shard_caches`); by default only on a cluster of several nodes.
     """
     if settings.shard is not None:
         raise InputError("--shard splits the work by hand; --engine ray splits it itself")
@@ -173,6 +180,10 @@ def generate_llm_ray(
     folder = shards_folder(output)
     with ray_session(address) as ray:
         count = shards or max(1, int(ray.cluster_resources().get("CPU", 1)) * SHARDS_PER_CPU)
+        if cache_per_shard is None:
+            cache_per_shard = sum(node["Alive"] for node in ray.nodes()) > 1
+        if cache_per_shard:
+            seed_shard_caches(cache, count)
         ledger = _ledger(ray, settings)
         work = partial(
             _llm_unit,
@@ -183,10 +194,16 @@ def generate_llm_ray(
             after_shard=after_shard,
         )
         try:
-            results = run_units([{"index": i, "count": count} for i in range(count)], work)
+            units = [
+                {"index": i, "count": count, "cache_per_shard": cache_per_shard}
+                for i in range(count)
+            ]
+            results = run_units(units, work)
         finally:
             if ledger is not None:
                 ray.kill(ledger)
+            if cache_per_shard:
+                fold_shard_caches(cache)
     summary = _summary(results, output)
     inputs = [result["shard"] for result in results] + ([str(prepend)] if prepend else [])
     merge_shards(inputs, output)
