@@ -69,13 +69,16 @@ def throughput(records: Path, base_url: str, concurrency: int, folder: Path, tag
         concurrency=concurrency,
         timeout_s=30.0,
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     summary = generate_llm_instructions(records, folder / f"out-{tag}.jsonl", settings)
-    return summary, time.perf_counter() - start
+    return summary, time.perf_counter() - start, time.process_time() - cpu
 
 
-async def bare_sdk(records: Path, base_url: str, concurrency: int, requests: int) -> float:
-    """Requests per second of the SDK alone: the engine's client, a local-pass body each time."""
+async def bare_sdk(
+    records: Path, base_url: str, concurrency: int, requests: int
+) -> tuple[float, float]:
+    """Requests per second and CPU seconds per request of the SDK alone: the engine's client,
+    a local-pass body each time."""
     settings = LlmSettings(model="gpt-4o", base_url=base_url, concurrency=concurrency)
     client = make_client(settings, os.environ[KEY_ENV])
     record = next(read_jsonl(records, Record))
@@ -94,11 +97,11 @@ async def bare_sdk(records: Path, base_url: str, concurrency: int, requests: int
             await client.post("/chat/completions", body=body, cast_to=object)
 
     await asyncio.gather(*(one() for _ in range(concurrency)))  # connections up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(requests)))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     await client.close()
-    return requests / seconds
+    return requests / seconds, cpu / requests
 
 
 async def one_request_per_question(
@@ -153,17 +156,22 @@ def main() -> None:
             records = make_llm_records(folder / "data", args.records, **shape)
             warm = make_llm_records(folder / "warm", 16, seed=1, **shape)
             throughput(warm, base_url, args.concurrency, folder, "warm")  # imports, connections
-            summary, seconds = throughput(records, base_url, args.concurrency, folder, "run")
+            summary, seconds, cpu = throughput(records, base_url, args.concurrency, folder, "run")
             requests = summary.calls
             ideal = args.concurrency / args.latency
             rate = requests / seconds
-            sdk = asyncio.run(bare_sdk(records, base_url, args.concurrency, requests))
+            sdk, sdk_cpu = asyncio.run(bare_sdk(records, base_url, args.concurrency, requests))
             print(f"server latency {args.latency:.3f} s, concurrency {args.concurrency}")
             print(f"ideal: {ideal:.1f} req/s")
-            print(f"bare SDK (baseline): {sdk:.1f} req/s = {sdk / ideal:.3f} of ideal")
+            print(f"cpus: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
+            print(
+                f"bare SDK (baseline): {sdk:.1f} req/s = {sdk / ideal:.3f} of ideal; "
+                f"{1000 * sdk_cpu:.2f} ms CPU per request"
+            )
             print(
                 f"engine: {requests} requests in {seconds:.2f} s = {rate:.1f} req/s = "
-                f"{rate / ideal:.3f} of ideal (target >= 0.90), {rate / sdk:.3f} of the bare SDK"
+                f"{rate / ideal:.3f} of ideal (target >= 0.90), {rate / sdk:.3f} of the bare SDK; "
+                f"{1000 * cpu / requests:.2f} ms CPU per request in the event-loop process"
             )
             hierarchical = summary.prompt_tokens + summary.completion_tokens
             per_pair = hierarchical / summary.qa_pairs

@@ -188,3 +188,22 @@ def test_quota_exhaustion_stops_the_run_with_a_clear_message(
     assert summary.fatal and "insufficient_quota" in summary.stopped
     assert summary.statuses["ok"] == 4 and summary.records_complete < RECORDS
     assert server.calls["quota"] <= 2 * config.concurrency  # in-flight calls only, then stop
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_images_prepared_inline_or_in_worker_processes_give_the_same_file(
+    server: FakeOpenAIServer, tmp_path: Path, workers: int
+) -> None:
+    records = make_llm_records(tmp_path / "data", 3)
+    (tmp_path / "data" / "images" / "scene0001.png").unlink()
+    out = tmp_path / f"out{workers}.jsonl"
+    config = settings(server, records, tmp_path / f"cache{workers}", prepare_workers=workers)
+    summary = generate_llm_instructions(records, out, config)
+    failed = [r for r in log_rows(summary) if r["status"] == "failed"]
+    assert [r["record_id"] for r in failed] == ["scene0001"]
+    assert "scene0001.png: cannot read image" in failed[0]["reason"]
+    assert summary.records_complete == 2
+    if workers:
+        inline = tmp_path / "out0.jsonl"
+        generate_llm_instructions(records, inline, settings(server, records, tmp_path / "c0"))
+        assert out.read_bytes() == inline.read_bytes()

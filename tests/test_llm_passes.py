@@ -216,3 +216,23 @@ def test_the_redactor_removes_the_key_and_masked_pieces_of_it() -> None:
     assert key not in redact(f"Incorrect API key provided: {key}.")
     assert "ABCDEFGHIJKL" not in redact("Incorrect API key provided: sk-proj-ABCDEFGHIJKL***6789")
     assert redact("nothing secret") == "nothing secret"
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "reason"),
+    [
+        ({"content": '{"description": "A <ref:0> field."}'}, "ok", None),
+        ({"content": None, "refusal": "I cannot help with that."}, "refused", "cannot help"),
+        ({"content": '{"descr', "finish_reason": "length"}, "parse_error", "hit max_tokens"),
+        ({"content": '{"description": "<ref:8>"}'}, "rejected", "object id 8"),
+    ],
+)
+def test_a_stored_reply_is_judged_refused_parse_error_rejected_or_ok(
+    reply: dict, status: str, reason: str | None
+) -> None:
+    from rsgpt4v.instruct.llm.engine import Outcome, judge
+
+    outcome = judge(Outcome("global", "ok"), PASSES["global"], reply, _context(), VOCABULARY)
+    assert outcome.status == status
+    assert (outcome.reason is None) if reason is None else (reason in outcome.reason)
+    assert (outcome.reply is not None) == (status == "ok")

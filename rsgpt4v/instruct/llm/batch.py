@@ -20,9 +20,10 @@ from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import PendingRequest, Requester, reply_of, usage_of
 from rsgpt4v.instruct.llm.passes import PASSES, response_format
+from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import PriceTable
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
-from rsgpt4v.schema import Record, read_jsonl
+from rsgpt4v.schema import Record, count_lines, read_jsonl
 
 MAX_LINES = 50_000
 MAX_BYTES = 150 * 1024**2
@@ -55,6 +56,7 @@ async def _run(records_path, settings, cache, prices, key, redact, vocabulary, s
     )
 
     client = make_client(settings, key)
+    preparer = Preparer(settings, pool_size(settings, count_lines(records_path)))
     try:
         for open_batch, entries in cache.open_batches():
             summary.spent_usd += await _finish(client, cache, prices, settings, open_batch, entries)
@@ -62,7 +64,7 @@ async def _run(records_path, settings, cache, prices, key, redact, vocabulary, s
             requester = Requester(settings, cache, prices, None, redact, mode="collect")
             requester.vocabulary = vocabulary
             records = shard_records(read_jsonl(records_path, Record), settings.shard)
-            generator = RecordGenerator(settings, requester)
+            generator = RecordGenerator(settings, requester, preparer)
             await run_records(records, generator, lambda result: None, _workers(settings))
             pending = list({p.key: p for p in requester.pending}.values())
             if not pending:
@@ -83,6 +85,7 @@ async def _run(records_path, settings, cache, prices, key, redact, vocabulary, s
     except openai.APIError as error:
         raise RsgptError(redact(f"batch API error: {error}")[:500]) from None
     finally:
+        preparer.__exit__()
         await client.close()
 
 

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.errors import InputError, RsgptError
-from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import Outcome, Requester
-from rsgpt4v.instruct.llm.images import RenderedImage, render_image, render_side
-from rsgpt4v.instruct.llm.passes import PASSES, Earlier, RecordContext
+from rsgpt4v.instruct.llm.images import render_side
+from rsgpt4v.instruct.llm.passes import PASSES, Earlier
+from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import load_prices
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
 from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF, qa_pairs
-from rsgpt4v.schema import Instruction, JsonlWriter, Record, read_jsonl
+from rsgpt4v.schema import Instruction, JsonlWriter, Record, count_lines, read_jsonl
 
 DEFAULT_CACHE_DIR = ".rsgpt4v-llm-cache"
 
@@ -86,25 +86,19 @@ def shard_records(records: Iterable[Record], shard: tuple[int, int] | None) -> I
 class RecordGenerator:
     """Runs the passes of one record: image, facts, then each pass fed with the earlier ones."""
 
-    def __init__(self, settings: LlmSettings, requester: Requester) -> None:
+    def __init__(
+        self, settings: LlmSettings, requester: Requester, preparer: Preparer | None = None
+    ) -> None:
         self.settings = settings
         self.requester = requester
-
-    def _prepare(self, record: Record) -> tuple[RenderedImage | None, RecordContext]:
-        root = self.settings.image_root
-        image = None
-        if root is not None:
-            path = root / record.image.path
-            image = render_image(path, self.settings.detail, self.settings.max_side)
-        facts = object_facts(record, root if self.settings.colour_facts else None)
-        return image, RecordContext.of(record, facts)
+        self.preparer = preparer or Preparer(settings)
 
     async def generate(self, record: Record) -> RecordResult:
-        try:
-            image, context = self._prepare(record)
-        except RsgptError as error:
-            failed = Outcome(self.settings.passes[0], "failed", f"image: {error}")
+        prepared = await self.preparer(record)
+        if isinstance(prepared, str):
+            failed = Outcome(self.settings.passes[0], "failed", f"image: {prepared}")
             return RecordResult(record, [failed], [])
+        image, context = prepared.image, prepared.context
         earlier = Earlier()
         outcomes, instructions = [], []
         for name in self.settings.passes:
@@ -255,7 +249,6 @@ async def _generate(
     mode = "cache_only" if settings.batch else "call"
     requester = Requester(settings, cache, prices, client, redact, mode)
     requester.vocabulary = vocabulary
-    generator = RecordGenerator(settings, requester)
 
     def on_result(result: RecordResult) -> None:
         summary.records += 1
@@ -276,8 +269,14 @@ async def _generate(
         summary.qa_pairs += qa_pairs(result.instructions)
 
     records = shard_records(read_jsonl(records_path, Record), settings.shard)
+    workers = pool_size(settings, count_lines(records_path))
     try:
-        with JsonlWriter(output) as writer, JsonlWriter(summary.log) as log:
+        with (
+            Preparer(settings, workers) as preparer,
+            JsonlWriter(output) as writer,
+            JsonlWriter(summary.log) as log,
+        ):
+            generator = RecordGenerator(settings, requester, preparer)
             if prepend is not None:
                 with prepend.open(encoding="utf-8") as handle:
                     writer.write_lines(list(handle))

@@ -39,6 +39,7 @@ class LlmSettings:
     batch: bool = False
     poll_interval_s: float = 30.0
     colour_facts: bool = False  # read each object's palette colour for the table (~5 ms each)
+    prepare_workers: int | None = None  # image-rendering processes; None: by the run's size
 
 
 def read_api_key(settings: LlmSettings) -> str:
