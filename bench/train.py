@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cuda = torch.cuda.is_available()
     if not cuda and not args.tiny:
-        print("bench/train.py: no CUDA GPU here (torch.cuda.is_available() is False); skipping. ")
+        print("bench/train.py: no CUDA GPU here (torch.cuda.is_available() is False); skipping.")
         print("Run with --tiny to exercise the same code path on a tiny model on CPU.")
         return 0
     shape = TINY if args.tiny else LLAVA_7B
