@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import BaseModel
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct.attributes import cache_object_facts
@@ -21,10 +21,20 @@ from rsgpt4v.instruct.rules import (
     rule_drafts,
     rule_instructions,
 )
+from rsgpt4v.instruct.vocabulary import dataset_vocabulary
 from rsgpt4v.schema import JsonlWriter, Record, count_lines, read_jsonl
 
-__all__ = ["RULE_TASKS", "InstructionSummary", "generate_instructions", "parse_tasks"]
+__all__ = [
+    "RULE_TASKS",
+    "InstructionSummary",
+    "dataset_vocabulary",
+    "generate_instructions",
+    "parse_tasks",
+]
 
+# Allocations of container objects (net of those freed) between garbage collections while
+# instructions are generated: see _few_collections.
+GC_ALLOCATIONS = 50_000
 # Records whose object facts are computed in one vectorised pass: enough to spread numpy's cost
 # per call thin, few enough that the records held meanwhile add little garbage-collector work.
 FACTS_BATCH = 64
@@ -51,35 +61,6 @@ def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
             f"unknown task {unknown[0] if unknown else ''!r}; known: {', '.join(RULE_TASKS)}"
         )
     return names
-
-
-class _ObjectClass(BaseModel):
-    category: str
-
-
-class _RecordClasses(BaseModel):
-    """Only what the vocabulary pass needs from a record: skips building whole records."""
-
-    dataset: str
-    objects: list[_ObjectClass] = []
-
-
-def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
-    """Class strings per dataset: the registered converter's list plus every class seen.
-
-    A cheap first pass over the records, so negative and multiple-choice questions can name
-    classes that are absent from an image but belong to its dataset.
-    """
-    from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
-
-    seen: dict[str, set[str]] = {}
-    for record in read_jsonl(records_path, _RecordClasses):
-        seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
-    vocabulary = {}
-    for dataset, categories in seen.items():
-        known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
-        vocabulary[dataset] = tuple(sorted(set(known) | categories))
-    return vocabulary
 
 
 def generate_instructions(
@@ -112,7 +93,7 @@ def generate_instructions(
     records: Iterable[Record] = read_jsonl(records_path, Record)
     if progress is not None:
         records = progress(records, count_lines(records_path))
-    with JsonlWriter(output) as writer:
+    with JsonlWriter(output) as writer, _few_collections():
         uses_facts = bool(FACT_TASKS.intersection(task_names))
         for batch in _batches(records, FACTS_BATCH if uses_facts else 1):
             if uses_facts:
@@ -141,3 +122,20 @@ def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
     iterator = iter(records)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+@contextmanager
+def _few_collections() -> Iterator[None]:
+    """Run with the cyclic garbage collector's first threshold raised to GC_ALLOCATIONS.
+
+    The stage allocates some hundred containers per record, and at Python's threshold (700)
+    the collector runs every few records, each time walking the batch of records held for their
+    facts: ~7% of the run. Records, drafts and facts form no cycles, so reference counting frees
+    them and memory stays flat; collections still happen if something does make cycles.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], GC_ALLOCATIONS), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)

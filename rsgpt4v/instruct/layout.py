@@ -34,6 +34,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -75,9 +76,12 @@ class ClassArrangement:
         return len(self.ids)
 
 
-@dataclass(frozen=True)
-class PairRelation:
-    """Where object ``a`` is relative to object ``b``."""
+class PairRelation(NamedTuple):
+    """Where object ``a`` is relative to object ``b``.
+
+    A named tuple rather than a frozen dataclass: the relations rule makes one per pair it
+    tries, and a frozen dataclass sets each field through ``object.__setattr__``.
+    """
 
     a: int
     b: int
@@ -206,12 +210,12 @@ def relation(a: ObjectFacts, b: ObjectFacts, gsd: float | None = None) -> PairRe
     margin_y = SIDE_MARGIN_FACTOR * (a.bbox[3] + b.bbox[3]) / 2.0
     distance = math.hypot(dx, dy)
     return PairRelation(
-        a=a.id,
-        b=b.id,
-        horizontal=_side(dx, margin_x, "left", "right"),
-        vertical=_side(dy, margin_y, "above", "below"),
-        distance_px=distance,
-        distance_m=distance * gsd if gsd is not None else None,
+        a.id,
+        b.id,
+        _side(dx, margin_x, "left", "right"),
+        _side(dy, margin_y, "above", "below"),
+        distance,
+        distance * gsd if gsd is not None else None,
     )
 
 

@@ -74,12 +74,19 @@ class RecordLines:
             f'{{"role":"user","content":"<image>\\n{encode_basestring(question)[1:]}}},'
             f'{{"role":"assistant","content":{encode_basestring(answer)}}}'
         )
-        for question, answer in turns[1:]:
-            messages += (
-                f',{{"role":"user","content":{encode_basestring(question)}}},'
-                f'{{"role":"assistant","content":{encode_basestring(answer)}}}'
-            )
-        regions = self._regions_of(draft.objects) if draft.objects else ""
+        if len(turns) > 1:
+            for question, answer in turns[1:]:
+                messages += (
+                    f',{{"role":"user","content":{encode_basestring(question)}}},'
+                    f'{{"role":"assistant","content":{encode_basestring(answer)}}}'
+                )
+        objects = draft.objects
+        if not objects:
+            regions = ""
+        elif len(objects) == 1 and id(objects[0]) in self._regions:  # encoded already
+            regions = self._regions[id(objects[0])]
+        else:
+            regions = self._regions_of(objects)
         return (
             f'{self._id_start}{task}-{draft.index}"{self._record_fields}{head}{messages}],'
             f'"regions":{{{regions}}}}}\n'

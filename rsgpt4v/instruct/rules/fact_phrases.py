@@ -108,10 +108,12 @@ def draft_from_text(
     task: str, index: int, template: str, turns: list[tuple[str, str]], record: Record
 ) -> Draft:
     """A draft whose regions are exactly the objects its turns refer to, in the record's order."""
-    ids = {int(n) for question, answer in turns for n in REF.findall(question + answer)}
+    text = "\n".join(question + answer for question, answer in turns)  # as each turn alone
     positions = _positions_by_id(record)
-    found = sorted(position for i in ids for position in positions.get(i, ()))
-    return Draft(task, index, template, turns, [record.objects[p] for p in found])
+    ids = {int(n) for n in REF.findall(text)}
+    found = sorted(p for i in ids for p in positions.get(i, ()))
+    objects = record.objects
+    return Draft(task, index, template, turns, [objects[p] for p in found])
 
 
 _positions: tuple[Record, dict[int, list[int]]] | None = None

@@ -38,6 +38,22 @@ class TaskRandom:
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
         return z ^ (z >> 31)
 
+    def draws(self, count: int) -> list[int]:
+        """The next ``count`` 64-bit draws: ``[self.next64() for _ in range(count)]``, faster.
+
+        SplitMix64's k-th state is the start plus k times the increment, so the draws of a
+        shuffle or sample are mixed in one loop, without a method call each.
+        """
+        start = self._state
+        self._state = (start + count * _GOLDEN) & _MASK
+        mixed = []
+        for step in range(1, count + 1):
+            z = (start + step * _GOLDEN) & _MASK
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+            mixed.append(z ^ (z >> 31))
+        return mixed
+
     def random(self) -> float:
         """A float in [0, 1)."""
         return (self.next64() >> 11) * (1.0 / (1 << 53))
@@ -53,8 +69,9 @@ class TaskRandom:
 
     def shuffle(self, items: MutableSequence) -> None:
         """Fisher-Yates, in place."""
-        for i in range(len(items) - 1, 0, -1):
-            j = self.next64() % (i + 1)
+        n = len(items)
+        for i, draw in zip(range(n - 1, 0, -1), self.draws(max(n - 1, 0)), strict=True):
+            j = draw % (i + 1)
             items[i], items[j] = items[j], items[i]
 
     def sample(self, population: Sequence[T], k: int) -> list[T]:
@@ -63,7 +80,7 @@ class TaskRandom:
         if not 0 <= k <= len(pool):
             raise ValueError(f"sample of {k} from a population of {len(pool)}")
         n = len(pool)
-        for i in range(k):
-            j = i + self.next64() % (n - i)
+        for i, draw in enumerate(self.draws(k)):
+            j = i + draw % (n - i)
             pool[i], pool[j] = pool[j], pool[i]
         return pool[:k]

@@ -1,0 +1,75 @@
+"""The class vocabulary of each dataset: a cheap first pass over the records file.
+
+Negative and multiple-choice questions name classes absent from an image but belonging to its
+dataset, so every class of the input must be known before the first record is phrased. Parsing
+each line for it (even into a two-field model) costs as much as a fifth of the whole stage; yet
+after the first few lines of a dataset almost every line only repeats classes already seen.
+
+So each line is first scanned as text: outside JSON strings a quote is never escaped, so every
+``"category"`` key of the line appears literally, and when each one is followed by a plain string
+value (``"category":"plane"``, no escapes, no spaces) the values found are every object's class
+(plus, possibly, a ``category`` key in some nested field, which can only add names). When the
+line's dataset is known and all those names are already among its classes, the line adds nothing
+and is skipped. Any other line (a new dataset or class, escapes, spaces, a nested ``dataset``
+key) is parsed as before, so the result is exactly that of parsing every line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from rsgpt4v.schema import _existing_file, _line_error
+
+_CATEGORY = re.compile(r'"category":"([^"\\]*)"')
+_DATASET = re.compile(r'"dataset":"([^"\\]*)"')
+
+
+class _ObjectClass(BaseModel):
+    category: str
+
+
+class _RecordClasses(BaseModel):
+    """Only what the vocabulary pass needs from a record: skips building whole records."""
+
+    dataset: str
+    objects: list[_ObjectClass] = []
+
+
+def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
+    """Class strings per dataset: the registered converter's list plus every class seen."""
+    from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
+
+    vocabulary = {}
+    for dataset, categories in _seen_classes(_existing_file(records_path)).items():
+        known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
+        vocabulary[dataset] = tuple(sorted(set(known) | categories))
+    return vocabulary
+
+
+def _seen_classes(path: Path) -> dict[str, set[str]]:
+    """Every class string of each dataset's objects, datasets in order of first appearance."""
+    seen: dict[str, set[str]] = {}
+    with path.open(encoding="utf-8") as handle:  # lines as read_jsonl splits them
+        for number, line in enumerate(handle, start=1):
+            if _adds_nothing(line, seen) or not line.strip():
+                continue
+            try:
+                record = _RecordClasses.model_validate_json(line)
+            except ValidationError as error:
+                raise _line_error(error, _RecordClasses, path, number, line) from None
+            seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
+    return seen
+
+
+def _adds_nothing(line: str, seen: dict[str, set[str]]) -> bool:
+    """True when the text alone shows that the line holds no dataset or class not yet seen."""
+    if line.count('"dataset"') != 1 or (dataset := _DATASET.search(line)) is None:
+        return False
+    classes = seen.get(dataset[1])
+    if classes is None:
+        return False
+    names = _CATEGORY.findall(line)
+    return len(names) == line.count('"category"') and classes.issuperset(names)
