@@ -138,6 +138,8 @@ def require_cuda_for_qlora(config: FinetuneConfig) -> None:
 
 def add_adapters(model: Any, config: FinetuneConfig) -> Any:
     """Freeze the base and attach the configured adapters; returns the model to train."""
+    import torch
+
     targets = lora_targets(model, config)
     if config.method == "moe_lora":
         model = _add_moe_lora(model, config, targets)
@@ -161,6 +163,11 @@ def add_adapters(model: Any, config: FinetuneConfig) -> Any:
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, lora)
+    # Trainable weights in float32 (a fully trained projector of a bf16 base included): the
+    # optimizer's updates are too small for bf16; autocast still runs the matmuls in bf16.
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype in (torch.bfloat16, torch.float16):
+            parameter.data = parameter.data.float()
     counts = adapter_counts(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("adapters per component %s; %d trainable parameters", counts, trainable)

@@ -201,6 +201,64 @@ class FinetuneResult:
     resumed_from: dict[str, str] = field(default_factory=dict)
 
 
+# Settings that change what a run computes; a resumed run must agree on all of them.
+_RUN_DEFINING = (
+    "model",
+    "family",
+    "method",
+    "box_style",
+    "square_pad",
+    "chat_template",
+    "max_pixels",
+    "seed",
+    "lora",
+    "moe",
+    "quant",
+    "components",
+    "augment",
+)
+_TRAIN_DEFINING = (
+    "learning_rate",
+    "projector_lr",
+    "batch_size",
+    "grad_accumulation",
+    "max_tokens_per_batch",
+    "max_length",
+    "packing",
+    "warmup",
+    "weight_decay",
+    "lr_scheduler",
+    "eval_fraction",
+)
+
+
+def _fingerprint(config: FinetuneConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    train = data["train"]
+    stages = [stage.model_dump(mode="json") for stage in config.curriculum()]
+    return {
+        **{key: data[key] for key in _RUN_DEFINING},
+        "train": {key: train[key] for key in _TRAIN_DEFINING},
+        "stages": stages,
+    }
+
+
+def _check_same_run(config: FinetuneConfig, out: Path) -> None:
+    """Refuse to resume a run folder that was trained with different settings."""
+    from rsgpt4v.finetune.config import read_run_config
+
+    started = (out / "stages").is_dir() and any((out / "stages").iterdir())
+    if not started or not (out / "finetune.yaml").is_file():
+        return
+    old, new = _fingerprint(read_run_config(out)), _fingerprint(config)
+    changed = [key for key in new if old.get(key) != new[key]]
+    if changed:
+        raise RsgptError(
+            f"{out} holds a run trained with other settings ({', '.join(changed)} differ); "
+            "resuming would mix them. Use another output_dir, or resume=false to start over"
+        )
+
+
 def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     """Train every stage in order; the adapter ends in ``output_dir/adapter``."""
     if not Path(config.model).is_dir():
@@ -211,6 +269,8 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(config.resume, Path) and not config.resume.is_dir():
         raise RsgptError(f"resume checkpoint not found: {config.resume}")
+    if config.resume is not False:
+        _check_same_run(config, out)
     dump_config(config, out / "finetune.yaml")
     _seed_everything(config.seed)
     encoder = ChatEncoder(

@@ -192,6 +192,26 @@ def test_llava_export_is_read_as_written_and_split_held_out(demo):
     assert all(s.image is not None and s.image.is_file() for s in train)
 
 
+def test_sharegpt_export_is_read_with_its_system_turn(demo, tmp_path):
+    from rsgpt4v.export import export_instructions
+
+    out = tmp_path / "sharegpt" / "train.json"
+    out.parent.mkdir()
+    summary = export_instructions(
+        demo / "instructions.jsonl",
+        out,
+        fmt="sharegpt",
+        boxes="qwen2vl",
+        image_root=demo / "sample",
+    )
+    config = load_config(None, ["model=m", f"data={out}"])
+    samples = read_source(config.data[0], "llava", False)
+    assert len(samples) == summary.written
+    assert all(s.image.is_file() and s.turns[-1].role == "assistant" for s in samples)
+    assert any("<|box_start|>" in t.content for s in samples for t in s.turns)
+    assert not any("<image>" in t.content for s in samples for t in s.turns)
+
+
 def test_missing_image_names_image_root(demo):
     config = load_config(None, ["model=m", f"data={demo / 'instructions.jsonl'}"])
     with pytest.raises(InputError, match="image_root"):

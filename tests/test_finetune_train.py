@@ -180,6 +180,9 @@ def test_two_stage_curriculum_continues_and_skips_finished_stages(llava_dir, dem
     assert again.history == {}
     reloaded = load_file(str(again.adapter / "adapter_model.safetensors"))
     assert all(torch.equal(reloaded[k], last[k]) for k in last)
+    changed = _config(llava_dir, demo, tmp_path / "run", stages, "train.learning_rate=1e-3")
+    with pytest.raises(RsgptError, match="other settings"):
+        run_finetune(changed)
 
 
 def test_dora_trains_and_merges(llava_dir, demo, tmp_path):
