@@ -176,6 +176,41 @@ def test_instructions_render_boxes_in_each_family_style(demo, llava_dir, qwen_di
     assert llava_set.lengths[0] == len(llava_set[0]["input_ids"])
 
 
+def test_qwen25vl_boxes_are_pixels_of_the_resized_image(demo, qwen_dir):
+    from rsgpt4v.boxfmt import parse_boxes
+
+    source = load_config(
+        None,
+        [
+            "model=m",
+            f"data={demo / 'instructions.jsonl'}",
+            f"data.0.image_root={demo / 'sample'}",
+            "data.0.tasks=[grounding]",
+        ],
+    ).data[0]
+    sample = read_source(source, "qwen25vl", square_pad=False)[0]
+    encoder = ChatEncoder(qwen_dir, "qwen2vl")
+    dataset = SampleDataset([sample], encoder, "qwen25vl")
+    text = encoder.tokenizer.decode(dataset[0]["input_ids"])
+    width, height = sample.instruction.image_size
+    shown_w, shown_h = encoder.shown_size(width, height)
+    assert (shown_w, shown_h) != (width, height)  # the tiny processor resizes to 1024 pixels
+    parsed = parse_boxes("qwen25vl", text, shown_w, shown_h)
+    expected = [
+        (
+            x * shown_w / width,
+            y * shown_h / height,
+            (x + w) * shown_w / width,
+            (y + h) * shown_h / height,
+        )
+        for x, y, w, h in sample.regions.values()
+    ]
+    assert len(parsed) == len(expected)
+    for box, want in zip(parsed, expected, strict=True):
+        got = (box.x1, box.y1, box.x2, box.y2)
+        assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 0.5
+
+
 def test_llava_export_is_read_as_written_and_split_held_out(demo):
     exported = json.loads((demo / "llava.json").read_text())
     config = load_config(
