@@ -203,6 +203,30 @@ def test_packed_training_runs_and_refuses_qwen(llava_dir, qwen_dir, demo, tmp_pa
         _config(qwen_dir, demo, tmp_path, "family=qwen2vl", "train.packing=true")
 
 
+def test_another_family_needs_only_a_config(llava_dir, demo, tmp_path):
+    from rsgpt4v.finetune.templates import LLAVA_TEMPLATE
+
+    template = tmp_path / "template.jinja"
+    template.write_text(LLAVA_TEMPLATE)
+    result = run_finetune(
+        _config(
+            llava_dir,
+            demo,
+            tmp_path / "run",
+            "family=other",
+            "box_style=pixel",
+            f"chat_template={template}",
+            "components.language=model.language_model",
+            "components.vision=model.vision_tower",
+            "components.projector=model.multi_modal_projector",
+            "max_steps=2",
+        )
+    )
+    assert result.encoder.mode == "processor"
+    adapter = load_file(str(result.adapter / "adapter_model.safetensors"))
+    assert all(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+
+
 def test_qwen2vl_trains_without_a_processor(qwen_dir, demo, tmp_path):
     config = _config(
         qwen_dir, demo, tmp_path / "run", "family=qwen2vl", "lora.projector=full", *LEARNABLE
