@@ -196,7 +196,7 @@ class FinetuneConfig(_Section):
     resume: bool | Path = Field(
         True,
         description="true: continue from the newest checkpoint under output_dir; a path: that "
-        "checkpoint; false: start over.",
+        "checkpoint; false: start over (the previous run's stages/ and adapter/ are removed).",
     )
     seed: int = Field(0, description="Seed of weights init, data order, split and augmentation.")
     data: list[DataSource] = Field(

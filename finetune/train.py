@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,11 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
         raise RsgptError(f"resume checkpoint not found: {config.resume}")
     if config.resume is not False:
         _check_same_run(config, out)
+    else:
+        for owned in (out / "stages", out / ADAPTER_DIR):
+            if owned.is_dir():
+                log.warning("resume=false: removing %s of the previous run", owned)
+                shutil.rmtree(owned)
     dump_config(config, out / "finetune.yaml")
     _seed_everything(config.seed)
     encoder = ChatEncoder(

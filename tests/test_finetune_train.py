@@ -183,6 +183,8 @@ def test_two_stage_curriculum_continues_and_skips_finished_stages(llava_dir, dem
     changed = _config(llava_dir, demo, tmp_path / "run", stages, "train.learning_rate=1e-3")
     with pytest.raises(RsgptError, match="other settings"):
         run_finetune(changed)
+    changed.resume = False  # start over: both stages train again
+    assert list(run_finetune(changed).history) == ["captions", "reasoning"]
 
 
 def test_dora_trains_and_merges(llava_dir, demo, tmp_path):
