@@ -23,7 +23,7 @@ from rsgpt4v.instruct.llm.passes import PASSES, response_format
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import PriceTable
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
-from rsgpt4v.schema import Record, count_lines, read_jsonl
+from rsgpt4v.schema import Record, read_jsonl
 
 MAX_LINES = 50_000
 MAX_BYTES = 150 * 1024**2
@@ -56,7 +56,7 @@ async def _run(records_path, settings, cache, prices, key, redact, vocabulary, s
     )
 
     client = make_client(settings, key)
-    preparer = Preparer(settings, pool_size(settings, count_lines(records_path)))
+    preparer = Preparer(settings, pool_size(settings, records_path))
     try:
         for open_batch, entries in cache.open_batches():
             summary.spent_usd += await _finish(client, cache, prices, settings, open_batch, entries)

@@ -26,7 +26,7 @@ from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import load_prices
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
 from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF, qa_pairs
-from rsgpt4v.schema import Instruction, JsonlWriter, Record, count_lines, read_jsonl
+from rsgpt4v.schema import Instruction, JsonlWriter, Record, read_jsonl
 
 DEFAULT_CACHE_DIR = ".rsgpt4v-llm-cache"
 
@@ -269,7 +269,7 @@ async def _generate(
         summary.qa_pairs += qa_pairs(result.instructions)
 
     records = shard_records(read_jsonl(records_path, Record), settings.shard)
-    workers = pool_size(settings, count_lines(records_path))
+    workers = pool_size(settings, records_path)
     try:
         with (
             Preparer(settings, workers) as preparer,

@@ -1,8 +1,9 @@
 """What a record's requests need before the first call: its rendered image and object facts.
 
 Decoding and shrinking an image is the costliest step of a request (a 1024-px PNG takes tens of
-milliseconds; the request itself takes one or two of client CPU), so on big runs it is done in
-worker processes while the event loop only sends and receives. Workers are started with
+milliseconds; the request itself takes two or three of client CPU), so on big runs of big images
+it is done in worker processes while the event loop only sends and receives; small images are
+cheaper to prepare inline than to ship between processes. Workers are started with
 ``spawn`` (never ``fork``: the parent runs threads and an event loop). A failure is returned as
 its message, since not every project exception survives pickling.
 """
@@ -21,9 +22,10 @@ from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.images import RenderedImage, render_image
 from rsgpt4v.instruct.llm.passes import RecordContext
 from rsgpt4v.instruct.llm.settings import LlmSettings
-from rsgpt4v.schema import Record
+from rsgpt4v.schema import Record, count_lines, read_jsonl
 
 POOL_FROM_RECORDS = 64  # smaller runs prepare inline: starting workers would cost more
+POOL_FROM_PIXELS = 512 * 512  # smaller images decode in about a millisecond: inline is cheaper
 MAX_WORKERS = 4
 
 
@@ -54,12 +56,16 @@ def prepare_record(record: Record, options: PrepareOptions) -> Prepared | str:
     return Prepared(image, RecordContext.of(record, facts))
 
 
-def pool_size(settings: LlmSettings, records: int | None) -> int:
-    """Worker processes: ``prepare_workers`` when set, else none for small runs and up to
-    ``MAX_WORKERS`` (one CPU left to the event loop) for big ones."""
+def pool_size(settings: LlmSettings, records_path: str | Path) -> int:
+    """Worker processes: ``prepare_workers`` when set; else none for runs under
+    ``POOL_FROM_RECORDS`` records or with images under ``POOL_FROM_PIXELS`` (judged by the first
+    record), and up to ``MAX_WORKERS`` (one CPU left to the event loop) otherwise."""
     if settings.prepare_workers is not None:
         return max(settings.prepare_workers, 0)
-    if records is not None and records < POOL_FROM_RECORDS:
+    if count_lines(records_path) < POOL_FROM_RECORDS:
+        return 0
+    first = next(read_jsonl(records_path, Record), None)
+    if first is None or first.image.width * first.image.height < POOL_FROM_PIXELS:
         return 0
     return max(min(MAX_WORKERS, (os.cpu_count() or 1) - 1), 0)
 
