@@ -16,7 +16,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib.resources import files
 from typing import Any
 
@@ -145,9 +145,14 @@ class RecordContext:
         counts = Counter(o.category for o in record.objects)
         return cls(record, facts, labels_are_complete(record), counts)
 
-    @property
+    @cached_property
     def ids(self) -> set[int]:
         return {o.id for o in self.record.objects}
+
+    @cached_property
+    def rows(self) -> list[str]:
+        """The object table of the prompts (computed once for the record's passes)."""
+        return [table_row(f) for f in self.facts[:MAX_TABLE_OBJECTS]]
 
 
 def table_row(facts: ObjectFacts) -> str:
@@ -178,7 +183,7 @@ def user_text(spec: PassSpec, context: RecordContext, earlier: Earlier, **extra:
         "dataset": record.dataset,
         "counts": counts,
         "complete": context.complete,
-        "rows": [table_row(f) for f in context.facts[:MAX_TABLE_OBJECTS]],
+        "rows": context.rows,
         "omitted": max(len(context.facts) - MAX_TABLE_OBJECTS, 0),
         "local_json": earlier.local.model_dump_json() if earlier.local else "{}",
         "description": earlier.description,
