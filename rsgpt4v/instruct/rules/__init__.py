@@ -60,8 +60,9 @@ def rule_drafts(
     and the task, so its phrasings do not depend on which other tasks or records run.
     """
     context = context or RuleContext()
+    stream = TaskRandom.streams(f"{seed}|{record.id}|")  # stream(task) = TaskRandom("…|task")
     for task in tasks:
-        yield from RULE_TASKS[task](record, TaskRandom(f"{seed}|{record.id}|{task}"), context)
+        yield from RULE_TASKS[task](record, stream(task), context)
 
 
 def rule_instructions(

@@ -41,13 +41,14 @@ def approx(value: float, steps: Iterable[tuple[float, float]] = METRE_STEPS) -> 
     """``value`` rounded to the step of its magnitude, with thousands separators: ``1,250``."""
     for bound, step in steps:
         if value < bound:
-            return f"{round(value / step) * step:,.{_decimals(step)}f}"
+            return format(round(value / step) * step, _number_format(step))
     raise ValueError(f"no rounding step for {value}")
 
 
 @cache
-def _decimals(step: float) -> int:
-    return max(0, -math.floor(math.log10(step)))
+def _number_format(step: float) -> str:
+    """The format of a number rounded to ``step``: thousands separators, the step's decimals."""
+    return f",.{max(0, -math.floor(math.log10(step)))}f"
 
 
 def ref(fact: ObjectFacts) -> str:
@@ -108,28 +109,39 @@ def draft_from_text(
     task: str, index: int, template: str, turns: list[tuple[str, str]], record: Record
 ) -> Draft:
     """A draft whose regions are exactly the objects its turns refer to, in the record's order."""
-    text = "\n".join(question + answer for question, answer in turns)  # as each turn alone
-    positions = _positions_by_id(record)
-    ids = {int(n) for n in REF.findall(text)}
-    found = sorted(p for i in ids for p in positions.get(i, ()))
+    if len(turns) == 1:
+        text = turns[0][0] + turns[0][1]
+    else:
+        text = "\n".join(question + answer for question, answer in turns)  # as each turn alone
+    refs = set(REF.findall(text))
+    positions = _positions_by_ref(record)
+    try:  # refs as ref() writes them, each of an object: the digits are the dictionary's keys
+        found = [p for digits in refs for p in positions[digits]]
+    except KeyError:  # a ref written otherwise (leading zeros) or of no object: compare numbers
+        found = [p for i in {int(digits) for digits in refs} for p in positions.get(str(i), ())]
+    found.sort()
     objects = record.objects
     return Draft(task, index, template, turns, [objects[p] for p in found])
 
 
-_positions: tuple[Record, dict[int, list[int]]] | None = None
+_positions: tuple[Record, dict[str, list[int]]] | None = None
 
 
-def _positions_by_id(record: Record) -> dict[int, list[int]]:
-    """Where each object id sits in the record's objects (kept for the last record asked)."""
+def _positions_by_ref(record: Record) -> dict[str, list[int]]:
+    """Where each object id (as ``<ref:N>`` writes it) sits in the record's objects.
+
+    Kept for the last record asked: its rules ask one after another.
+    """
     global _positions
     if _positions is None or _positions[0] is not record:
-        positions: dict[int, list[int]] = {}
+        positions: dict[str, list[int]] = {}
         for position, obj in enumerate(record.objects):
-            positions.setdefault(obj.id, []).append(position)
+            positions.setdefault(str(obj.id), []).append(position)
         _positions = (record, positions)
     return _positions[1]
 
 
 def fill(template: str, values: Mapping[str, object]) -> str:
-    """A template filled and capitalised as a sentence."""
-    return sentence(template.format_map(values))
+    """A template filled and capitalised as a sentence (:func:`sentence`, written out)."""
+    text = template.format_map(values)
+    return text[:1].upper() + text[1:]
