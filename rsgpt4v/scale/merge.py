@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from rsgpt4v.errors import InputError
 from rsgpt4v.schema import JsonlWriter
 
 ID_FIELDS = ("id", "tile")
+_LEADING_ID = re.compile(r'\{"(?:id|tile)": ?("(?:[^"\\]|\\.)*")')
 
 
 class _OutOfOrder(Exception):
@@ -25,7 +27,13 @@ class _OutOfOrder(Exception):
 
 
 def line_key(line: str, path: Path | str = "", number: int | None = None) -> tuple[str, str]:
-    """(id, text) of a JSONL line: its sort key."""
+    """(id, text) of a JSONL line: its sort key.
+
+    Lines written by rsgpt4v start with their id (``{"id":"…",``), read without parsing the
+    whole line; any other line is parsed.
+    """
+    if found := _LEADING_ID.match(line):
+        return json.loads(found[1]), line
     try:
         item = json.loads(line)
     except json.JSONDecodeError as error:
