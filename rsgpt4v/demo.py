@@ -89,3 +89,17 @@ def print_demo_summary(result: DemoResult) -> None:
     print(f"instructions:   {instructions.output}")
     print(f"report:         {validation.report}")
     print(f"LLaVA JSON:     {result.export.output}")
+    print()
+    print("Switch the LLM on (any OpenAI-compatible server; --dry-run shows a prompt and the cost")
+    print("estimate without calling anything, drop it to run; OpenAI reads OPENAI_API_KEY):")
+    print(f"  {llm_command(result)}")
+
+
+def llm_command(result: DemoResult) -> str:
+    """The instruct command that adds the LLM passes to this demo's records."""
+    records = result.conversion.output
+    return (
+        f"rsgpt4v instruct {records} -o {records.parent / 'llm.jsonl'} --generator llm "
+        f"--model gpt-4o-mini --image-root {result.sample} --dry-run "
+        "[--base-url http://localhost:8000/v1]"
+    )
