@@ -19,6 +19,7 @@ from rsgpt4v.instruct.llm.generate import generate_llm_instructions
 from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
 from rsgpt4v.tiling import TileSettings, tile_records
+from tests.conftest import load_fixture_module
 from tests.fake_openai_server import FakeOpenAIServer
 from tests.llm_fixtures import make_llm_records
 
@@ -79,6 +80,21 @@ def test_convert_on_ray_writes_the_local_records_and_rejects(dota_root: Path, tm
         assert ray_rejects.read_text() == local_rejects.read_text()
     assert "5 records" in out
     assert not (tmp_path / "ray.jsonl.shards").exists()
+
+
+def test_convert_of_a_converter_without_parts_runs_whole_on_ray(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+):
+    from rsgpt4v.converters import get_converter
+    from rsgpt4v.problems import ProblemLog
+    from rsgpt4v.scale.convert import splitter_of
+
+    root = load_fixture_module("ucm").make_fixture(tmp_path_factory.mktemp("ucm"))
+    assert splitter_of(get_converter("ucm")(root, log=ProblemLog())) is None
+    invoke("convert", "ucm", root, "-o", tmp_path / "local.jsonl", "--skip-bad")
+    invoke("convert", "ucm", root, "-o", tmp_path / "ray.jsonl", "--skip-bad", "--engine", "ray")
+    assert lines(tmp_path / "ray.jsonl") == lines(tmp_path / "local.jsonl")
+    assert len(lines(tmp_path / "local.jsonl")) > 3
 
 
 def test_tile_on_ray_writes_the_local_tiles_records_and_manifest(records: Path, tmp_path: Path):
@@ -147,6 +163,25 @@ def test_llm_on_ray_writes_the_local_instructions_and_a_rerun_pays_nothing(
     again = generate_llm_ray(records, tmp_path / "again.jsonl", config, shards=2)
     assert server.calls["chat"] == before and again.calls == 0 and again.cached == 9 * 3
     assert lines(tmp_path / "again.jsonl") == lines(tmp_path / "local.jsonl")
+
+
+def test_instruct_command_runs_rules_and_llm_on_ray(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+):
+    def both(output: Path, *extra: str) -> str:
+        return invoke(
+            "instruct", records, "-o", output, "--generator", "both", "--model", "gpt-4o",
+            "--base-url", server.base_url, "--api-key-env", KEY_ENV, "--tasks", "counting",
+            "--image-root", records.parent, "--cache", tmp_path / "cache", *extra,
+        )  # fmt: skip
+
+    both(tmp_path / "local.jsonl")
+    before = server.calls["chat"]
+    out = both(tmp_path / "ray.jsonl", "--engine", "ray")
+    assert server.calls["chat"] == before  # the local run's replies, from the shared cache
+    assert lines(tmp_path / "ray.jsonl") == lines(tmp_path / "local.jsonl")
+    generators = {item["source"]["generator"] for item in lines(tmp_path / "ray.jsonl")}
+    assert generators == {"rules", "llm"} and "rules: " in out and "0 API calls" in out
 
 
 def test_the_budget_is_one_cap_for_all_workers(
