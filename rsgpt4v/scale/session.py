@@ -8,7 +8,9 @@ open in the process (a notebook, a test) is used as it is and left open.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,7 +44,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = address or "a local instance"
         raise RsgptError(f"cannot connect to Ray at {where}: {error}") from None
@@ -54,12 +61,15 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
 
 def quiet_ray_data() -> None:
-    """No progress bars on the terminal: the command prints its own summary."""
+    """Ray Data's progress bars on a terminal only (they stand in for the local engine's bar);
+    elsewhere (logs, CI) neither bars nor per-run INFO lines."""
     from ray.data import DataContext
 
     context = DataContext.get_current()
-    context.enable_progress_bars = False
+    context.enable_progress_bars = sys.stderr.isatty()
     context.print_on_execution_start = False
+    if not context.enable_progress_bars:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def run_units(
