@@ -8,6 +8,7 @@ from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 CHOICE_LETTERS = "ABCD"  # at most four options, the usual multiple-choice layout
@@ -24,7 +25,7 @@ def classification(record: Record, rng: TaskRandom, context: RuleContext) -> Ite
     pool = load_pool("classification")
     label = category_name(record.label).singular
     question = rng.choice(pool.questions)
-    answer = pool.answers["open"].format(label=label)
+    answer = fill_template(pool.answers["open"], {"label": label})
     yield Draft("classification", 0, pool.template, [(question, answer)])
     options = choice_options(label, context.classes(record), rng)
     if options is None:
@@ -34,8 +35,8 @@ def classification(record: Record, rng: TaskRandom, context: RuleContext) -> Ite
     question = rng.choice(load_questions("classification", "choice_questions"))
     turns = [
         (
-            question.format(options=listed),
-            pool.answers["choice"].format(letter=letter, label=label),
+            fill_template(question, {"options": listed}),
+            fill_template(pool.answers["choice"], {"letter": letter, "label": label}),
         )
     ]
     yield Draft("classification", 1, pool.template, turns)

@@ -37,6 +37,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 from rsgpt4v.instruct.rules.objects import MAX_GROUNDING_BOXES
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 MAX_USER_TURNS = 5
@@ -78,7 +79,7 @@ class _Chain:
     def ask(self, kind: str, answer_key: str, **values: object) -> Turn:
         question = self.rng.choice(load_questions("multi_turn", f"{kind}_questions"))
         answer = load_pool("multi_turn").answers[answer_key]
-        return question.format_map(self.words), fill(answer, {**self.words, **values})
+        return fill_template(question, self.words), fill(answer, {**self.words, **values})
 
 
 def multi_turn(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
@@ -96,7 +97,7 @@ def multi_turn(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
     many = len(members) > 1
     turns = [
         (
-            rng.choice(pool.questions).format_map(chain.words),
+            fill_template(rng.choice(pool.questions), chain.words),
             fill(pool.answers["count_many" if many else "count_one"], chain.words),
         ),
         chain.ask(

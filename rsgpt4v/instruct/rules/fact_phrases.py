@@ -20,6 +20,7 @@ from rsgpt4v.instruct.attributes import ObjectFacts
 from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.instruct.rules.common import Draft
 from rsgpt4v.instruct.rules.regions import indefinite_article
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 # (values below this bound, are rounded to this step)
@@ -98,10 +99,11 @@ def describe_object(fact: ObjectFacts, *, with_ref: bool = True) -> str:
         parts.append(words["position"][fact.position])
     text = " ".join(parts)
     if fact.length_m is not None:
-        text += ", " + words["details"]["length"].format(length=approx(fact.length_m))
+        text += ", " + fill_template(words["details"]["length"], {"length": approx(fact.length_m)})
     elif fact.box_m is not None:
         width, height = (approx(v) for v in fact.box_m)
-        text += ", " + words["details"]["extent"].format(box_width=width, box_height=height)
+        extent = {"box_width": width, "box_height": height}
+        text += ", " + fill_template(words["details"]["extent"], extent)
     return text
 
 
@@ -143,5 +145,5 @@ def _positions_by_ref(record: Record) -> dict[str, list[int]]:
 
 def fill(template: str, values: Mapping[str, object]) -> str:
     """A template filled and capitalised as a sentence (:func:`sentence`, written out)."""
-    text = template.format_map(values)
+    text = fill_template(template, values)
     return text[:1].upper() + text[1:]

@@ -21,6 +21,7 @@ from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import box_iou
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Object, Record
 
 MAX_LOCATIONS = 2  # latitude/longitude questions per image
@@ -114,8 +115,8 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
         words = _words(obj) | {"lat": format_latitude(lat), "lon": format_longitude(lon)}
         turns = [
             (
-                rng.choice(pool.questions).format_map(words),
-                pool.answers["location"].format_map(words),
+                fill_template(rng.choice(pool.questions), words),
+                fill_template(pool.answers["location"], words),
             )
         ]
         yield Draft("geographic", index, pool.template, turns, [obj])
@@ -126,7 +127,10 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
             area = object_area_px(obj) * frame.pixel_area_m2
             words = _words(obj) | {"area": f"{area:.1f}"}
             turns = [
-                (rng.choice(phrasings).format_map(words), pool.answers["area"].format_map(words))
+                (
+                    fill_template(rng.choice(phrasings), words),
+                    fill_template(pool.answers["area"], words),
+                )
             ]
             yield Draft("geographic", index, pool.template, turns, [obj])
             index += 1
@@ -135,8 +139,8 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
         for obj, other, direction in _direction_pairs(inside, frame, rng):
             words = {f"{k}_b": v for k, v in _words(other).items()} | _words(obj)
             words["direction"] = direction
-            question = rng.choice(phrasings).format_map(words)
-            turns = [(question, pool.answers["direction"].format_map(words))]
+            question = fill_template(rng.choice(phrasings), words)
+            turns = [(question, fill_template(pool.answers["direction"], words))]
             yield Draft("geographic", index, pool.template, turns, [obj, other])
             index += 1
 

@@ -24,6 +24,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import is_ambiguous
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 MAX_LOCAL_OBJECTS = 3  # objects asked about per image (sampled with the rule's rng)
@@ -67,9 +68,9 @@ def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> I
         kinds = [k for k in FACT_KINDS if k in values or (k == "extent" and "box_width" in values)]
         kind = rng.choice(["summary", *kinds])
         words = {"singular": singular(fact), "ref": ref(fact)}
-        subject = pool.answers["subject"].format_map(words)
+        subject = fill_template(pool.answers["subject"], words)
         if kind == "summary":
-            question = rng.choice(pool.questions).format_map(words)
+            question = fill_template(rng.choice(pool.questions), words)
             later = pool.answers["later_subject"]
             answer = " ".join(
                 fill(pool.answers[k], {**values, "subject": subject if i == 0 else later})
@@ -77,7 +78,7 @@ def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> I
             )
         else:
             question = rng.choice(load_questions("local_attributes", f"{kind}_questions"))
-            question = question.format_map(words)
+            question = fill_template(question, words)
             answer = fill(pool.answers[kind], {**values, "subject": subject})
         turns = [(question, answer)]
         yield draft_from_text("local_attributes", index, pool.template, turns, record)
@@ -95,7 +96,7 @@ def region_caption(record: Record, rng: TaskRandom, context: RuleContext) -> Ite
     for index, fact in enumerate(_sample(facts, MAX_REGION_CAPTIONS, rng)):
         if is_ambiguous(by_id[fact.id], record.objects):
             continue
-        question = rng.choice(pool.questions).format(ref=ref(fact))
+        question = fill_template(rng.choice(pool.questions), {"ref": ref(fact)})
         answer = fill(
             pool.answers["caption"], {"description": describe_object(fact, with_ref=False)}
         )

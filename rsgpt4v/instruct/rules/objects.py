@@ -12,6 +12,7 @@ from rsgpt4v.instruct.rules.common import (
     objects_by_category,
 )
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 MAX_GROUNDING_BOXES = 20  # a longer answer is a list, not an instruction a model learns from
@@ -23,8 +24,8 @@ def counting(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[
     for index, (category, objects) in enumerate(objects_by_category(record).items()):
         name = category_name(category)
         words = {"singular": name.singular, "plural": name.plural, "count": len(objects)}
-        question = rng.choice(pool.questions).format_map(words)
-        answer = pool.answers["one" if len(objects) == 1 else "many"].format_map(words)
+        question = fill_template(rng.choice(pool.questions), words)
+        answer = fill_template(pool.answers["one" if len(objects) == 1 else "many"], words)
         yield Draft("counting", index, pool.template, [(question, answer)])
 
 
@@ -36,9 +37,9 @@ def grounding(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator
             continue
         name = category_name(category)
         words = {"singular": name.singular, "plural": name.plural, "count": len(objects)}
-        question = rng.choice(pool.questions).format_map(words)
+        question = fill_template(rng.choice(pool.questions), words)
         form = "one" if len(objects) == 1 else "many"
-        answer = pool.answers[form].format_map({**words, "refs": join_refs(objects)})
+        answer = fill_template(pool.answers[form], {**words, "refs": join_refs(objects)})
         turns = [(question, answer)]
         yield Draft("grounding", index, pool.template, turns, objects)
 

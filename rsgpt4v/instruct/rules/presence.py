@@ -15,6 +15,7 @@ from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, objects_by_category
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 MAX_NEGATIVES = 3  # "no" questions per image, about absent classes of its dataset
@@ -45,7 +46,8 @@ def presence(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[
         name = category_name(category)
         count = len(groups.get(category, ()))
         words = {"singular": name.singular, "plural": name.plural, "count": count}
-        turns = [(rng.choice(phrasings).format_map(words), pool.answers[form].format_map(words))]
+        question = fill_template(rng.choice(phrasings), words)
+        turns = [(question, fill_template(pool.answers[form], words))]
         yield Draft("presence", index, pool.template, turns)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Object, Record
 
 MAX_REGION_QUESTIONS = 5  # per image; objects beyond it are sampled with the rule's rng
@@ -34,10 +35,9 @@ def region_identification(record: Record, rng: TaskRandom, context: RuleContext)
             continue
         name = category_name(obj.category)
         words = {"ref": f"<ref:{obj.id}>", "singular": name.singular}
-        question = rng.choice(pool.questions).format_map(words)
-        answer = pool.answers["object"].format_map(
-            {**words, "article": indefinite_article(name.singular)}
-        )
+        question = fill_template(rng.choice(pool.questions), words)
+        article = indefinite_article(name.singular)
+        answer = fill_template(pool.answers["object"], {**words, "article": article})
         turns = [(question, answer)]
         yield Draft("region_identification", obj.id, pool.template, turns, [obj])
 

@@ -32,6 +32,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 from rsgpt4v.instruct.rules.local import labelled_facts
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 MAX_RELATION_QUESTIONS = 3  # per image
@@ -100,7 +101,7 @@ def _question(kind: str, pair: _Pair, **extra: str) -> str:
     phrasings = (
         pool.questions if kind == "relation" else load_questions("relations", f"{kind}_questions")
     )
-    return pair.rng.choice(phrasings).format_map({**pair.words, **extra})
+    return fill_template(pair.rng.choice(phrasings), {**pair.words, **extra})
 
 
 def _relation(pair: _Pair) -> Turn | None:
@@ -108,7 +109,8 @@ def _relation(pair: _Pair) -> Turn | None:
     horizontal, vertical = pair.relation.horizontal, pair.relation.vertical
     answers = load_pool("relations").answers
     if horizontal and vertical:
-        side = answers["both_sides"].format(horizontal=sides[horizontal], vertical=sides[vertical])
+        both = {"horizontal": sides[horizontal], "vertical": sides[vertical]}
+        side = fill_template(answers["both_sides"], both)
     elif horizontal or vertical:
         side = sides[horizontal or vertical]
     else:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
 
@@ -25,7 +26,7 @@ def vqa(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft
         if not all(pair) or pair in seen:
             continue
         seen.add(pair)
-        question = rng.choice(pool.questions).format(question=pair[0])
+        question = fill_template(rng.choice(pool.questions), {"question": pair[0]})
         extra = {"qa_type": item.type} if item.type else None
         yield Draft("vqa", index, pool.template, [(question, pair[1])], (), extra)
 
