@@ -235,6 +235,9 @@ def test_validate_on_ray_writes_the_local_clean_file_rejects_and_report(
     from rsgpt4v.scale.validate import validate_instructions_ray
     from rsgpt4v.validate.run import ValidationOptions, validate_instructions
 
+    leaky = tmp_path / "records.jsonl"  # scene0000's image again, in the test split
+    first = json.loads(records.read_text().splitlines()[0])
+    leaky.write_text(records.read_text() + json.dumps(first | {"id": "x", "split": "test"}) + "\n")
     generate_instructions(records, tmp_path / "rules.jsonl")
     items = (tmp_path / "rules.jsonl").read_text().splitlines(keepends=True)
     copy = json.loads(items[0]) | {"id": "copy-of-first"}  # same conversation, units apart
@@ -245,16 +248,17 @@ def test_validate_on_ray_writes_the_local_clean_file_rejects_and_report(
     )
     options = ValidationOptions(image_root=records.parent)
     local = validate_instructions(
-        mixed, records, tmp_path / "local.jsonl", report_dir=tmp_path / "a", options=options
+        mixed, leaky, tmp_path / "local.jsonl", report_dir=tmp_path / "a", options=options
     )
     on_ray = validate_instructions_ray(
-        mixed, records, tmp_path / "ray.jsonl", report_dir=tmp_path / "b", options=options,
+        mixed, leaky, tmp_path / "ray.jsonl", report_dir=tmp_path / "b", options=options,
         unit_lines=7,
     )  # fmt: skip
     assert (tmp_path / "ray.jsonl").read_text() == (tmp_path / "local.jsonl").read_text()
     local_rejects = (tmp_path / "local.rejects.jsonl").read_text()
     assert (tmp_path / "ray.rejects.jsonl").read_text() == local_rejects
-    assert set(local.reasons) == {"duplicate", "image_size", "schema"}
+    assert set(local.reasons) == {"duplicate", "image_size", "schema", "leaked_image"}
+    assert on_ray.leaked_records == local.leaked_records == 1
     assert on_ray.reasons == local.reasons and on_ray.kept == local.kept
     a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
     for summary in (a, b):

@@ -1,17 +1,20 @@
-"""``validate --engine ray``: the checks of every instruction run on the cluster.
+"""``validate --engine ray``: the checks of every instruction, and the images' fingerprints,
+computed on the cluster.
 
 Each task checks a line range of the instructions file against the records (one record table
 per worker process, kept for its later tasks) with the local engine's checker, and writes one
 result row per line: the instruction as the clean file holds it, its rejections and the digest
 of its conversation. What depends on the order of the whole file stays with the driver, which
 reads the result shards in line order: the duplicate check (the first of equal conversations is
-kept), the clean and rejects files and the report statistics. The output is therefore the local
-engine's, line for line. Rsgpt4v instruction files only: LLaVA / ShareGPT imports run locally.
+kept), the clean and rejects files and the report statistics. The leakage pass fingerprints the
+images on the workers and pairs them on the driver. The output is therefore the local engine's,
+line for line. Rsgpt4v instruction files only: LLaVA / ShareGPT imports run locally.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import pickle
 from collections.abc import Iterator
@@ -29,20 +32,21 @@ from rsgpt4v.scale.units import line_units, unit_lines
 from rsgpt4v.schema import Instruction
 from rsgpt4v.validate.checks import Findings, Rejection
 from rsgpt4v.validate.importer import detect_format
-from rsgpt4v.validate.leakage import Leak
+from rsgpt4v.validate.leakage import ImageEntry, Leak, find_leaks, fingerprint_records
 from rsgpt4v.validate.records import RecordTable
 from rsgpt4v.validate.run import (
     ValidationOptions,
     ValidationSummary,
     _Checker,
     _conversation_key,
-    _leaks,
     _maybe_writer,
     _reject_line,
 )
 
 #: Instructions per task: checks take well under a millisecond each.
 DEFAULT_INSTRUCTIONS_PER_UNIT = 20000
+#: Images fingerprinted per task (a read and a hash each, milliseconds to a second).
+IMAGES_PER_UNIT = 200
 _tables: dict[tuple[str, float, int], RecordTable] = {}
 
 
@@ -103,6 +107,29 @@ def _check_unit(
     return {"shard": write_shard(shard_path(folder, unit["index"]), lines)}
 
 
+def _fingerprint_unit(unit: Unit) -> dict:
+    items = [(record_id, split, Path(path)) for record_id, split, path in unit["images"]]
+    entries = fingerprint_records(items, workers=1)  # one CPU per task: the tasks fan out
+    return {"entries": [dataclasses.astuple(entry) for entry in entries]}
+
+
+def _leaks_on_ray(table: RecordTable, options: ValidationOptions) -> dict[str, Leak]:
+    """The leakage pass with the images fingerprinted by the workers (the pixels are the cost);
+    the driver pairs the fingerprints, in record order as the local engine does."""
+    root = (options.image_root or Path()).resolve()
+    images = [[record_id, split, str(root / image)] for record_id, split, image in table.places()]
+    units = [
+        {"index": index, "images": images[start : start + IMAGES_PER_UNIT]}
+        for index, start in enumerate(range(0, len(images), IMAGES_PER_UNIT))
+    ]
+    entries = [
+        ImageEntry(*entry)
+        for result in run_units(units, _fingerprint_unit)
+        for entry in result["entries"]
+    ]
+    return find_leaks(entries, options.max_distance)
+
+
 def validate_instructions_ray(
     instructions: str | Path,
     records: str | Path,
@@ -135,10 +162,10 @@ def validate_instructions_ray(
     stats = ReportStats(samples=options.samples, seed=options.seed)
     units = line_units(instructions, unit_lines)
     folder = shards_folder(summary.output or instructions)
-    with RecordTable(records) as table:
+    with RecordTable(records) as table, ray_session(address):
         leaks: dict[str, Leak] = {}
         if options.leakage and options.image_root is not None:
-            leaks = _leaks(table, options, None)
+            leaks = _leaks_on_ray(table, options)
             summary.leakage_checked, summary.leaked_records = True, len(leaks)
         work = partial(
             _check_unit,
@@ -147,8 +174,7 @@ def validate_instructions_ray(
             leaks=leaks,
             folder=str(folder),
         )
-        with ray_session(address):
-            shards = [result["shard"] for result in run_units(units, work)]
+        shards = [result["shard"] for result in run_units(units, work)]
         report = stats if report_dir is not None else None
         _write(shards, instructions, summary, table, report)
     remove_shards(folder)
