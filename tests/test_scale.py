@@ -224,6 +224,11 @@ def test_a_worker_killed_mid_run_loses_nothing_and_repeats_no_paid_call(
     assert server.calls["chat"] - before == 9 * 3  # every request paid once
     assert summary.records_complete == 9 and summary.statuses == {"ok": 9 * 3}
     assert not (tmp_path / "cache" / "shards").exists()  # shard caches folded into the main one
+    before = server.calls["chat"]
+    again = generate_llm_ray(  # other shards: each seeded with the main cache's replies
+        records, tmp_path / "again.jsonl", config, shards=2, cache_per_shard=cache_per_shard
+    )
+    assert again.calls == 0 and server.calls["chat"] == before
     reference = generate_llm_instructions(records, tmp_path / "ref.jsonl", config)
     assert reference.calls == 0
     assert lines(tmp_path / "out.jsonl") == lines(tmp_path / "ref.jsonl")
