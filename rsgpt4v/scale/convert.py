@@ -150,7 +150,7 @@ def convert_dataset_ray(
 ) -> ConversionSummary:
     """:func:`rsgpt4v.convert.convert_dataset` on Ray: same records, sorted by id.
 
-    ``progress`` is taken for the local engine's signature and unused (no bar under Ray).
+    ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
     """
     output = Path(output)
     job = _Job(

@@ -54,7 +54,7 @@ def instruct_rules_ray(
 ) -> InstructionSummary:
     """:func:`rsgpt4v.instruct.generate_instructions` on Ray: same instructions, sorted by id.
 
-    ``progress`` is taken for the local engine's signature and unused (no bar under Ray).
+    ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
     """
     if mix is not None:
         raise InputError("--mix needs the whole stream in order: use --engine local with --mix")

@@ -100,11 +100,7 @@ def run_units(
         return {"index": indexes, "result": results}
 
     dataset = ray.data.from_items(payload, override_num_blocks=len(payload))
-    rows = dataset.map_batches(
-        apply,
-        batch_size=1,
-        num_cpus=num_cpus,
-    ).take_all()
+    rows = dataset.map_batches(apply, batch_size=1, num_cpus=num_cpus).take_all()
     results = [json.loads(row["result"]) for row in sorted(rows, key=lambda row: row["index"])]
     for result in results:
         if "error" in result:

@@ -95,7 +95,7 @@ def tile_records_ray(
 ) -> TilingSummary:
     """:func:`rsgpt4v.tiling.tile_records` on Ray: same tiles and records, sorted by id.
 
-    ``progress`` is taken for the local engine's signature and unused (no bar under Ray).
+    ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
     """
     settings = settings or TileSettings()
     if settings.workers == 0:  # one CPU per task: one writer thread each, the tasks fan out

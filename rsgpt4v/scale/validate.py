@@ -143,7 +143,7 @@ def validate_instructions_ray(
 ) -> ValidationSummary:
     """:func:`rsgpt4v.validate.run.validate_instructions` with its checks on Ray.
 
-    ``progress`` is taken for the local engine's signature and unused (no bar under Ray).
+    ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
     """
     options = options or ValidationOptions()
     instructions = Path(instructions)
