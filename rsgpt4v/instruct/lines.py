@@ -64,7 +64,8 @@ class RecordLines:
 
     def line(self, draft: Draft) -> str:
         """The draft's instruction as one JSON line, newline included."""
-        task, head = _head(draft.task, draft.template)
+        # the lookup written out: _head() is called only for a pair not seen yet
+        task, head = _heads.get((draft.task, draft.template)) or _head(draft.task, draft.template)
         if draft.source_extra:
             source = _SOURCE_JSON(make_instruction(self.record, draft).source).decode()
             head = f'{encode_basestring(draft.task)},"source":{source},"messages":['

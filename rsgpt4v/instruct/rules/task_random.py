@@ -59,17 +59,16 @@ class TaskRandom:
     def draws(self, count: int) -> list[int]:
         """The next ``count`` 64-bit draws: ``[self.next64() for _ in range(count)]``, faster.
 
-        SplitMix64's k-th state is the start plus k times the increment, so the draws of a
-        shuffle or sample are mixed in one loop, without a method call each.
+        The draws of a shuffle or sample are mixed in one loop, without a method call each.
         """
-        start = self._state
-        self._state = (start + count * _GOLDEN) & _MASK
+        state = self._state
         mixed = []
-        for step in range(1, count + 1):
-            z = (start + step * _GOLDEN) & _MASK
+        for _ in range(count):
+            state = z = (state + _GOLDEN) & _MASK
             z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
             z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
             mixed.append(z ^ (z >> 31))
+        self._state = state
         return mixed
 
     def random(self) -> float:
