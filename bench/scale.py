@@ -3,8 +3,9 @@
 Writes bench records (``bench/instruct.py``'s generator: ~10 objects each), then runs two
 stages on each engine in this process: ``instruct`` with the rules (records/s) and ``validate``
 of those instructions (instructions/s, without the pixel-reading leakage pass). The ray engine
-runs on a local Ray instance started with 1, then 2 CPUs (one worker per CPU); its start-up is
-timed apart and left out of the rates. Prints each rate and its ratio to the local engine's,
+runs on a local Ray instance started with 1, then 2 CPUs (one worker per CPU); its start-up
+(``ray.init`` and one small unit per worker, which imports rsgpt4v there) is timed apart and left
+out of the rates. Prints each rate and its ratio to the local engine's,
 and checks that the outputs are the same up to line order.
 
     python bench/scale.py [--records 20000] [--objects-per-record 10] [--unit-lines 1000]
@@ -62,6 +63,10 @@ def run_ray(records: Path, folder: Path, cpus: int, unit_lines: int) -> dict[str
     start = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     quiet_ray_data()
+    warm_up = folder / "warm_up.jsonl"  # one unit per worker: each imports rsgpt4v once
+    with records.open(encoding="utf-8") as handle:
+        warm_up.write_text(handle.readline() * cpus, encoding="utf-8")
+    instruct_rules_ray(warm_up, folder / "warm_up.out.jsonl", tasks=TASKS, unit_lines=1)
     started = time.perf_counter() - start
     try:
         out = folder / f"ray{cpus}.jsonl"

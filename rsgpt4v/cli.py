@@ -79,7 +79,7 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
 
 ENGINE_HELP = (
     "local (this machine), or ray: fan out over a Ray cluster through Ray Data (pip install "
-    "'rsgpt4v[ray]'; see docs/scale.md); output equals local up to line order (sorted by id)."
+    "'rsgpt4v[ray]'; see docs/scale.md); the output is the local engine's, line for line."
 )
 RAY_ADDRESS_HELP = "ray: the cluster to join (default $RAY_ADDRESS, else a local instance)."
 
@@ -815,15 +815,21 @@ def merge_shards(
         ..., help="JSONL shards: records, instructions, tile records or tile manifests."
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Merged file to write (JSONL)."),
+    records: Path | None = typer.Option(
+        None,
+        "--records",
+        help="The records file the shards were made from: instructions come back in its order "
+        "(the file of one unsharded run); without it, lines are sorted by id.",
+    ),
 ) -> None:
-    """Concatenate shards (of `--shard I/N` runs on several machines) into one file sorted by id.
+    """Join shards (of `--shard I/N` runs on several machines) into one file.
 
     The result is the same file whatever the number of shards or the machines that wrote them.
     """
     from rsgpt4v.scale.merge import merge_shards as merge_files
 
     try:
-        count = merge_files(shards, output)
+        count = merge_files(shards, output, records)
     except RsgptError as error:
         _fail(error)
     typer.echo(f"{count} lines from {len(shards)} shards → {output}")

@@ -3,8 +3,8 @@
 Every stage runs the same per-record functions as the local engine, through Ray Data: the input
 is cut into work units (line ranges of a JSONL file, hash shards of records, or a converter's own
 parts), ``ray.data.from_items(units).map_batches(...)`` runs one unit per task on the cluster, each
-task writes its JSONL shard next to the output, and :func:`rsgpt4v.scale.merge.merge_shards`
-concatenates the shards sorted by id. Output therefore equals the local engine's up to line order.
+task writes its JSONL shard next to the output, and :mod:`rsgpt4v.scale.merge` joins the shards
+back into the input's order. The output is therefore the local engine's file, line for line.
 ``ray`` is an optional extra (``pip install rsgpt4v[ray]``), imported only here, lazily.
 """
 

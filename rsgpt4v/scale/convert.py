@@ -4,8 +4,8 @@ A converter is split when it can name parts of its dataset that convert independ
 order: a class with ``work_units() -> list[str]`` and ``unit_records(unit) -> Iterator[Record]``
 (the protocol :class:`SplitConverter`), or one that has an adapter in :data:`SPLITTERS`. Each
 task builds the converter with the run's options and writes the records of its part; their
-concatenation in unit order is the converter's own stream, so the output equals the local
-engine's up to line order, rejects and warnings in the same order.
+concatenation in unit order is the converter's own stream, so the output is the local engine's
+file, rejects and warnings in the same order.
 
 Every other converter, and any run with ``--captions`` (matching captions needs the whole
 stream), runs whole in one task: correct for every registered converter, not faster.
@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 from rsgpt4v.convert import ConversionSummary, convert_dataset
 from rsgpt4v.converters import Converter, get_converter
 from rsgpt4v.problems import ProblemLog, write_rejects
-from rsgpt4v.scale.merge import merge_shards, sort_lines
+from rsgpt4v.scale.merge import concatenate
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shards import as_given, remove_shards, shard_path, shards_folder, write_shard
 from rsgpt4v.schema import Record
@@ -103,9 +103,8 @@ def _convert_unit(unit: Unit, *, job: _Job) -> dict:
             job.name, job.root, shard, split=job.split, skip_bad=job.skip_bad,
             captions=job.captions, options=job.options,
         )  # fmt: skip
-        lines = sort_lines(shard.read_text(encoding="utf-8").splitlines(keepends=True))
         shard.with_name(shard.stem + ".rejects.jsonl").unlink(missing_ok=True)
-        return _result(write_shard(shard, lines), summary)
+        return _result(str(shard), summary)
     log = ProblemLog(skip_bad=job.skip_bad)
     splitter = splitter_of(job.converter(log))
     assert splitter is not None  # the driver found one for the same converter
@@ -119,7 +118,7 @@ def _convert_unit(unit: Unit, *, job: _Job) -> dict:
         summary.captions += len(record.captions)
         summary.categories.update(map(attrgetter("category"), record.objects))
     summary.rejects, summary.warnings, summary.counts = log.problems, log.warnings, log.counts
-    return _result(write_shard(shard, sort_lines(lines)), summary)
+    return _result(write_shard(shard, lines), summary)
 
 
 def _result(shard: str, summary: ConversionSummary) -> dict:
@@ -148,7 +147,7 @@ def convert_dataset_ray(
     address: str | None = None,
     progress: object = None,
 ) -> ConversionSummary:
-    """:func:`rsgpt4v.convert.convert_dataset` on Ray: same records, sorted by id.
+    """:func:`rsgpt4v.convert.convert_dataset` on Ray: the same records file.
 
     ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
     """
@@ -168,7 +167,7 @@ def convert_dataset_ray(
     with ray_session(address):
         results = run_units(units, partial(_convert_unit, job=job))
     summary = ConversionSummary(output=output)
-    merge_shards([result["shard"] for result in results], output)
+    concatenate([result["shard"] for result in results], output)
     for result in results:
         for name_ in ("records", "objects", "unlabelled", "captions"):
             setattr(summary, name_, getattr(summary, name_) + result[name_])

@@ -3,8 +3,9 @@
 The driver reads the class vocabulary once (the cheap first pass of the local engine), so every
 task asks negative and multiple-choice questions from the same classes; each task runs
 :func:`rsgpt4v.instruct.rules.rule_instructions` on its records, the very function the local
-engine runs, and writes a sorted shard. ``--mix`` weights and caps depend on the order of the
-whole stream, so it stays with the local engine.
+engine runs, and writes its shard; the shards, joined in unit order, are the local engine's
+file. ``--mix`` weights and caps depend on the order of the whole stream, so it stays with the
+local engine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct import InstructionSummary, dataset_vocabulary, parse_tasks
 from rsgpt4v.instruct.rules import RuleContext, rule_instructions
-from rsgpt4v.scale.merge import merge_shards, sort_lines
+from rsgpt4v.scale.merge import concatenate
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
 from rsgpt4v.scale.units import DEFAULT_UNIT_LINES, line_units, unit_models
@@ -36,7 +37,7 @@ def _rules_unit(
         without += not instructions
         per_task.update(instruction.task for instruction in instructions)
         lines += [instruction.model_dump_json() + "\n" for instruction in instructions]
-    shard = write_shard(shard_path(folder, unit["index"]), sort_lines(lines))
+    shard = write_shard(shard_path(folder, unit["index"]), lines)
     return {"shard": shard, "records": records, "without": without, "per_task": per_task}
 
 
@@ -52,7 +53,7 @@ def instruct_rules_ray(
     progress: object = None,
     unit_lines: int = DEFAULT_UNIT_LINES,
 ) -> InstructionSummary:
-    """:func:`rsgpt4v.instruct.generate_instructions` on Ray: same instructions, sorted by id.
+    """:func:`rsgpt4v.instruct.generate_instructions` on Ray: the same file.
 
     ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
     """
@@ -77,7 +78,7 @@ def instruct_rules_ray(
     with ray_session(address):
         results = run_units(units, work)
     summary = InstructionSummary(output=Path(output))
-    summary.instructions = merge_shards([result["shard"] for result in results], output)
+    summary.instructions = concatenate([result["shard"] for result in results], output)
     for result in results:
         summary.records += result["records"]
         summary.records_without_instructions += result["without"]

@@ -12,14 +12,14 @@ The engine's guarantees carry over:
 - ``--budget-usd`` is one cap for the whole run: every task reserves and settles through one
   ledger actor (the engine's own :class:`~rsgpt4v.instruct.llm.engine.Budget`, so a request
   that does not fit waits for the calls in flight anywhere to settle);
-- instructions and generation logs are merged sorted, so the output does not depend on N.
+- instructions and generation logs are merged back into the records' order, so the output is
+  the file of one local run whatever N.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,10 +42,10 @@ from rsgpt4v.instruct.llm.generate import (
     log_path_of,
 )
 from rsgpt4v.instruct.llm.settings import LlmSettings
-from rsgpt4v.scale.merge import merge_shards, sort_lines
+from rsgpt4v.scale.merge import input_positions, merge_in_input_order
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shard_caches import fold_shard_caches, seed_shard_caches, shard_cache
-from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
+from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder
 
 #: Hash shards per CPU of the cluster: a few, so a slow shard does not hold up the end.
 SHARDS_PER_CPU = 2
@@ -127,11 +127,9 @@ def _llm_unit(
         own.cache_dir = shard_cache(Path(settings.cache_dir), index, count)  # type: ignore[arg-type]
     with _budget_through(ledger):
         summary = generate_llm_instructions(records, out, own)
-    instructions = sort_lines(out.read_text(encoding="utf-8").splitlines(keepends=True))
-    log_lines = log_path_of(out).read_text(encoding="utf-8").splitlines(keepends=True)
-    result = {
-        "shard": write_shard(shard_path(folder, index), instructions),
-        "log": write_shard(shard_path(folder, index, "log"), sorted(log_lines, key=_log_key)),
+    result = {  # both in input order: the engine writes records in the order it reads them
+        "shard": str(out.replace(shard_path(folder, index))),
+        "log": str(log_path_of(out).replace(shard_path(folder, index, "log"))),
         "statuses": summary.statuses,
         "per_task": summary.per_task,
         "stopped": summary.stopped,
@@ -139,16 +137,9 @@ def _llm_unit(
     }
     for name in _SUMMED + _SUMMED_FLOATS + _SUMMED_TOKENS:
         result[name] = getattr(summary, name)
-    out.unlink()
-    log_path_of(out).unlink()
     if after_shard is not None:  # tests: a worker that dies after paying, before returning
         after_shard(index)
     return result
-
-
-def _log_key(line: str) -> str:
-    """A log row's record: sorting by it alone (stable) keeps each record's passes in order."""
-    return json.loads(line).get("record_id") or ""
 
 
 def generate_llm_ray(
@@ -205,9 +196,10 @@ def generate_llm_ray(
             if cache_per_shard:
                 fold_shard_caches(cache)
     summary = _summary(results, output)
-    inputs = [result["shard"] for result in results] + ([str(prepend)] if prepend else [])
-    merge_shards(inputs, output)
-    merge_shards_by_record([result["log"] for result in results], summary.log)
+    positions = input_positions(records_path)
+    shards = [result["shard"] for result in results]
+    merge_in_input_order(shards, output, positions, first=prepend)
+    merge_in_input_order([result["log"] for result in results], summary.log, positions)
     remove_shards(folder)
     return summary
 
@@ -230,12 +222,6 @@ def _summary(results: list[dict], output: Path) -> LlmSummary:
         summary.stopped = summary.stopped or result["stopped"]
         summary.fatal = summary.fatal or result["fatal"]
     return summary
-
-
-def merge_shards_by_record(shards: list[str], output: Path) -> None:
-    """Generation-log shards (rows keyed by record id) into one log, sorted by record."""
-    lines = [line for shard in shards for line in Path(shard).read_text("utf-8").splitlines(True)]
-    write_shard(output, sorted(lines, key=_log_key))
 
 
 def run_llm_instruct_ray(

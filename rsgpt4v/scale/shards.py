@@ -30,7 +30,7 @@ def shard_path(folder: str | Path, index: int, kind: str = "part") -> Path:
 
 
 def write_shard(path: str | Path, lines: list[str]) -> str:
-    """Write lines (sorted by the caller) to a shard; return its path as text."""
+    """Write lines (newlines included) to a shard; return its path as text."""
     with JsonlWriter(path) as writer:
         writer.write_lines(lines)
     return str(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.problems import Problem, write_rejects
-from rsgpt4v.scale.merge import merge_shards, sort_lines
+from rsgpt4v.scale.merge import concatenate
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shards import as_given, remove_shards, shard_path, shards_folder, write_shard
 from rsgpt4v.scale.units import line_units, unit_lines
@@ -50,8 +50,8 @@ def _tile_unit(
         except InputError as error:
             raise _named(error, records, source, numbers) from None
         index = unit["index"]
-        lines = sort_lines(out.read_text(encoding="utf-8").splitlines(keepends=True))
-        manifest = sort_lines(manifest_path(out).read_text("utf-8").splitlines(keepends=True))
+        lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+        manifest = manifest_path(out).read_text(encoding="utf-8").splitlines(keepends=True)
     rejects = [
         dataclasses.asdict(_renamed(problem, records, source, numbers))
         for problem in summary.rejects
@@ -93,7 +93,7 @@ def tile_records_ray(
     progress: object = None,
     unit_lines: int = DEFAULT_SCENES_PER_UNIT,
 ) -> TilingSummary:
-    """:func:`rsgpt4v.tiling.tile_records` on Ray: same tiles and records, sorted by id.
+    """:func:`rsgpt4v.tiling.tile_records` on Ray: the same tiles, records and manifest.
 
     ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
     """
@@ -117,8 +117,8 @@ def tile_records_ray(
     with ray_session(address):
         results = run_units(units, work)
     summary = TilingSummary(output=output, manifest=manifest_path(output))
-    summary.tiles = merge_shards([result["tiles"] for result in results], output)
-    merge_shards([result["manifest"] for result in results], summary.manifest)
+    summary.tiles = concatenate([result["tiles"] for result in results], output)
+    concatenate([result["manifest"] for result in results], summary.manifest)
     counts: Counter[str] = Counter()
     for result in results:
         summary.records += result["records"]
