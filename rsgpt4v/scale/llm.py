@@ -155,7 +155,7 @@ def generate_llm_ray(
 ) -> LlmSummary:
     """The LLM instructions of every record, generated on Ray; same output as one local run.
 
-    ``prepend`` is an instructions file merged in (the rules' for ``--generator both``).
+    ``prepend`` is an instructions file written first (the rules' for ``--generator both``).
     ``after_shard(index)`` runs in the worker after a shard is written (for failure tests).
     ``cache_per_shard`` gives each shard its own reply cache, folded into the main one at the
     end (:mod:`rsgpt4v.scale.shard_caches`); by default only on a cluster of several nodes.
@@ -197,8 +197,8 @@ def generate_llm_ray(
                 fold_shard_caches(cache)
     summary = _summary(results, output)
     positions = input_positions(records_path)
-    shards = [result["shard"] for result in results]
-    merge_in_input_order(shards, output, positions, first=prepend)
+    parts = [result["shard"] for result in results]
+    merge_in_input_order(parts, output, positions, first=prepend)
     merge_in_input_order([result["log"] for result in results], summary.log, positions)
     remove_shards(folder)
     return summary
