@@ -53,6 +53,21 @@ def test_wheel_maps_the_top_level_folders_into_one_namespace(wheel: Path) -> Non
 
 
 @pytest.mark.slow
+def test_wheel_ships_every_module_and_data_file(wheel: Path) -> None:
+    """A subpackage missing from pyproject's list breaks the installed command, not the checkout."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {"rsgpt4v": "rsgpt4v", "converters": "rsgpt4v/converters"}
+    shipped |= {"prompts": "rsgpt4v/prompts", "finetune": "rsgpt4v/finetune"}
+    for folder, package in shipped.items():
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix in {".py", ".yaml", ".j2", ".json", ".js", ".css"} and path.is_file():
+                if "__pycache__" in path.parts:
+                    continue
+                name = f"{package}/{path.relative_to(REPO / folder).as_posix()}"
+                assert name in names, f"{name} is not in the wheel (pyproject packages/data)"
+
+
+@pytest.mark.slow
 def test_wheel_runs_in_a_fresh_virtual_environment(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
