@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,6 +23,7 @@ def _run(*args: str | Path, cwd: Path | None = None) -> str:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
+    shutil.rmtree(REPO / "build", ignore_errors=True)  # setuptools reuses it: stale files hide gaps
     _run(
         sys.executable,
         "-m",
