@@ -229,19 +229,6 @@ def stage_samples(
     return train, held_out
 
 
-def _expand_to_square(image: Any, background: tuple[int, int, int]) -> Any:
-    """Pad to a centred square (LLaVA-1.5 ``image_aspect_ratio: pad``)."""
-    from PIL import Image
-
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    canvas = Image.new(image.mode, (side, side), background)
-    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-    return canvas
-
-
 def _image_size(sample: Sample) -> tuple[int, int] | None:
     if sample.image is None:
         return None
@@ -303,7 +290,7 @@ class SampleDataset:
         from PIL import Image
 
         from rsgpt4v.exporters.common import PIXEL_STYLES
-        from rsgpt4v.raster import read_rgb8
+        from rsgpt4v.raster import pad_to_square, read_rgb8
 
         sample = self.samples[index]
         if sample.image is None:
@@ -323,7 +310,7 @@ class SampleDataset:
         )
         image = Image.fromarray(pixels)
         if self.square_pad:
-            image = _expand_to_square(image, self.background)
+            image = pad_to_square(image, self.background)
         return self.encoder.encode(turns, image)
 
 

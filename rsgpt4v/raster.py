@@ -162,3 +162,18 @@ def _ground_sample_distance(crs: rasterio.crs.CRS, transform: rasterio.Affine) -
     _unit, metres_per_unit = crs.linear_units_factor
     pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
     return math.sqrt(pixel_area) * metres_per_unit
+
+
+def pad_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """The image centred on a square canvas, as LLaVA-1.5 shows it (``image_aspect_ratio: pad``).
+
+    Used with ``square_pad``: box coordinates are then relative to this square, and training
+    (rsgpt4v.finetune) pads the same way, with the image processor's mean colour.
+    """
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), background)
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas

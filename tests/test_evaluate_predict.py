@@ -217,7 +217,8 @@ def test_square_pad_shows_the_image_centred_on_the_processors_mean_colour(
     from PIL import Image
     from transformers import AutoProcessor
 
-    from rsgpt4v.evaluate.predict import mean_colour, pad_to_square
+    from rsgpt4v.evaluate.predict import mean_colour
+    from rsgpt4v.raster import pad_to_square
 
     background = mean_colour(AutoProcessor.from_pretrained(tiny_llava))
     assert background == (123, 117, 104)  # CLIP's image mean

@@ -124,23 +124,6 @@ def load_image(item: EvalItem, image_root: Path, max_side: int | None) -> Any:
     return Image.fromarray(read_rgb8(path, max_side=max_side))
 
 
-def pad_to_square(image: Any, background: tuple[int, int, int]) -> Any:
-    """The image centred on a square canvas, as LLaVA-1.5 shows it (``image_aspect_ratio: pad``).
-
-    Used with ``square_pad``: box coordinates are then relative to this square, and training
-    (rsgpt4v.finetune) pads the same way, with the image processor's mean colour.
-    """
-    from PIL import Image
-
-    width, height = image.size
-    if width == height:
-        return image
-    side = max(width, height)
-    canvas = Image.new(image.mode, (side, side), background)
-    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
-    return canvas
-
-
 def mean_colour(processor: Any) -> tuple[int, int, int]:
     """The image processor's mean as an RGB colour (black when it has none)."""
     mean = getattr(getattr(processor, "image_processor", None), "image_mean", None) or (0, 0, 0)
@@ -209,6 +192,8 @@ def write_predictions(
             if model is not None:
                 images = [load_image(i, Path(image_root), settings.max_side) for i in batch]
                 if square_pad:
+                    from rsgpt4v.raster import pad_to_square
+
                     images = [pad_to_square(image, background) for image in images]
                 answers = list(generate_answers(model, processor, images, prompts, settings))
             for item, prompt, answer in zip(batch, prompts, answers, strict=True):
