@@ -39,6 +39,7 @@ import numpy as np
 import shapely
 
 from rsgpt4v.geometry import polygon_to_obb
+from rsgpt4v.paths import under_root
 from rsgpt4v.schema import ImageInfo, Object, Record
 
 GRID_CELLS = (
@@ -392,5 +393,5 @@ def _colours(record: Record, image_root: str | Path | None, limit: int) -> list[
         return []
     from rsgpt4v.instruct.colour import ColourReader
 
-    with ColourReader(Path(image_root) / record.image.path) as reader:
+    with ColourReader(under_root(image_root, record.image.path, entry=record.id)) as reader:
         return [reader.colour_of(o.bbox, o.polygon) for o in record.objects[:limit]]

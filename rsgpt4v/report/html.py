@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.paths import under_root
 from rsgpt4v.report.plots import write_plots
 from rsgpt4v.report.stats import ReportStats
 
@@ -92,7 +93,7 @@ def _copy_images(
     for image in dict.fromkeys(sample["image"] for sample in samples):
         name = hashlib.sha1(image.encode("utf-8")).hexdigest()[:16] + ".jpg"
         try:
-            pixels = read_rgb8(image_root / image, max_side=IMAGE_MAX_SIDE)
+            pixels = read_rgb8(under_root(image_root, image), max_side=IMAGE_MAX_SIDE)
         except InputError:
             continue
         Image.fromarray(pixels).save(folder / name, format="JPEG", quality=JPEG_QUALITY)

@@ -24,6 +24,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.paths import under_root
 from rsgpt4v.problems import rejects_path
 from rsgpt4v.report.stats import ReportStats
 from rsgpt4v.scale.session import Unit, ray_session, run_units
@@ -117,7 +118,10 @@ def _leaks_on_ray(table: RecordTable, options: ValidationOptions) -> dict[str, L
     """The leakage pass with the images fingerprinted by the workers (the pixels are the cost);
     the driver pairs the fingerprints, in record order as the local engine does."""
     root = (options.image_root or Path()).resolve()
-    images = [[record_id, split, str(root / image)] for record_id, split, image in table.places()]
+    images = [
+        [record_id, split, str(under_root(root, image, entry=record_id))]
+        for record_id, split, image in table.places()
+    ]
     units = [
         {"index": index, "images": images[start : start + IMAGES_PER_UNIT]}
         for index, start in enumerate(range(0, len(images), IMAGES_PER_UNIT))

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.paths import under_root
 from rsgpt4v.problems import rejects_path
 from rsgpt4v.report.stats import ReportStats
 from rsgpt4v.schema import Instruction, JsonlWriter, Record, Source, count_lines
@@ -264,7 +265,10 @@ def _leaks(
     table: RecordTable, options: ValidationOptions, progress: Callable[[str], Progress] | None
 ) -> dict[str, Leak]:
     root = options.image_root or Path()
-    items = [(record_id, split, root / image) for record_id, split, image in table.places()]
+    items = [
+        (record_id, split, under_root(root, image, entry=record_id))
+        for record_id, split, image in table.places()
+    ]
     bar = progress("fingerprint images") if progress is not None else None
     entries = fingerprint_records(items, bar)
     return find_leaks(entries, options.max_distance)

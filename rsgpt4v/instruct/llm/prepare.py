@@ -22,6 +22,7 @@ from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.images import RenderedImage, render_image
 from rsgpt4v.instruct.llm.passes import RecordContext
 from rsgpt4v.instruct.llm.settings import LlmSettings
+from rsgpt4v.paths import under_root
 from rsgpt4v.schema import Record, count_lines, read_jsonl
 
 POOL_FROM_RECORDS = 64  # smaller runs prepare inline: starting workers would cost more
@@ -49,7 +50,8 @@ def prepare_record(record: Record, options: PrepareOptions) -> Prepared | str:
     try:
         image = None
         if root is not None:
-            image = render_image(root / record.image.path, options.detail, options.max_side)
+            path = under_root(root, record.image.path, entry=record.id)
+            image = render_image(path, options.detail, options.max_side)
         facts = object_facts(record, root if options.colour_facts else None)
     except RsgptError as error:
         return str(error)
