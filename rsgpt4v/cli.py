@@ -248,6 +248,7 @@ def instruct(
             image_root=image_root,
             progress=_progress("instruct"),
             mix=mix,
+            vocabulary_from=records,  # a --shard run asks about its whole input's classes
         )
 
     try:

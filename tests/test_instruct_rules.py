@@ -233,3 +233,46 @@ def test_task_random_draws() -> None:
         rng.sample([1, 2], 3)
     with pytest.raises(IndexError):
         rng.choice([])
+
+
+def test_a_shard_asks_about_the_classes_of_its_whole_input(tmp_path: Path) -> None:
+    """Negative questions name classes of the whole input, so shards add up to the whole run.
+
+    The dataset has no registered converter: its vocabulary is only what the input holds, and
+    each record here holds a class no other record has.
+    """
+    from typer.testing import CliRunner
+
+    from rsgpt4v.cli import app
+
+    classes = ["crane", "silo", "pier", "kiln", "mast", "weir"]
+    records = [
+        Record(
+            id=f"mine/train/{n}",
+            dataset="mine",
+            split="train",
+            image=ImageInfo(path=f"{n}.png", width=100, height=100),
+            objects=[Object(id=0, category=name, bbox=[10, 10, 20, 20])],
+        )
+        for n, name in enumerate(classes)
+    ]
+    write_jsonl(tmp_path / "records.jsonl", records)
+    runner = CliRunner()
+
+    def instruct(out: Path, *extra: str) -> None:
+        args = ["instruct", str(tmp_path / "records.jsonl"), "-o", str(out), "--tasks", "presence"]
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+
+    instruct(tmp_path / "whole.jsonl")
+    parts = [tmp_path / f"part{i}.jsonl" for i in range(3)]
+    for i, part in enumerate(parts):
+        instruct(part, "--shard", f"{i}/3")
+    merged = tmp_path / "merged.jsonl"
+    args = ["merge-shards", *map(str, parts), "-o", str(merged)]
+    result = runner.invoke(app, [*args, "--records", str(tmp_path / "records.jsonl")])
+    assert result.exit_code == 0, result.output
+    whole = (tmp_path / "whole.jsonl").read_text(encoding="utf-8")
+    assert merged.read_text(encoding="utf-8") == whole
+    first = [line for line in whole.splitlines() if '"record_id":"mine/train/0"' in line]
+    assert any(name in line for line in first for name in classes[1:])  # others' classes asked

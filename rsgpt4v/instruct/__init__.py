@@ -72,12 +72,16 @@ def generate_instructions(
     image_root: str | Path | None = None,
     progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
     mix: str | Path | MixConfig | None = None,
+    vocabulary_from: str | Path | None = None,
 ) -> InstructionSummary:
     """Write the rule-based instructions of every record in records_path to output.
 
     ``image_root`` is the folder the records' image paths are relative to (the convert ROOT),
     for rules that read pixels. ``mix`` (a mix.yaml path or a loaded config, see
     :mod:`rsgpt4v.instruct.mix`) weights and caps what is written, per source and task.
+    ``vocabulary_from`` is the records file whose classes the negative and multiple-choice
+    questions draw on (default: records_path); a shard passes its whole input, so a record gets
+    the same questions in a shard as in the unsharded run.
     """
     task_names = parse_tasks(tasks)
     if mix is not None and not isinstance(mix, MixConfig):
@@ -86,7 +90,7 @@ def generate_instructions(
     if image_root is not None and not Path(image_root).is_dir():
         raise InputError("image root is not a folder", file=image_root)
     context = RuleContext(
-        vocabulary=dataset_vocabulary(records_path),
+        vocabulary=dataset_vocabulary(vocabulary_from or records_path),
         image_root=Path(image_root) if image_root is not None else None,
     )
     summary = InstructionSummary(output=Path(output))

@@ -52,10 +52,12 @@ def instruct_rules_ray(
     address: str | None = None,
     progress: object = None,
     unit_lines: int = DEFAULT_UNIT_LINES,
+    vocabulary_from: str | Path | None = None,
 ) -> InstructionSummary:
     """:func:`rsgpt4v.instruct.generate_instructions` on Ray: the same file.
 
-    ``progress`` is unused: Ray Data shows its own progress bars on a terminal.
+    ``progress`` is unused: Ray Data shows its own progress bars on a terminal;
+    ``vocabulary_from`` is as in the local function.
     """
     if mix is not None:
         raise InputError("--mix needs the whole stream in order: use --engine local with --mix")
@@ -63,7 +65,7 @@ def instruct_rules_ray(
     if image_root is not None and not Path(image_root).is_dir():
         raise InputError("image root is not a folder", file=image_root)
     context = RuleContext(
-        vocabulary=dataset_vocabulary(records_path),
+        vocabulary=dataset_vocabulary(vocabulary_from or records_path),
         image_root=Path(image_root).resolve() if image_root is not None else None,
     )
     units = line_units(records_path, unit_lines)
