@@ -22,8 +22,7 @@ import asyncio
 import dataclasses
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -93,24 +92,6 @@ class SharedBudget:
         await self.ledger.settle.remote(reserved, actual)
 
 
-@contextmanager
-def _budget_through(ledger) -> Iterator[None]:
-    """The engine's requesters of this task take their budget from the ledger.
-
-    A Ray worker process runs one task at a time, so swapping the engine's ``Budget`` for the
-    task's duration touches nothing else.
-    """
-    if ledger is None:
-        yield
-        return
-    own = engine.Budget
-    engine.Budget = partial(SharedBudget, ledger)  # type: ignore[misc,assignment]
-    try:
-        yield
-    finally:
-        engine.Budget = own  # type: ignore[misc]
-
-
 def _llm_unit(
     unit: Unit,
     *,
@@ -125,8 +106,8 @@ def _llm_unit(
     own = dataclasses.replace(settings, shard=(index, count))
     if unit["cache_per_shard"]:
         own.cache_dir = shard_cache(Path(settings.cache_dir), index, count)  # type: ignore[arg-type]
-    with _budget_through(ledger):
-        summary = generate_llm_instructions(records, out, own)
+    budget = SharedBudget(ledger, settings.budget_usd) if ledger is not None else None
+    summary = generate_llm_instructions(records, out, own, budget=budget)
     result = {  # both in input order: the engine writes records in the order it reads them
         "shard": str(out.replace(shard_path(folder, index))),
         "log": str(log_path_of(out).replace(shard_path(folder, index, "log"))),

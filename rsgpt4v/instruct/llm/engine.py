@@ -112,6 +112,7 @@ class Requester:
         client: object | None,
         redact: Redactor,
         mode: str = "call",
+        budget: Budget | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
@@ -120,7 +121,7 @@ class Requester:
         self.client = client
         self.redact = redact
         self.mode = mode
-        self.budget = Budget(settings.budget_usd)
+        self.budget = budget if budget is not None else Budget(settings.budget_usd)
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.stopped: str | None = None
         self.fatal = False

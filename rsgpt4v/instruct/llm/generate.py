@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.instruct.llm.cache import ReplyCache
-from rsgpt4v.instruct.llm.engine import Outcome, Requester
+from rsgpt4v.instruct.llm.engine import Budget, Outcome, Requester
 from rsgpt4v.instruct.llm.images import render_side
 from rsgpt4v.instruct.llm.passes import PASSES, Earlier
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
@@ -176,10 +176,13 @@ def generate_llm_instructions(
     settings: LlmSettings,
     *,
     prepend: Path | None = None,
+    budget: Budget | None = None,
 ) -> LlmSummary:
     """Write the LLM instructions of every record (of the shard) to output, and the log beside.
 
     ``prepend`` is a file of instructions (the rules' ones for ``--generator both``) copied first.
+    ``budget`` is one shared by several runs (the Ray engine's ledger: same ``reserve`` and
+    ``settle``); by default the run keeps its own ``settings.budget_usd``.
     """
     from rsgpt4v.instruct import dataset_vocabulary
 
@@ -212,6 +215,7 @@ def generate_llm_instructions(
                 vocabulary,
                 summary,
                 prepend,
+                budget,
             )
         )
     return summary
@@ -243,11 +247,11 @@ def make_client(settings: LlmSettings, key: str):
 
 
 async def _generate(
-    records_path, output, settings, cache, prices, key, redact, vocabulary, summary, prepend
+    records_path, output, settings, cache, prices, key, redact, vocabulary, summary, prepend, budget
 ) -> None:
     client = None if settings.batch else make_client(settings, key)
     mode = "cache_only" if settings.batch else "call"
-    requester = Requester(settings, cache, prices, client, redact, mode)
+    requester = Requester(settings, cache, prices, client, redact, mode, budget=budget)
     requester.vocabulary = vocabulary
 
     def on_result(result: RecordResult) -> None:
