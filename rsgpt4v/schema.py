@@ -199,7 +199,7 @@ class Instruction(_Model):
 
 def read_jsonl(path: str | Path, model: type[ModelT]) -> Iterator[ModelT]:
     """Yield one validated model per non-blank line; raise InputError naming file and line."""
-    path = _existing_file(path)
+    path = existing_file(path)
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -207,10 +207,10 @@ def read_jsonl(path: str | Path, model: type[ModelT]) -> Iterator[ModelT]:
             try:
                 yield model.model_validate_json(line)
             except ValidationError as error:
-                raise _line_error(error, model, path, number, line) from None
+                raise line_error(error, model, path, number, line) from None
 
 
-def _line_error(
+def line_error(
     error: ValidationError, model: type[BaseModel], path: Path, number: int, line: str
 ) -> InputError:
     """The first problem of a line, as an InputError naming file, line and field."""
@@ -233,11 +233,11 @@ def _line_error(
 
 def count_lines(path: str | Path) -> int:
     """Number of non-blank lines; used to size progress bars without parsing."""
-    with _existing_file(path).open("rb") as handle:
+    with existing_file(path).open("rb") as handle:
         return sum(1 for line in handle if line.strip())
 
 
-def _existing_file(path: str | Path) -> Path:
+def existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", file=path)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from rsgpt4v.schema import _existing_file, _line_error
+from rsgpt4v.schema import existing_file, line_error
 
 _CATEGORY = re.compile(r'"category":"([^"\\]*)"')
 _DATASET = re.compile(r'"dataset":"([^"\\]*)"')
@@ -43,7 +43,7 @@ def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
     from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
 
     vocabulary = {}
-    for dataset, categories in _seen_classes(_existing_file(records_path)).items():
+    for dataset, categories in _seen_classes(existing_file(records_path)).items():
         known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
         vocabulary[dataset] = tuple(sorted(set(known) | categories))
     return vocabulary
@@ -59,7 +59,7 @@ def _seen_classes(path: Path) -> dict[str, set[str]]:
             try:
                 record = _RecordClasses.model_validate_json(line)
             except ValidationError as error:
-                raise _line_error(error, _RecordClasses, path, number, line) from None
+                raise line_error(error, _RecordClasses, path, number, line) from None
             seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
     return seen
 

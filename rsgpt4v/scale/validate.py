@@ -36,12 +36,12 @@ from rsgpt4v.validate.importer import detect_format
 from rsgpt4v.validate.leakage import ImageEntry, Leak, find_leaks, fingerprint_records
 from rsgpt4v.validate.records import RecordTable
 from rsgpt4v.validate.run import (
+    Checker,
     ValidationOptions,
     ValidationSummary,
-    _Checker,
-    _conversation_key,
-    _maybe_writer,
-    _reject_line,
+    conversation_key,
+    maybe_writer,
+    reject_line,
 )
 
 #: Instructions per task: checks take well under a millisecond each.
@@ -74,7 +74,7 @@ def _check_unit(
     unit: Unit, *, records: str, options: ValidationOptions, leaks: dict[str, Leak], folder: str
 ) -> dict:
     table = _table(records)
-    checker = _Checker(table, options, leaks)
+    checker = Checker(table, options, leaks)
     checker.duplicates = _NoDuplicates()
     rows = []
     for number, text in unit_lines(unit):
@@ -94,7 +94,7 @@ def _check_unit(
             {
                 "line": number,
                 "id": instruction.id,
-                "key": _conversation_key(instruction).hex(),
+                "key": conversation_key(instruction).hex(),
                 "instruction": instruction.model_dump_json(),
                 "rejections": [
                     [r.code, r.instruction, r.message, None if r.value is None else str(r.value)]
@@ -204,7 +204,7 @@ def _write(
     reasons: dict[str, int] = {}
     try:
         with (
-            _maybe_writer(summary.output) as clean,
+            maybe_writer(summary.output) as clean,
             partial_rejects.open("w", encoding="utf-8") as bad,
         ):
             for row in _rows(shards):
@@ -220,7 +220,7 @@ def _write(
                     summary.rejected += 1
                     for rejection in findings.rejections:
                         reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
-                        bad.write(_reject_line(rejection, instructions, row["line"]) + "\n")
+                        bad.write(reject_line(rejection, instructions, row["line"]) + "\n")
                 else:
                     summary.kept += 1
                     if clean is not None:

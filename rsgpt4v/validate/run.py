@@ -110,7 +110,7 @@ def validate_instructions(
         if progress is not None:
             lines = instructions.suffix == ".jsonl" or fmt == "instructions"
             items = progress("validate")(items, count_lines(instructions) if lines else None)
-        checker = _Checker(table, options, leaks)
+        checker = Checker(table, options, leaks)
         _stream(items, checker, instructions, summary, stats)
     if report_dir is not None:
         from rsgpt4v.report.html import write_report
@@ -121,7 +121,7 @@ def validate_instructions(
 
 def _stream(
     items: Iterable[tuple[int | None, Instruction | None, Record | None, list[Rejection]]],
-    checker: _Checker,
+    checker: Checker,
     instructions: Path,
     summary: ValidationSummary,
     stats: ReportStats,
@@ -132,7 +132,7 @@ def _stream(
     partial = rejects.with_name(rejects.name + ".partial")
     reasons: dict[str, int] = {}
     try:
-        with _maybe_writer(summary.output) as writer, partial.open("w", encoding="utf-8") as bad:
+        with maybe_writer(summary.output) as writer, partial.open("w", encoding="utf-8") as bad:
             for line, instruction, record, early in items:
                 findings = Findings(rejections=list(early))
                 if instruction is not None:
@@ -143,7 +143,7 @@ def _stream(
                     summary.rejected += 1
                     for rejection in findings.rejections:
                         reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
-                        bad.write(_reject_line(rejection, instructions, line) + "\n")
+                        bad.write(reject_line(rejection, instructions, line) + "\n")
                 else:
                     summary.kept += 1
                     if writer is not None:
@@ -159,7 +159,7 @@ def _stream(
     summary.reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-class _Checker:
+class Checker:
     """Every check of one instruction, with what the run shares: records, earlier ones, leaks."""
 
     def __init__(self, table: RecordTable, options: ValidationOptions, leaks: dict[str, Leak]):
@@ -187,7 +187,7 @@ class _Checker:
         if record is not None:
             vocabulary = self.table.vocabulary(record)
             check_text(instruction, record, vocabulary, self.options.checks, findings)
-        key = _conversation_key(instruction)
+        key = conversation_key(instruction)
         first = self.duplicates.setdefault(key, instruction.id)
         if first != instruction.id:
             findings.add("duplicate", instruction, f"same image and conversation as {first}", first)
@@ -203,7 +203,7 @@ class _Checker:
             )
 
 
-def _conversation_key(instruction: Instruction) -> bytes:
+def conversation_key(instruction: Instruction) -> bytes:
     """The image and the conversation, lower case with whitespace collapsed, as a digest."""
     text = "\x1e".join(
         m.role + "\x1f" + _SPACES.sub(" ", m.content.strip().lower()) for m in instruction.messages
@@ -274,7 +274,7 @@ def _leaks(
     return find_leaks(entries, options.max_distance)
 
 
-def _reject_line(rejection: Rejection, path: Path, line: int | None) -> str:
+def reject_line(rejection: Rejection, path: Path, line: int | None) -> str:
     """A rejects-file line: rsgpt4v.problems fields plus the human message."""
     return json.dumps(
         {
@@ -289,5 +289,5 @@ def _reject_line(rejection: Rejection, path: Path, line: int | None) -> str:
     )
 
 
-def _maybe_writer(output: str | Path | None) -> JsonlWriter | nullcontext[None]:
+def maybe_writer(output: str | Path | None) -> JsonlWriter | nullcontext[None]:
     return JsonlWriter(output) if output else nullcontext()
