@@ -27,9 +27,11 @@ from rsgpt4v.schema import JsonlWriter, Record, count_lines, read_jsonl
 __all__ = [
     "RULE_TASKS",
     "InstructionSummary",
+    "batches_with_facts",
     "dataset_vocabulary",
     "generate_instructions",
     "parse_tasks",
+    "rule_lines",
 ]
 
 # Allocations of container objects (net of those freed) between garbage collections while
@@ -98,17 +100,14 @@ def generate_instructions(
     if progress is not None:
         records = progress(records, count_lines(records_path))
     with JsonlWriter(output) as writer, _few_collections():
-        uses_facts = bool(FACT_TASKS.intersection(task_names))
-        for batch in _batches(records, FACTS_BATCH if uses_facts else 1):
-            if uses_facts:
-                cache_object_facts(batch, context.image_root)
+        for batch in batches_with_facts(records, task_names, context):
             for record in batch:
                 summary.records += 1
                 before = writer.count
                 if mixer is None:
-                    drafts = list(rule_drafts(record, task_names, seed, context))
-                    writer.write_lines(list(map(RecordLines(record).line, drafts)))
-                    summary.per_task.update(draft.task for draft in drafts)
+                    lines, tasks_of_lines = rule_lines(record, task_names, seed, context)
+                    writer.write_lines(lines)
+                    summary.per_task.update(tasks_of_lines)
                 else:
                     for generated in rule_instructions(record, task_names, seed, context):
                         for instruction in mixer.apply(generated, record.dataset):
@@ -119,6 +118,32 @@ def generate_instructions(
     if mixer is not None:
         summary.mix = mixer.finish()
     return summary
+
+
+def rule_lines(
+    record: Record, tasks: Sequence[str], seed: int, context: RuleContext
+) -> tuple[list[str], list[str]]:
+    """The JSON lines of one record's rule instructions, and the task of each line.
+
+    What the instruct stage writes for the record without ``--mix``: the bytes of
+    ``Instruction.model_dump_json`` without building the models (:mod:`rsgpt4v.instruct.lines`).
+    """
+    drafts = list(rule_drafts(record, tasks, seed, context))
+    return list(map(RecordLines(record).line, drafts)), [draft.task for draft in drafts]
+
+
+def batches_with_facts(
+    records: Iterable[Record], tasks: Sequence[str], context: RuleContext
+) -> Iterator[list[Record]]:
+    """Records in small batches, their object facts computed per batch when a task needs them.
+
+    Facts are vectorised over FACTS_BATCH records at once; the batches are read lazily.
+    """
+    uses_facts = bool(FACT_TASKS.intersection(tasks))
+    for batch in _batches(records, FACTS_BATCH if uses_facts else 1):
+        if uses_facts:
+            cache_object_facts(batch, context.image_root)
+        yield batch
 
 
 def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:

@@ -2,8 +2,9 @@
 
 The driver reads the class vocabulary once (the cheap first pass of the local engine), so every
 task asks negative and multiple-choice questions from the same classes; each task runs
-:func:`rsgpt4v.instruct.rules.rule_instructions` on its records, the very function the local
-engine runs, and writes its shard; the shards, joined in unit order, are the local engine's
+:func:`rsgpt4v.instruct.rule_lines` on its records (their facts computed in batches by
+:func:`rsgpt4v.instruct.batches_with_facts`), the very functions the local engine runs, and
+writes its shard; the shards, joined in unit order, are the local engine's
 file. ``--mix`` weights and caps depend on the order of the whole stream, so it stays with the
 local engine.
 """
@@ -16,8 +17,14 @@ from functools import partial
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct import InstructionSummary, dataset_vocabulary, parse_tasks
-from rsgpt4v.instruct.rules import RuleContext, rule_instructions
+from rsgpt4v.instruct import (
+    InstructionSummary,
+    batches_with_facts,
+    dataset_vocabulary,
+    parse_tasks,
+    rule_lines,
+)
+from rsgpt4v.instruct.rules import RuleContext
 from rsgpt4v.scale.merge import concatenate
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
@@ -31,12 +38,13 @@ def _rules_unit(
     lines: list[str] = []
     per_task: Counter[str] = Counter()
     records = without = 0
-    for record in unit_models(unit, Record):
-        records += 1
-        instructions = list(rule_instructions(record, tasks, seed, context))
-        without += not instructions
-        per_task.update(instruction.task for instruction in instructions)
-        lines += [instruction.model_dump_json() + "\n" for instruction in instructions]
+    for batch in batches_with_facts(unit_models(unit, Record), tasks, context):
+        for record in batch:
+            records += 1
+            record_lines, record_tasks = rule_lines(record, tasks, seed, context)
+            without += not record_lines
+            per_task.update(record_tasks)
+            lines += record_lines
     shard = write_shard(shard_path(folder, unit["index"]), lines)
     return {"shard": shard, "records": records, "without": without, "per_task": per_task}
 
