@@ -17,7 +17,8 @@ from rsgpt4v.errors import RsgptError
 
 app = typer.Typer(
     help="Remote-sensing instruction data for multimodal LLMs: convert legacy datasets, write "
-    "instructions, export training files.",
+    "instructions (rules or a vision LLM), validate them, export training files, fine-tune and "
+    "evaluate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -517,7 +518,7 @@ def demo(
     ),
     boxes: str = typer.Option("llava", "--boxes", help="Box text style of the LLaVA export."),
 ) -> None:
-    """Run convert → instruct → export on a generated sample of GeoTIFF scenes."""
+    """Run convert → instruct → validate → export on a generated sample of GeoTIFF scenes."""
     from rsgpt4v.demo import print_demo_summary, run_demo
 
     try:

@@ -12,7 +12,14 @@ from rsgpt4v.schema import Instruction, Record, read_jsonl
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["datasets", "convert", "instruct", "export", "demo"])
+COMMANDS = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+
+
+def test_the_command_list_is_complete() -> None:
+    assert {"convert", "instruct", "validate", "export", "finetune", "evaluate"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
