@@ -19,43 +19,17 @@ from safetensors.torch import load_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from rsgpt4v.cli import app  # noqa: E402
-from rsgpt4v.demo import run_demo  # noqa: E402
 from rsgpt4v.errors import InputError, RsgptError  # noqa: E402
 from rsgpt4v.finetune.collate import ChatEncoder, PadCollator  # noqa: E402
 from rsgpt4v.finetune.config import load_config  # noqa: E402
 from rsgpt4v.finetune.data import SampleDataset, stage_samples  # noqa: E402
 from rsgpt4v.finetune.merge import merge_adapter  # noqa: E402
 from rsgpt4v.finetune.methods import add_adapters, load_adapters, load_base_model  # noqa: E402
-from rsgpt4v.finetune.tiny import save_tiny_model  # noqa: E402
 from rsgpt4v.finetune.train import run_finetune  # noqa: E402
 
 SHORT_TASKS = "[brief_caption,counting,presence,grounding]"
 # Loss checks: one task's captions seen a few times each, so ten steps move the loss clearly.
 LEARNABLE = ("data.0.tasks=[brief_caption]", "max_steps=10")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared CI box they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return run_demo(tmp_path_factory.mktemp("demo")).sample.parent
-
-
-@pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "llava", "llava")
-
-
-@pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen", "qwen2vl")
 
 
 def _config(model, demo, out, *extra):
