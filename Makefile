@@ -21,7 +21,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/rsgpt4v demo -o demo-output
-	@echo "Outputs are in demo-output/: records.jsonl, instructions.jsonl, llava.json (images in demo-output/sample/)."
+	@echo "Outputs are in demo-output/: records.jsonl, instructions.jsonl, report/index.html, llava.json (images in demo-output/sample/)."
 
 # Debian packages some tests need, installed when missing: headless Chromium for the HTML report,
 # a Java runtime for the METEOR caption metric (pycocoevalcap).
