@@ -19,8 +19,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/data
+from fixture_files import noise_image, write_text
 
 HBB = "Annotations/Horizontal Bounding Boxes"
 OBB = "Annotations/Oriented Bounding Boxes"
@@ -68,17 +68,6 @@ IMAGES = {
 }
 SPLITS = {"train": ["00001", "00002"], "val": ["00003"], "test": ["00004", "00005", "00006"]}
 CORNERS = ("left_top", "right_top", "right_bottom", "left_bottom")
-
-
-def _jpg(path: Path, width: int, height: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode("utf-8"))
 
 
 def hbb_xml(stem: str, width: int, height: int, objects: list) -> str:
@@ -139,16 +128,16 @@ def make_fixture(root: Path) -> Path:
     """Write ``root/DIOR`` and return root."""
     base = Path(root) / "DIOR"
     for seed, (stem, (folder, width, height, hbb, obb)) in enumerate(IMAGES.items()):
-        _jpg(base / folder / f"{stem}.jpg", width, height, seed)
+        noise_image(base / folder / f"{stem}.jpg", width, height, seed)
         if stem == "00006":  # truncated download: the closing tags are missing
             broken = hbb_xml(stem, width, height, [("ship", 1, 1, 5, 5)]).rsplit("\t</object>")[0]
-            _write(base / HBB / f"{stem}.xml", broken)
-            _write(base / OBB / f"{stem}.xml", broken)
+            write_text(base / HBB / f"{stem}.xml", broken)
+            write_text(base / OBB / f"{stem}.xml", broken)
             continue
-        _write(base / HBB / f"{stem}.xml", hbb_xml(stem, width, height, hbb))
-        _write(base / OBB / f"{stem}.xml", obb_xml(stem, width, height, obb))
+        write_text(base / HBB / f"{stem}.xml", hbb_xml(stem, width, height, hbb))
+        write_text(base / OBB / f"{stem}.xml", obb_xml(stem, width, height, obb))
     for split, stems in SPLITS.items():
-        _write(base / "ImageSets/Main" / f"{split}.txt", "".join(f"{s}\n" for s in stems))
+        write_text(base / "ImageSets/Main" / f"{split}.txt", "".join(f"{s}\n" for s in stems))
     return Path(root)
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/data
+from fixture_files import noise_image, write_text
 
 # id: (width, height, objects (name, xmin, ymin, xmax, ymax)); a None name leaves <name> out
 IMAGES = {
@@ -40,17 +40,6 @@ CLASS_SPLITS = {
     "ground track field_val.txt": "00003 -1\n",
     "airplane_train.txt": "00001 1\n00002 -1\n",
 }
-
-
-def _jpg(path: Path, width: int, height: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode("utf-8"))
 
 
 def hrrsd_xml(stem: str, width: int, height: int, objects: list) -> str:
@@ -97,16 +86,16 @@ def make_fixture(root: Path) -> Path:
     """Write ``root/OPT2017`` and return root."""
     base = Path(root) / "OPT2017"
     for seed, (stem, (width, height, objects)) in enumerate(IMAGES.items()):
-        _jpg(base / "JPEGImages" / f"{stem}.jpg", width, height, seed)
+        noise_image(base / "JPEGImages" / f"{stem}.jpg", width, height, seed)
         xml = hrrsd_xml(stem, width, height, objects)
         if stem == "00004":  # a stray ampersand: not well-formed at line 4
             xml = xml.replace("<source>", "<source>&", 1)
-        _write(base / "Annotations" / f"{stem}.xml", xml)
+        write_text(base / "Annotations" / f"{stem}.xml", xml)
     main = base / "ImageSets" / "Main"
     for split, stems in SPLITS.items():
-        _write(main / f"{split}.txt", "".join(f"{s}\n" for s in stems))
+        write_text(main / f"{split}.txt", "".join(f"{s}\n" for s in stems))
     for name, text in CLASS_SPLITS.items():
-        _write(main / name, text)
+        write_text(main / name, text)
     return Path(root)
 
 

@@ -17,47 +17,36 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/data
+from fixture_files import noise_image, write_text
 
 README = "NWPU VHR-10 dataset\n1-airplane, 2-ship, 3-storage tank, 4-baseball diamond, ...\n"
 
 
-def _jpg(path: Path, width: int, height: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode("ascii"))
-
-
 def make_clean(root: Path) -> None:
     base = root / "NWPU VHR-10 dataset"
-    _jpg(base / "positive image set/001.jpg", 64, 64, 1)
-    _jpg(base / "positive image set/002.jpg", 64, 48, 2)
-    _jpg(base / "positive image set/003.jpg", 48, 48, 3)
-    _jpg(base / "negative image set/001.jpg", 40, 40, 4)
-    _jpg(base / "negative image set/002.jpg", 32, 48, 5)
+    noise_image(base / "positive image set/001.jpg", 64, 64, 1)
+    noise_image(base / "positive image set/002.jpg", 64, 48, 2)
+    noise_image(base / "positive image set/003.jpg", 48, 48, 3)
+    noise_image(base / "negative image set/001.jpg", 40, 40, 4)
+    noise_image(base / "negative image set/002.jpg", 32, 48, 5)
     gt = base / "ground truth"
-    _write(gt / "001.txt", "(10,12),(30,40),1 \n( 5,  9),(20,22),10\n(33,20),( 63,47),2 \n")
-    _write(gt / "002.txt", "( 1,2),(10,12),3 \n\n(20,20),(40,30), 6 \n\n\n")
-    _write(gt / "003.txt", "(2,3),(12,13),9 \n(14,15),(70,30),7 ")
-    _write(base / "readme.txt", README)
+    write_text(gt / "001.txt", "(10,12),(30,40),1 \n( 5,  9),(20,22),10\n(33,20),( 63,47),2 \n")
+    write_text(gt / "002.txt", "( 1,2),(10,12),3 \n\n(20,20),(40,30), 6 \n\n\n")
+    write_text(gt / "003.txt", "(2,3),(12,13),9 \n(14,15),(70,30),7 ")
+    write_text(base / "readme.txt", README)
 
 
 def make_malformed(root: Path) -> None:
     base = root / "NWPU VHR-10 malformed"
-    _jpg(base / "positive image set/001.jpg", 32, 32, 6)
-    _jpg(base / "positive image set/002.jpg", 32, 32, 7)
-    _jpg(base / "negative image set/001.jpg", 32, 32, 8)
+    noise_image(base / "positive image set/001.jpg", 32, 32, 6)
+    noise_image(base / "positive image set/002.jpg", 32, 32, 7)
+    noise_image(base / "negative image set/001.jpg", 32, 32, 8)
     gt = base / "ground truth"
-    _write(
+    write_text(
         gt / "001.txt", "(1,1),(9,9),1 \n(10,x),(20,20),1 \n(1,1),(5,5),11 \n(50,50),(60,60),2 \n"
     )
-    _write(gt / "009.txt", "(1,1),(9,9),1 \n")
+    write_text(gt / "009.txt", "(1,1),(9,9),1 \n")
 
 
 def make_fixture(root: Path) -> Path:

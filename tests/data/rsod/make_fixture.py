@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/data
+from fixture_files import noise_image, write_text
 
 # part: {stem: (width, height, objects (class, xmin, ymin, xmax, ymax), annotation layouts)}
 PARTS = {
@@ -33,17 +33,6 @@ PARTS = {
         "playground_2": (32, 32, [], ""),
     },
 }
-
-
-def _jpg(path: Path, width: int, height: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(text.encode("utf-8"))
 
 
 def voc_xml(stem: str, width: int, height: int, objects: list) -> str:
@@ -76,27 +65,27 @@ def make_clean(root: Path) -> None:
         base = root / "RSOD" / part
         for stem, (width, height, objects, layouts) in images.items():
             seed += 1
-            _jpg(base / "JPEGImages" / f"{stem}.jpg", width, height, seed)
+            noise_image(base / "JPEGImages" / f"{stem}.jpg", width, height, seed)
             if "x" in layouts:
-                _write(
+                write_text(
                     base / "Annotation/xml" / f"{stem}.xml", voc_xml(stem, width, height, objects)
                 )
             if "t" in layouts:
-                _write(base / "Annotation/labels" / f"{stem}.txt", label_lines(stem, objects))
+                write_text(base / "Annotation/labels" / f"{stem}.txt", label_lines(stem, objects))
 
 
 def make_malformed(root: Path) -> None:
     base = root / "RSOD-malformed" / "aircraft"
-    _jpg(base / "JPEGImages/aircraft_1.jpg", 32, 32, 10)
-    _jpg(base / "JPEGImages/aircraft_2.jpg", 32, 32, 11)
-    _write(
+    noise_image(base / "JPEGImages/aircraft_1.jpg", 32, 32, 10)
+    noise_image(base / "JPEGImages/aircraft_2.jpg", 32, 32, 11)
+    write_text(
         base / "Annotation/labels/aircraft_1.txt",
         "aircraft_1.jpg\taircraft\t1\t1\t9\t9\n"
         "aircraft_1.jpg\taircraft\t4\tx\t12\t12\n"
         "aircraft_7.jpg\taircraft\t2\t2\t8\t8\n",
     )
-    _write(base / "Annotation/xml/aircraft_2.xml", "<annotation>\n\t<object>\n</annotation>\n")
-    _write(base / "Annotation/xml/aircraft_9.xml", voc_xml("aircraft_9", 32, 32, []))
+    write_text(base / "Annotation/xml/aircraft_2.xml", "<annotation>\n\t<object>\n</annotation>\n")
+    write_text(base / "Annotation/xml/aircraft_9.xml", voc_xml("aircraft_9", 32, 32, []))
 
 
 def make_fixture(root: Path) -> Path:
