@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.paths import under_root
-from rsgpt4v.problems import rejects_path
 from rsgpt4v.report.stats import ReportStats
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
@@ -37,11 +36,11 @@ from rsgpt4v.validate.leakage import ImageEntry, Leak, find_leaks, fingerprint_r
 from rsgpt4v.validate.records import RecordTable
 from rsgpt4v.validate.run import (
     Checker,
+    RejectsWriter,
     ValidationOptions,
     ValidationSummary,
     conversation_key,
     maybe_writer,
-    reject_line,
 )
 
 #: Instructions per task: checks take well under a millisecond each.
@@ -197,43 +196,23 @@ def _write(
     stats: ReportStats | None,
 ) -> None:
     """The local engine's output from the result rows: duplicates, clean file, rejects, stats."""
-    rejects = rejects_path(summary.output or instructions)
-    rejects.unlink(missing_ok=True)
-    partial_rejects = rejects.with_name(rejects.name + ".partial")
     duplicates: dict[str, str] = {}
-    reasons: dict[str, int] = {}
-    try:
-        with (
-            maybe_writer(summary.output) as clean,
-            partial_rejects.open("w", encoding="utf-8") as bad,
-        ):
-            for row in _rows(shards):
-                findings = Findings([Rejection(*r) for r in row["rejections"]])
-                if "boxes" in row:
-                    findings.text_boxes = pickle.loads(base64.b64decode(row["boxes"]))
-                if "key" in row:
-                    _duplicate(row, duplicates, findings)
-                summary.instructions += 1
-                if stats is not None:
-                    _count(stats, table, row, findings)
-                if findings.rejections:
-                    summary.rejected += 1
-                    for rejection in findings.rejections:
-                        reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
-                        bad.write(reject_line(rejection, instructions, row["line"]) + "\n")
-                else:
-                    summary.kept += 1
-                    if clean is not None:
-                        clean.write_lines([row["instruction"] + "\n"])
-    except BaseException:
-        partial_rejects.unlink(missing_ok=True)
-        raise
-    if summary.rejected:
-        partial_rejects.replace(rejects)
-        summary.rejects_file = rejects
-    else:
-        partial_rejects.unlink()
-    summary.reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    with maybe_writer(summary.output) as clean, RejectsWriter(summary, instructions) as bad:
+        for row in _rows(shards):
+            findings = Findings([Rejection(*r) for r in row["rejections"]])
+            if "boxes" in row:
+                findings.text_boxes = pickle.loads(base64.b64decode(row["boxes"]))
+            if "key" in row:
+                _duplicate(row, duplicates, findings)
+            summary.instructions += 1
+            if stats is not None:
+                _count(stats, table, row, findings)
+            if findings.rejections:
+                bad.reject(findings.rejections, row["line"])
+            else:
+                summary.kept += 1
+                if clean is not None:
+                    clean.write_lines([row["instruction"] + "\n"])
 
 
 def _rows(shards: list[str]) -> Iterator[dict]:

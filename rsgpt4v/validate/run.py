@@ -127,36 +127,57 @@ def _stream(
     stats: ReportStats,
 ) -> None:
     """Check every item; write the kept ones to the output and the rejections beside it."""
-    rejects = rejects_path(summary.output or instructions)
-    rejects.unlink(missing_ok=True)
-    partial = rejects.with_name(rejects.name + ".partial")
-    reasons: dict[str, int] = {}
-    try:
-        with maybe_writer(summary.output) as writer, partial.open("w", encoding="utf-8") as bad:
-            for line, instruction, record, early in items:
-                findings = Findings(rejections=list(early))
-                if instruction is not None:
-                    checker.check(instruction, record, findings)
-                summary.instructions += 1
-                stats.add(instruction, record, findings)
-                if findings.rejections:
-                    summary.rejected += 1
-                    for rejection in findings.rejections:
-                        reasons[rejection.code] = reasons.get(rejection.code, 0) + 1
-                        bad.write(reject_line(rejection, instructions, line) + "\n")
-                else:
-                    summary.kept += 1
-                    if writer is not None:
-                        writer.write(instruction)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    if summary.rejected:
-        partial.replace(rejects)
-        summary.rejects_file = rejects
-    else:
-        partial.unlink()
-    summary.reasons = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    with maybe_writer(summary.output) as writer, RejectsWriter(summary, instructions) as bad:
+        for line, instruction, record, early in items:
+            findings = Findings(rejections=list(early))
+            if instruction is not None:
+                checker.check(instruction, record, findings)
+            summary.instructions += 1
+            stats.add(instruction, record, findings)
+            if findings.rejections:
+                bad.reject(findings.rejections, line)
+            else:
+                summary.kept += 1
+                if writer is not None:
+                    writer.write(instruction)
+
+
+class RejectsWriter:
+    """The rejects file beside the output, and the count of each reason.
+
+    Written to ``.partial`` and renamed at the end only when something was rejected (a run with
+    nothing rejected leaves no rejects file, and a failed run none half-written).
+    """
+
+    def __init__(self, summary: ValidationSummary, instructions: Path) -> None:
+        self.summary, self.instructions = summary, instructions
+        self.path = rejects_path(summary.output or instructions)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.reasons: dict[str, int] = {}
+
+    def __enter__(self) -> RejectsWriter:
+        self.path.unlink(missing_ok=True)
+        self._handle = self.partial.open("w", encoding="utf-8")
+        return self
+
+    def reject(self, rejections: list[Rejection], line: int | None) -> None:
+        """One rejected instruction (read at ``line`` of the input) with all its reasons."""
+        self.summary.rejected += 1
+        for rejection in rejections:
+            self.reasons[rejection.code] = self.reasons.get(rejection.code, 0) + 1
+            self._handle.write(reject_line(rejection, self.instructions, line) + "\n")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._handle.close()
+        if kind is not None:
+            self.partial.unlink(missing_ok=True)
+            return
+        if self.summary.rejected:
+            self.partial.replace(self.path)
+            self.summary.rejects_file = self.path
+        else:
+            self.partial.unlink()
+        self.summary.reasons = dict(sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 class Checker:
