@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import gc
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 
+from rsgpt4v.collector import older_objects_frozen
 from rsgpt4v.converters import get_converter
 from rsgpt4v.errors import InputError
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
@@ -66,26 +65,6 @@ def _attach_captions(
         log.warn(f"captions entry {key!r} matches no converted image", source)
 
 
-@contextmanager
-def _collector_skips_older_objects() -> Iterator[None]:
-    """Keep Python's cyclic garbage collector off the objects made before the run.
-
-    A run makes millions of small containers that live for one record, and every few records
-    the collector's full pass walks all objects in the process, most of them made by imports
-    (numpy, pydantic, rasterio). Freezing those (``gc.freeze``) for the run cuts 10-25 % of a
-    DOTA conversion's time (bench/convert.py); the run's own objects are collected as usual, and
-    a caller's own freeze is left alone.
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def convert_dataset(
     name: str,
     root: str | Path,
@@ -107,7 +86,7 @@ def convert_dataset(
     if progress is not None:
         records = progress(records, converter.estimate_count())
     summary = ConversionSummary(output=output)
-    with _collector_skips_older_objects(), JsonlWriter(output) as writer:
+    with older_objects_frozen(), JsonlWriter(output) as writer:
         for record in records:
             writer.write(record)
             summary.records += 1

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.collector import fewer_collections
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct.attributes import cache_object_facts
 from rsgpt4v.instruct.lines import RecordLines
@@ -34,9 +33,6 @@ __all__ = [
     "rule_lines",
 ]
 
-# Allocations of container objects (net of those freed) between garbage collections while
-# instructions are generated: see _few_collections.
-GC_ALLOCATIONS = 50_000
 # Records whose object facts are computed in one vectorised pass: enough to spread numpy's cost
 # per call thin; larger batches measured slower again (their arrays outgrow the CPU caches).
 FACTS_BATCH = 64
@@ -99,7 +95,7 @@ def generate_instructions(
     records: Iterable[Record] = read_jsonl(records_path, Record)
     if progress is not None:
         records = progress(records, count_lines(records_path))
-    with JsonlWriter(output) as writer, _few_collections():
+    with JsonlWriter(output) as writer, fewer_collections():
         for batch in batches_with_facts(records, task_names, context):
             for record in batch:
                 summary.records += 1
@@ -151,20 +147,3 @@ def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
     iterator = iter(records)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
-
-
-@contextmanager
-def _few_collections() -> Iterator[None]:
-    """Run with the cyclic garbage collector's first threshold raised to GC_ALLOCATIONS.
-
-    The stage allocates some hundred containers per record, and at Python's threshold (700)
-    the collector runs every few records, each time walking the batch of records held for their
-    facts: ~7% of the run. Records, drafts and facts form no cycles, so reference counting frees
-    them and memory stays flat; collections still happen if something does make cycles.
-    """
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], GC_ALLOCATIONS), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)

@@ -7,7 +7,6 @@ open in the process (a notebook, a test) is used as it is and left open.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rsgpt4v.collector import older_objects_frozen
 from rsgpt4v.errors import RsgptError
 
 Unit = dict[str, Any]
@@ -73,24 +73,6 @@ def quiet_ray_data() -> None:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
-@contextmanager
-def _collector_skips_older_objects() -> Iterator[None]:
-    """Python's cyclic collector leaves the worker's imports (Ray, numpy, pydantic) alone.
-
-    A unit makes many short-lived containers; each full collection would walk every object in
-    the process, most of them made by imports. Frozen for the unit (``gc.freeze``), they are not
-    (a fifth of a rules unit's time); the unit's own objects are collected as usual.
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def run_units(
     units: list[Unit], work: Callable[[Unit], dict[str, Any]], *, num_cpus: float = 1
 ) -> list[dict[str, Any]]:
@@ -111,7 +93,7 @@ def run_units(
         indexes, results = [], []
         for index, text in zip(batch["index"], batch["unit"], strict=True):
             try:
-                with _collector_skips_older_objects():
+                with older_objects_frozen():
                     result = {"ok": work(json.loads(str(text)))}
             except RsgptError as error:
                 result = {"error": str(error)}
