@@ -31,8 +31,8 @@ from rsgpt4v.instruct.llm import engine
 from rsgpt4v.instruct.llm.command import (
     GENERATORS,
     LlmRunReport,
+    finish_report,
     run_llm_instruct,
-    summary_lines,
 )
 from rsgpt4v.instruct.llm.generate import (
     DEFAULT_CACHE_DIR,
@@ -231,11 +231,4 @@ def run_llm_instruct_ray(
             prepend = Path(folder) / "rules.jsonl"
             report.lines.append("rules: " + rules(records, prepend))
         summary = generate_llm_ray(records, output, settings, address=address, prepend=prepend)
-    report.lines += summary_lines(summary, settings)
-    if summary.stopped:
-        message = f"stopped: {summary.stopped}"
-        if summary.fatal:
-            report.error = message
-        else:
-            report.warnings.append(message)
-    return report
+    return finish_report(report, summary, settings)

@@ -69,6 +69,11 @@ def run_llm_instruct(
             prepend = Path(folder) / "rules.jsonl"
             report.lines.append("rules: " + rules(source, prepend))
         summary = generate_llm_instructions(records, output, settings, prepend=prepend)
+    return finish_report(report, summary, settings)
+
+
+def finish_report(report: LlmRunReport, summary: LlmSummary, settings: LlmSettings) -> LlmRunReport:
+    """The run's summary lines; a stop is the run's error when fatal, else a warning."""
     report.lines += summary_lines(summary, settings)
     if summary.stopped:
         message = f"stopped: {summary.stopped}"
