@@ -121,6 +121,26 @@ def test_item_without_a_matching_record_or_conversation_is_rejected(
     assert summary.kept == 1
 
 
+def test_a_line_that_is_not_json_is_rejected_with_its_number(
+    pipeline: dict[str, Path], tmp_path: Path
+) -> None:
+    good = {
+        "id": "c",
+        "image": "images/scene_00.tif",
+        "conversations": [
+            {"from": "human", "value": "<image>\nHow many planes?"},
+            {"from": "gpt", "value": "There are no planes."},
+        ],
+    }
+    path = tmp_path / "llava.jsonl"
+    path.write_text(json.dumps(good) + "\n{oops\n" + json.dumps(good | {"id": "d"}) + "\n")
+    summary = _validate(path, pipeline)
+    rejects = [json.loads(line) for line in summary.rejects_file.open()]
+    assert [(r["reason"], r["line"]) for r in rejects] == [("schema", 2), ("duplicate", 3)]
+    assert "not valid JSON" in rejects[0]["message"]
+    assert summary.kept == 1  # the lines around it are read: the first kept, the third a copy
+
+
 @pytest.mark.parametrize("style", STYLES)
 def test_text_box_style_is_detected_and_read_back(style: str) -> None:
     box = [30.0, 20.0, 90.0, 70.0]

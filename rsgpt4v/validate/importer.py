@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from rsgpt4v.errors import InputError
 
@@ -63,6 +63,12 @@ def detect_format(path: Path) -> str:
     )
 
 
+class _UnreadableLine(NamedTuple):
+    """A JSON Lines line that is not JSON: rejected with its line number like any bad item."""
+
+    problem: str
+
+
 def read_conversations(path: Path, fmt: str) -> Iterator[ImportedItem]:
     """The items of a LLaVA or ShareGPT file, each with its messages in rsgpt4v roles."""
     for line, index, item in _raw_items(path):
@@ -71,6 +77,8 @@ def read_conversations(path: Path, fmt: str) -> Iterator[ImportedItem]:
 
 def _item(item: Any, line: int | None, index: int, fmt: str, path: Path) -> ImportedItem:
     fallback = f"{path.stem}-{index}"
+    if isinstance(item, _UnreadableLine):
+        return ImportedItem(fallback, None, [], line, index, item.problem)
     if not isinstance(item, dict):
         return ImportedItem(fallback, None, [], line, index, "item is not a JSON object")
     item_id = str(item.get("id", fallback))
@@ -118,8 +126,8 @@ def _raw_items(path: Path) -> Iterator[tuple[int | None, int, Any]]:
                 continue
             try:
                 item = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise InputError(f"not valid JSON ({error.msg})", file=path, line=number) from None
+            except json.JSONDecodeError as error:  # a rejection of its own; the rest goes on
+                item = _UnreadableLine(f"not valid JSON ({error.msg})")
             yield number, index, item
             index += 1
 
