@@ -224,9 +224,11 @@ def instruct(
         None, "--prices", help="llm: price table YAML (default: the bundled, dated one)."
     ),
     timeout: float = typer.Option(
-        120.0, "--timeout", help="llm: seconds per attempt before the SDK retries."
+        120.0, "--timeout", help="llm: seconds per attempt before it is retried."
     ),
-    max_retries: int = typer.Option(4, "--max-retries", help="llm: SDK retries per request."),
+    max_retries: int = typer.Option(
+        4, "--max-retries", help="llm: retries per request after the first attempt."
+    ),
     poll_interval: float = typer.Option(
         30.0, "--poll-interval", help="llm --batch: seconds between batch status polls."
     ),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +43,28 @@ _PIL_BANDS = {"1": 1, "L": 1, "P": 1, "I;16": 1, "LA": 2, "RGB": 3}
 _SIDECARS_OF_NAME = (".aux.xml", ".aux", ".AUX")
 _SIDECARS_OF_STEM = (".aux", ".AUX", ".tab", ".TAB")
 _LIBPNG_MAX_SIDE = 1_000_000  # libpng, hence GDAL, refuses a PNG wider or taller than this
+
+#: On every open GDAL lists the file's whole folder to look for its sidecar files (.aux.xml,
+#: .msk, .ovr); in a dataset folder of thousands of images that listing costs more than reading
+#: a small image (a 128-px PNG among 2,048: 2.2 ms a read with the listing, 0.5 ms without). With
+#: this option GDAL looks each sidecar up by name instead and finds the same files.
+GDAL_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "TRUE"}
+
+
+def gdal_env() -> rasterio.Env:
+    """A GDAL environment for a loop over many images: rasterio otherwise makes one per open."""
+    return rasterio.Env(**GDAL_OPTIONS)
+
+
+@contextmanager
+def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
+    """``rasterio.open(path)`` inside :func:`gdal_env` unless a GDAL environment is active."""
+    if rasterio.env.hasenv():
+        with rasterio.open(path) as source:
+            yield source
+    else:
+        with gdal_env(), rasterio.open(path) as source:
+            yield source
 
 
 def describe_raster(path: str | Path) -> RasterFacts:
@@ -76,7 +100,7 @@ def _rasterio_facts(path: str | Path) -> RasterFacts:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as source:
+            with open_raster(path) as source:
                 crs = source.crs
                 transform = source.transform
                 georeferenced = crs is not None and not transform.is_identity
@@ -105,7 +129,7 @@ def read_rgb8(path: str | Path, max_side: int | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as source:
+            with open_raster(path) as source:
                 width, height = _fit_size(source.width, source.height, max_side)
                 palette = source.count < 3 and source.colorinterp[0] == ColorInterp.palette
                 indexes = [1, 2, 3] if source.count >= 3 else [1]

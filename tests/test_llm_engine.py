@@ -191,7 +191,7 @@ def test_quota_exhaustion_stops_the_run_with_a_clear_message(
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_images_prepared_inline_or_in_worker_processes_give_the_same_file(
+def test_images_prepared_in_the_thread_or_in_worker_processes_give_the_same_file(
     server: FakeOpenAIServer, tmp_path: Path, workers: int
 ) -> None:
     records = make_llm_records(tmp_path / "data", 3)
@@ -204,6 +204,6 @@ def test_images_prepared_inline_or_in_worker_processes_give_the_same_file(
     assert "scene0001.png: cannot read image" in failed[0]["reason"]
     assert summary.records_complete == 2
     if workers:
-        inline = tmp_path / "out0.jsonl"
-        generate_llm_instructions(records, inline, settings(server, records, tmp_path / "c0"))
-        assert out.read_bytes() == inline.read_bytes()
+        threaded = tmp_path / "out0.jsonl"
+        generate_llm_instructions(records, threaded, settings(server, records, tmp_path / "c0"))
+        assert out.read_bytes() == threaded.read_bytes()

@@ -123,6 +123,12 @@ def _desc(text: str) -> GlobalReply:
         (_desc("There are 4 planes."), "labels have 2 plane"),
         (_desc("A storage tank stands near the ship."), "'storage tank', a class the record"),
         (DialogueReply(turns=[{"question": "Q?", "answer": "A."}] * 2), "2 turns"),
+        # whatever the case and the other characters of the text (a substring test runs first)
+        (_desc("THREE PLANES wait \u2014 \u201cnear\u201d the apron."), "labels have 2 plane"),
+        (_desc("A Storage-Tank \u00e9tait l\u00e0."), "'Storage-Tank', a class the record"),
+        (_desc("Four plane\u017f wait."), "labels have 2 plane"),  # long s matches s, ignoring case
+        (_desc("A \u017fhip and a \u212aite."), None),  # the ship is labelled
+        (_desc("The relationship of <ref:0> and <ref:5>."), None),  # "ship" inside a word
     ],
 )
 def test_check_rejects_replies_that_contradict_the_labels(reply, reason: str | None) -> None:

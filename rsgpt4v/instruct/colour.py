@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.raster import gdal_env
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "white": (240, 240, 240),
@@ -98,11 +100,15 @@ class ColourReader:
         self.path = Path(path)
 
     def __enter__(self) -> ColourReader:
+        self._open = ExitStack()  # the image, in a GDAL environment unless one is active
+        if not rasterio.env.hasenv():
+            self._open.enter_context(gdal_env())
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self._source = rasterio.open(self.path)
+                self._source = self._open.enter_context(rasterio.open(self.path))
         except RasterioIOError as error:
+            self._open.close()
             raise InputError(f"cannot read image: {error}", file=self.path) from None
         source = self._source
         self._indexes = [1, 2, 3] if source.count >= 3 else [1]
@@ -120,7 +126,7 @@ class ColourReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._source.close()
+        self._open.close()
 
     def colour_of(
         self, bbox: Sequence[float], polygon: Sequence[Sequence[float]] | None

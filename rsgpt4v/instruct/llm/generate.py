@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.collector import fewer_collections, older_objects_frozen
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.instruct.llm.cache import ReplyCache
+from rsgpt4v.instruct.llm.chat_client import ChatClient
 from rsgpt4v.instruct.llm.engine import Budget, Outcome, Requester
 from rsgpt4v.instruct.llm.images import render_side
 from rsgpt4v.instruct.llm.passes import PASSES, Earlier
@@ -26,6 +28,7 @@ from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import load_prices
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
 from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF, qa_pairs
+from rsgpt4v.raster import gdal_env
 from rsgpt4v.schema import Instruction, JsonlWriter, Record, read_jsonl
 
 DEFAULT_CACHE_DIR = ".rsgpt4v-llm-cache"
@@ -203,40 +206,36 @@ def generate_llm_instructions(
             from rsgpt4v.instruct.llm.batch import run_batches
 
             run_batches(records_path, settings, cache, prices, key, redact, vocabulary, summary)
-        asyncio.run(
-            _generate(
-                records_path,
-                output,
-                settings,
-                cache,
-                prices,
-                key,
-                redact,
-                vocabulary,
-                summary,
-                prepend,
-                budget,
+        with older_objects_frozen(), fewer_collections(), gdal_env():
+            asyncio.run(
+                _generate(
+                    records_path,
+                    output,
+                    settings,
+                    cache,
+                    prices,
+                    key,
+                    redact,
+                    vocabulary,
+                    summary,
+                    prepend,
+                    budget,
+                )
             )
-        )
     return summary
 
 
 def make_client(settings: LlmSettings, key: str):
-    """One shared client, its connection pool sized to the concurrency.
+    """The openai SDK client, for the Batch API (files and batches).
 
-    The SDK's aiohttp transport (``openai[aiohttp]``) costs half the CPU per request of its
-    default httpx one, which matters at hundreds of requests per second; the httpx transport is
-    used where aiohttp is not installed.
+    Its aiohttp transport (``openai[aiohttp]``) is used where installed, the httpx one otherwise.
     """
     import openai
-    from openai._constants import DEFAULT_CONNECTION_LIMITS
 
-    size = settings.concurrency + 4
-    limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
     try:
-        http_client = openai.DefaultAioHttpClient(limits=limits)
+        http_client = openai.DefaultAioHttpClient()
     except (AttributeError, RuntimeError, ImportError):  # older SDK, or aiohttp missing
-        http_client = openai.DefaultAsyncHttpxClient(limits=limits)
+        http_client = openai.DefaultAsyncHttpxClient()
     return openai.AsyncOpenAI(
         api_key=key,
         base_url=settings.base_url,
@@ -246,10 +245,21 @@ def make_client(settings: LlmSettings, key: str):
     )
 
 
+def make_chat_client(settings: LlmSettings, key: str) -> ChatClient:
+    """The run's chat client, its connection pool sized to the concurrency."""
+    return ChatClient(
+        api_key=key,
+        base_url=settings.base_url,
+        timeout_s=settings.timeout_s,
+        max_retries=settings.max_retries,
+        connections=settings.concurrency + 4,
+    )
+
+
 async def _generate(
     records_path, output, settings, cache, prices, key, redact, vocabulary, summary, prepend, budget
 ) -> None:
-    client = None if settings.batch else make_client(settings, key)
+    client = None if settings.batch else make_chat_client(settings, key)
     mode = "cache_only" if settings.batch else "call"
     requester = Requester(settings, cache, prices, client, redact, mode, budget=budget)
     requester.vocabulary = vocabulary

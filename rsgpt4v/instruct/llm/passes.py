@@ -16,7 +16,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from importlib.resources import files
 from typing import Any
 
@@ -277,11 +277,18 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
     if not context.complete:
         return None  # counts and absences are facts only when every object is labelled
     text = "\n".join(texts)
-    absent = tuple(c for c in vocabulary if c not in context.counts)
+    lowered = None if _FOLDS_TO_ASCII.intersection(text) else text.lower()
+    absent = tuple(
+        c
+        for c in vocabulary
+        if c not in context.counts and any(_may_occur(f, lowered) for f in _plain_forms(c))
+    )
     found = _classes_pattern(absent).search(text) if absent else None
     if found:
         return f"names {found.group(0)!r}, a class the record does not have"
     for category, count in context.counts.items():
+        if not _may_occur(category_name(category).plural, lowered):
+            continue
         for found in _count_pattern(category).finditer(text):
             said = found.group(1).lower()
             number = NUMBER_WORDS.get(said, int(said) if said.isdigit() else None)
@@ -290,15 +297,32 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
     return None
 
 
+# The characters that re.IGNORECASE matches to an ASCII letter (dotless i, long s, capital I with
+# dot, Kelvin sign). In a text without them, an ASCII class name can match only where the
+# lower-cased text holds it: a substring test rules most of the patterns out before they run
+# (the regular expressions cost most of a reply's check).
+_FOLDS_TO_ASCII = frozenset("\u0131\u017f\u0130\u212a")
+
+
+def _may_occur(form: str, lowered: str | None) -> bool:
+    """False only when ``form`` cannot match case-insensitively in the text ``lowered`` is of
+    (``lowered`` None: the text holds one of _FOLDS_TO_ASCII, so anything may)."""
+    return lowered is None or not form.isascii() or form.lower() in lowered
+
+
 @cache
-def _forms(category: str) -> tuple[str, ...]:
+def _plain_forms(category: str) -> tuple[str, ...]:
     name = category_name(category)
     raw = category.lower()
     forms = {raw, raw.replace("-", " ").replace("_", " "), name.singular, name.plural}
-    return tuple(re.escape(f) for f in forms if f)
+    return tuple(f for f in forms if f)
 
 
-@cache
+def _forms(category: str) -> tuple[str, ...]:
+    return tuple(re.escape(f) for f in _plain_forms(category))
+
+
+@lru_cache(maxsize=512)
 def _classes_pattern(categories: tuple[str, ...]) -> re.Pattern[str]:
     """Any name of any of the classes, as a whole word (one pass over the text)."""
     forms = sorted({f for c in categories for f in _forms(c)}, key=len, reverse=True)
