@@ -11,7 +11,7 @@ import rasterio
 from PIL import Image
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.raster import _rasterio_facts, describe_raster
+from rsgpt4v.raster import _rasterio_facts, describe_raster, open_raster
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)
@@ -63,6 +63,12 @@ def _with_tab(folder: Path) -> Path:
     return path
 
 
+def _with_world_file(folder: Path) -> Path:
+    path = _pil("placed.png", Image.fromarray(RGB))(folder)
+    (folder / "placed.pgw").write_text("0.5\n0\n0\n-0.5\n500000.25\n4000000.25\n")
+    return path
+
+
 def _jpeg_named_png(folder: Path) -> Path:
     shutil.move(_pil("a.jpg", Image.fromarray(RGB))(folder), folder / "a.png")
     return folder / "a.png"
@@ -99,6 +105,22 @@ def test_facts_equal_rasterio(kind: str, tmp_path: Path) -> None:
 def test_sidecar_georeferencing_is_kept(tmp_path: Path) -> None:
     assert describe_raster(_with_aux_xml(tmp_path)).crs == "EPSG:32632"
     assert describe_raster(_with_tab(tmp_path)).crs == "EPSG:32632"
+
+
+@pytest.mark.parametrize("write", [_with_aux_xml, _with_tab, _with_world_file])
+def test_sidecars_are_found_with_gdal_folder_listings_off(write, tmp_path: Path) -> None:
+    """Rasters are opened without GDAL's listing of their folder (raster.GDAL_OPTIONS), which
+    costs more than a small image in a folder of thousands; sidecars are found all the same."""
+    path = write(tmp_path)
+
+    def georeferencing() -> tuple:
+        with open_raster(path) as source:
+            return source.crs, source.transform
+
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):  # GDAL's default: list the folder
+        listed = georeferencing()
+    assert not listed[1].is_identity  # the sidecar placed the image
+    assert georeferencing() == listed
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,22 @@ def test_8bit_rgb_is_kept_exactly(tmp_path: Path) -> None:
     assert np.array_equal(rgb, data.transpose(1, 2, 0))
 
 
+def test_an_external_mask_file_is_found_with_gdal_folder_listings_off(tmp_path: Path) -> None:
+    """read_rgb8 opens files without GDAL's folder listing (raster.GDAL_OPTIONS): sidecars such
+    as a .msk mask must still be found, as with GDAL's default."""
+    data = np.full((3, 8, 8), 200, dtype=np.uint8)
+    path = _write(tmp_path / "m.tif", data)
+    keep = np.eye(8, dtype=bool)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=False), rasterio.open(path, "r+") as target:
+        target.write_mask(keep.astype(np.uint8) * 255)
+    assert (tmp_path / "m.tif.msk").exists()
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):  # GDAL's default
+        listed = read_rgb8(path)
+    rgb = read_rgb8(path)
+    assert np.array_equal(rgb, listed)
+    assert (rgb[keep] == 200).all() and (rgb[~keep] == 0).all()
+
+
 def test_16bit_multispectral_uses_bands_1_to_3_stretched_per_band(tmp_path: Path) -> None:
     ramp = np.arange(100, dtype=np.uint16).reshape(10, 10) * 40 + 1000
     data = np.stack([ramp, ramp * 2, ramp + 5, np.full_like(ramp, 9)])
