@@ -16,7 +16,7 @@ The retry policy is the SDK's, so behaviour against OpenAI does not change:
 
 Headers are those the SDK sends: ``Authorization: Bearer``, and ``OpenAI-Organization`` /
 ``OpenAI-Project`` from ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` when set. The proxy comes from
-the environment (``HTTPS_PROXY``/``HTTP_PROXY``, ``NO_PROXY``) as for the SDK, looked up once per
+the environment (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, ``NO_PROXY``) as for the SDK, looked up once per
 run: aiohttp's ``trust_env`` looks it up for every request, which costs more than the request.
 """
 
@@ -125,7 +125,8 @@ def environment_proxy(url: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    return urllib.request.getproxies().get(parts.scheme)
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class ChatClient:
