@@ -16,8 +16,9 @@ The retry policy is the SDK's, so behaviour against OpenAI does not change:
 
 Headers are those the SDK sends: ``Authorization: Bearer``, and ``OpenAI-Organization`` /
 ``OpenAI-Project`` from ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` when set. The proxy comes from
-the environment (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, ``NO_PROXY``) as for the SDK, looked up once per
-run: aiohttp's ``trust_env`` looks it up for every request, which costs more than the request.
+the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``; ``NO_PROXY``) as for the SDK,
+looked up once per run: aiohttp's ``trust_env`` looks it up for every request, which costs more
+than the request.
 """
 
 from __future__ import annotations
