@@ -5,10 +5,11 @@ fixed latency per chat call, so the client's work is measured alone. Two figures
 
 1. Throughput: ``generate_llm_instructions`` (all three passes, fresh cache) at concurrency C
    against a server answering in L seconds; the ideal is C / L requests per second. Target: at
-   least 90% of it. As baselines in the same run, the bare chat client (the engine's client,
-   same concurrency and request bodies, no engine) shows what the machine allows, and the bare
-   openai SDK what the engine's client replaced: on a loaded machine none reaches the ideal, and
-   the engine / bare-client ratio is the engine's own overhead.
+   least 90% of it. As a baseline in the same run, the bare SDK (the same client, concurrency
+   and request bodies, no engine) shows what the machine allows: on a loaded machine neither
+   reaches the ideal, and the engine / bare-SDK ratio is the engine's own overhead. ``--repeat``
+   interleaves several engine and baseline runs and reports the medians (a shared machine's
+   speed moves between runs).
 2. Tokens per generated QA pair: the hierarchical design (one local request describes every
    object and relation, one global and one multi-turn request per record) against one request per
    question (the same image and object table, asking each of the same questions alone), both
@@ -35,11 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rsgpt4v.instruct.attributes import object_facts  # noqa: E402
-from rsgpt4v.instruct.llm.generate import (  # noqa: E402
-    generate_llm_instructions,
-    make_chat_client,
-    make_client,
-)
+from rsgpt4v.instruct.llm.generate import generate_llm_instructions, make_client  # noqa: E402
 from rsgpt4v.instruct.llm.images import render_image  # noqa: E402
 from rsgpt4v.instruct.llm.passes import (  # noqa: E402
     PASSES,
@@ -80,22 +77,13 @@ def throughput(records: Path, base_url: str, concurrency: int, folder: Path, tag
     return summary, time.perf_counter() - start, time.process_time() - cpu
 
 
-async def bare_client(
-    kind: str, records: Path, base_url: str, concurrency: int, requests: int
+async def bare_sdk(
+    records: Path, base_url: str, concurrency: int, requests: int
 ) -> tuple[float, float]:
-    """Requests per second and CPU seconds per request of a client alone, a local-pass body
-    each time: ``chat`` is the engine's (aiohttp), ``sdk`` the openai SDK's request layer."""
+    """Requests per second and CPU seconds per request of the SDK alone: the engine's client,
+    a local-pass body each time."""
     settings = LlmSettings(model="gpt-4o", base_url=base_url, concurrency=concurrency)
-    key = os.environ[KEY_ENV]
-    if kind == "chat":
-        client = make_chat_client(settings, key)
-        send = client.create
-    else:
-        client = make_client(settings, key)
-
-        async def send(body: dict) -> object:
-            return await client.post("/chat/completions", body=body, cast_to=object)
-
+    client = make_client(settings, os.environ[KEY_ENV])
     record = next(read_jsonl(records, Record))
     image = render_image(records.parent / record.image.path, "low")
     context = RecordContext.of(record, object_facts(record, records.parent))
@@ -109,7 +97,7 @@ async def bare_client(
 
     async def one() -> None:
         async with slots:
-            await send(body)
+            await client.post("/chat/completions", body=body, cast_to=object)
 
     await asyncio.gather(*(one() for _ in range(concurrency)))  # connections up
     start, cpu = time.perf_counter(), time.process_time()
@@ -175,43 +163,30 @@ def main() -> None:
             warm = make_llm_records(folder / "warm", 16, seed=1, **shape)
             throughput(warm, base_url, args.concurrency, folder, "warm")  # imports, connections
             ideal = args.concurrency / args.latency
-            runs = []  # (engine req/s, engine CPU s per request, bare chat client req/s)
+            runs = []  # (engine req/s, engine CPU s per request, bare SDK req/s, its CPU)
             for index in range(args.repeat):  # interleaved: a noisy machine hits both alike
                 tag = "run" if index == 0 else f"run{index}"
                 summary, seconds, cpu = throughput(records, base_url, args.concurrency, folder, tag)
                 requests = summary.calls
-                chat, _ = asyncio.run(
-                    bare_client("chat", records, base_url, args.concurrency, requests)
-                )
-                runs.append((requests / seconds, cpu / requests, chat))
-            sdk, sdk_cpu = asyncio.run(
-                bare_client("sdk", records, base_url, args.concurrency, requests)
-            )
-            _, chat_cpu = asyncio.run(
-                bare_client("chat", records, base_url, args.concurrency, requests)
-            )
+                sdk, sdk_cpu = asyncio.run(bare_sdk(records, base_url, args.concurrency, requests))
+                runs.append((requests / seconds, cpu / requests, sdk, sdk_cpu))
             print(f"server latency {args.latency:.3f} s, concurrency {args.concurrency}")
             print(f"ideal: {ideal:.1f} req/s")
             print(f"cpus: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
-            chat = statistics.median(run[2] for run in runs)
-            print(
-                f"bare chat client (baseline): {chat:.1f} req/s = {chat / ideal:.3f} of ideal; "
-                f"{1000 * chat_cpu:.2f} ms CPU per request"
-            )
-            print(
-                f"bare openai SDK: {sdk:.1f} req/s = {sdk / ideal:.3f} of ideal; "
-                f"{1000 * sdk_cpu:.2f} ms CPU per request"
-            )
-            for index, (rate, cpu, chat_rate) in enumerate(runs):
+            for index, (rate, cpu, sdk, sdk_cpu) in enumerate(runs):
                 print(
-                    f"engine run {index + 1}: {requests} requests = {rate:.1f} req/s = "
-                    f"{rate / ideal:.3f} of ideal, {rate / chat_rate:.3f} of the bare chat "
-                    f"client; {1000 * cpu:.2f} ms CPU per request in the event-loop process"
+                    f"run {index + 1}: bare SDK (baseline) {sdk:.1f} req/s = "
+                    f"{sdk / ideal:.3f} of ideal, {1000 * sdk_cpu:.2f} ms CPU per request; "
+                    f"engine {rate:.1f} req/s = {rate / ideal:.3f} of ideal, "
+                    f"{rate / sdk:.3f} of the bare SDK, {1000 * cpu:.2f} ms CPU per request "
+                    "in the event-loop process"
                 )
             rate = statistics.median(run[0] for run in runs)
+            sdk = statistics.median(run[2] for run in runs)
             print(
-                f"engine: {rate:.1f} req/s = {rate / ideal:.3f} of ideal (target >= 0.90)"
-                + (f", median of {len(runs)} runs" if len(runs) > 1 else "")
+                f"engine: {rate:.1f} req/s = {rate / ideal:.3f} of ideal (target >= 0.90), "
+                f"{rate / sdk:.3f} of the bare SDK"
+                + (f"; medians of {len(runs)} runs" if len(runs) > 1 else "")
             )
             hierarchical = summary.prompt_tokens + summary.completion_tokens
             per_pair = hierarchical / summary.qa_pairs

@@ -1,8 +1,7 @@
 """The request engine: one request of one pass, from cache or from the API, with its accounting.
 
-One retry layer: the chat client's (:mod:`rsgpt4v.instruct.llm.chat_client`, the openai SDK's
-policy: ``max_retries``, ``timeout``, exponential backoff honouring ``Retry-After``); nothing
-here retries. What the client gives up on is classified: quota exhaustion
+One retry layer: the openai SDK's (``max_retries``, ``timeout``, exponential backoff honouring
+``Retry-After``); nothing here retries. What the SDK gives up on is classified: quota exhaustion
 (429 ``insufficient_quota``) and rejected credentials stop the whole run; anything else fails
 that request, which a rerun tries again. Every reply is written to the cache before it is parsed,
 so a reply is never paid twice; the budget is reserved from a high estimate before each call and
@@ -17,7 +16,6 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from rsgpt4v.instruct.llm.cache import CachedReply, ReplyCache, request_key
-from rsgpt4v.instruct.llm.chat_client import ApiConnectionError, ApiError, ApiTimeout
 from rsgpt4v.instruct.llm.images import RenderedImage
 from rsgpt4v.instruct.llm.passes import (
     Earlier,
@@ -233,6 +231,8 @@ class Requester:
         return CachedReply(reply, usage, actual, "sync")
 
     async def _create(self, spec: PassSpec, body: dict) -> tuple[dict, Usage]:
+        import openai
+
         mode = self.format_mode
         try:
             try:
@@ -240,8 +240,8 @@ class Requester:
                 completion = await self._post(
                     body | {"response_format": response_format(spec, mode)}
                 )
-            except ApiError as error:
-                if error.status != 400 or mode != "json_schema":
+            except openai.BadRequestError:
+                if mode != "json_schema":
                     raise
                 self.calls += 1  # the server may not know json_schema: try JSON mode once
                 completion = await self._post(
@@ -250,39 +250,44 @@ class Requester:
                 if self.format_mode != "json_object":
                     self.format_mode = "json_object"
                     self.cache.set_setting(self._format_setting, "json_object")
-        except ApiTimeout:
+        except openai.RateLimitError as error:
+            if error.code == "insufficient_quota":
+                self._stop(
+                    "API quota exhausted (429 insufficient_quota): add credit or raise "
+                    "the limit, then rerun; finished work is cached",
+                    fatal=True,
+                )
+                raise _RequestFailed("insufficient_quota") from None
+            raise _RequestFailed(
+                f"rate limited (429) after {self.settings.max_retries} retries"
+            ) from None
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+            self._stop(
+                f"the server refused the credentials (HTTP {error.status_code}): check "
+                f"{self.settings.api_key_env} and --base-url",
+                fatal=True,
+            )
+            raise _RequestFailed(f"HTTP {error.status_code}") from None
+        except openai.APIStatusError as error:
+            raise _RequestFailed(
+                self.redact(f"HTTP {error.status_code}: {error.message}")[:300]
+            ) from None
+        except openai.APITimeoutError:
             raise _RequestFailed(
                 f"timed out after {self.settings.max_retries} retries "
                 f"({self.settings.timeout_s:g} s each)"
             ) from None
-        except ApiConnectionError as error:
+        except openai.APIConnectionError as error:
             raise _RequestFailed(self.redact(f"connection error: {error}")[:300]) from None
-        except ApiError as error:
-            raise self._classified(error) from None
         return reply_of(completion), usage_of(completion)
 
-    def _classified(self, error: ApiError) -> _RequestFailed:
-        """The failure of an error status; quota and credential errors stop the whole run."""
-        if error.status == 429 and error.code == "insufficient_quota":
-            self._stop(
-                "API quota exhausted (429 insufficient_quota): add credit or raise "
-                "the limit, then rerun; finished work is cached",
-                fatal=True,
-            )
-            return _RequestFailed("insufficient_quota")
-        if error.status == 429:
-            return _RequestFailed(f"rate limited (429) after {self.settings.max_retries} retries")
-        if error.status in (401, 403):
-            self._stop(
-                f"the server refused the credentials (HTTP {error.status}): check "
-                f"{self.settings.api_key_env} and --base-url",
-                fatal=True,
-            )
-            return _RequestFailed(f"HTTP {error.status}")
-        return _RequestFailed(self.redact(f"HTTP {error.status}: {error.message}")[:300])
-
     async def _post(self, body: dict) -> dict:
-        return await self.client.create(body)  # type: ignore[union-attr]
+        """POST /chat/completions through the SDK's request layer (its retries, timeouts and
+        errors) without its request transform and response models: the body is plain JSON
+        already, and the reply is kept as JSON (both cost more than the rest of a request)."""
+        return await self.client.post(  # type: ignore[union-attr]
+            "/chat/completions", body=body, cast_to=object
+        )
 
     def _stop(self, reason: str, *, fatal: bool) -> None:
         if not self.fatal:

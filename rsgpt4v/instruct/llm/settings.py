@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rsgpt4v.errors import RsgptError
 
-NO_KEY = "unused"  # local servers (vLLM, Ollama) take any key; a Bearer token is sent anyway
+NO_KEY = "unused"  # local servers (vLLM, Ollama) take any key; the SDK wants one
 
 
 @dataclass
