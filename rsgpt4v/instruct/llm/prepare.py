@@ -4,11 +4,11 @@ Decoding and shrinking an image is the costliest step of a request (a 1024-px PN
 milliseconds; the request itself takes two or three of client CPU), so it is never done on the
 event loop. On big runs of big images it is done in worker processes, while the event loop only
 sends and receives; otherwise in one thread beside the loop: rasterio and PIL release the GIL
-while they decode and encode, so the loop goes on meanwhile (the bench's engine throughput rose
-by a quarter against preparing inline; more threads only contend for the GIL). Small images
-are cheaper to prepare in that thread than to ship between processes. Workers are started with
-``spawn`` (never ``fork``: the parent runs threads and an event loop). A failure is returned as
-its message, since not every project exception survives pickling.
+while they decode and encode, so the loop goes on meanwhile (one thread measured best: more
+only contend for the GIL). Small images are cheaper to prepare in that thread than to ship
+between processes. Workers are started with ``spawn`` (never ``fork``: the parent runs threads
+and an event loop). A failure is returned as its message, since not every project exception
+survives pickling.
 """
 
 from __future__ import annotations
