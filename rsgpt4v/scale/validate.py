@@ -41,6 +41,7 @@ from rsgpt4v.validate.run import (
     ValidationSummary,
     conversation_key,
     maybe_writer,
+    schema_rejection,
 )
 
 #: Instructions per task: checks take well under a millisecond each.
@@ -80,11 +81,8 @@ def _check_unit(
         try:
             instruction = Instruction.model_validate_json(text)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "line"
-            entry = f"line {number}"
-            message = f"{entry}: not a valid instruction: {where}: {first['msg']}"
-            rows.append({"line": number, "rejections": [["schema", entry, message, where]]})
+            rejection = schema_rejection(number, error)
+            rows.append({"line": number, "rejections": [list(dataclasses.astuple(rejection))]})
             continue
         record = table.find(instruction.record_id, instruction.image)
         findings = Findings()

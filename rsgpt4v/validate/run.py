@@ -263,6 +263,16 @@ def _imported_instruction(item: ImportedItem, record: Record, fmt: str) -> Instr
     )
 
 
+def schema_rejection(number: int, error: ValidationError) -> Rejection:
+    """The rejection of line ``number``, which is not an instruction: its first schema error."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "line"
+    entry = f"line {number}"
+    return Rejection(
+        "schema", entry, f"{entry}: not a valid instruction: {where}: {first['msg']}", where
+    )
+
+
 def _instruction_lines(
     path: Path, table: RecordTable
 ) -> Iterator[tuple[int, Instruction | None, Record | None, list[Rejection]]]:
@@ -273,11 +283,7 @@ def _instruction_lines(
             try:
                 instruction = Instruction.model_validate_json(text)
             except ValidationError as error:
-                first = error.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "line"
-                entry = f"line {number}"
-                message = f"{entry}: not a valid instruction: {where}: {first['msg']}"
-                yield number, None, None, [Rejection("schema", entry, message, where)]
+                yield number, None, None, [schema_rejection(number, error)]
                 continue
             yield number, instruction, table.find(instruction.record_id, instruction.image), []
 

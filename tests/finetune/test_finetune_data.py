@@ -129,8 +129,9 @@ def test_conversation_without_answer_tokens_is_refused(llava_dir):
         encoder.encode(TURNS[:2], _image())
 
 
-def test_instructions_render_boxes_in_each_family_style(demo, llava_dir, qwen_dir):
-    source = load_config(
+def _grounding_source(demo):
+    """The demo's grounding instructions as one data source."""
+    config = load_config(
         None,
         [
             "model=m",
@@ -138,7 +139,12 @@ def test_instructions_render_boxes_in_each_family_style(demo, llava_dir, qwen_di
             f"data.0.image_root={demo / 'sample'}",
             "data.0.tasks=[grounding]",
         ],
-    ).data[0]
+    )
+    return config.data[0]
+
+
+def test_instructions_render_boxes_in_each_family_style(demo, llava_dir, qwen_dir):
+    source = _grounding_source(demo)
     samples = read_source(source, "llava", square_pad=True)
     assert samples and all(s.instruction.task == "grounding" for s in samples)
     llava_set = SampleDataset(samples, ChatEncoder(llava_dir, "llava"), "llava", square_pad=True)
@@ -153,15 +159,7 @@ def test_instructions_render_boxes_in_each_family_style(demo, llava_dir, qwen_di
 def test_qwen25vl_boxes_are_pixels_of_the_resized_image(demo, qwen_dir):
     from rsgpt4v.boxfmt import parse_boxes
 
-    source = load_config(
-        None,
-        [
-            "model=m",
-            f"data={demo / 'instructions.jsonl'}",
-            f"data.0.image_root={demo / 'sample'}",
-            "data.0.tasks=[grounding]",
-        ],
-    ).data[0]
+    source = _grounding_source(demo)
     sample = read_source(source, "qwen25vl", square_pad=False)[0]
     encoder = ChatEncoder(qwen_dir, "qwen2vl")
     dataset = SampleDataset([sample], encoder, "qwen25vl")

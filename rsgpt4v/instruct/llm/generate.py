@@ -205,8 +205,8 @@ def generate_llm_instructions(
             from rsgpt4v.instruct.llm.batch import run_batches
 
             run_batches(records_path, settings, cache, prices, key, redact, vocabulary, summary)
-        # The collector skips what the imports made and runs less often (a fifth of the
-        # event loop's CPU otherwise); GDAL keeps one environment for every image read.
+        # The collector skips what the imports made and runs less often; GDAL keeps one
+        # environment for every image read (rsgpt4v.raster.gdal_env).
         with older_objects_frozen(), fewer_collections(), gdal_env():
             asyncio.run(
                 _generate(
