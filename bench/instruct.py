@@ -5,7 +5,9 @@ and GSD so the metric and geographic rules run), then runs ``generate_instructio
 rule task (or those of ``--tasks``) in a child process: records per wall-clock second, records per
 CPU second of that process (the fairer number on a machine shared with other work; the target is
 one core's throughput), instructions/s and peak RSS. It runs again on a quarter of the records to
-show that memory stays flat as the input grows.
+show that memory stays flat as the input grows. As a baseline in the same run, a writer with no
+rule logic writes as many instructions per record (``write_floor``): the fastest any rule set of
+that density can go here.
 ``--per-task`` also times each task alone on the big input (records per CPU second when only it
 runs).
 
@@ -87,17 +89,60 @@ def _child(records: str, output: str, tasks: str | None, queue: multiprocessing.
     queue.put((summary.records, summary.instructions, dict(summary.per_task), elapsed, cpu, rss))
 
 
-def measure(
-    records: Path, output: Path, tasks: str | None = None
-) -> tuple[int, int, dict[str, int], float, float, float]:
-    """(records, instructions, per task, wall seconds, CPU seconds, peak RSS MiB) of one run."""
+def write_floor(records: str, output: str, per_record: float) -> tuple[int, int]:
+    """Write ``per_record`` instructions per record (on average) with no rule logic at all.
+
+    Each is the least an instruction costs in this design: one phrasing drawn from a pool, two
+    template fields filled, its JSON line written (the rules' own helpers), after the record is
+    read and validated as the rules' run reads it. Its speed bounds any rule set that writes as
+    many instructions per record. Returns (records, instructions).
+    """
+    from rsgpt4v.instruct.lines import RecordLines
+    from rsgpt4v.instruct.rules.common import Draft
+    from rsgpt4v.instruct.rules.task_random import TaskRandom
+    from rsgpt4v.instruct.templates import fill_template
+    from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
+
+    questions = [f"Question {k}: how many {{plural}} are there?" for k in range(8)]
+    answer = "There are {count} {plural}."
+    count = written = 0
+    with JsonlWriter(output) as writer:
+        for record in read_jsonl(records, Record):
+            rng, lines = TaskRandom(record.id), RecordLines(record)
+            wanted = round((count + 1) * per_record) - round(count * per_record)
+            drafts = []
+            for index in range(wanted):
+                words = {"plural": "ships", "count": index}
+                turn = (fill_template(rng.choice(questions), words), fill_template(answer, words))
+                objects = record.objects[index % len(record.objects) :][:1]
+                drafts.append(Draft("floor", index, "floor/v1", [turn], objects))
+            writer.write_lines(list(map(lines.line, drafts)))
+            count, written = count + 1, written + wanted
+    return count, written
+
+
+def _floor_child(records: str, output: str, per_record: float, queue) -> None:
+    cpu_start = time.process_time()
+    count, written = write_floor(records, output, per_record)
+    queue.put((count, written, time.process_time() - cpu_start))
+
+
+def _in_child(target, *args):
+    """What ``target(*args, queue)`` put in the queue, run in a fresh process (clean RSS)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(str(records), str(output), tasks, queue))
+    process = context.Process(target=target, args=(*args, queue))
     process.start()
     result = queue.get()
     process.join()
     return result
+
+
+def measure(
+    records: Path, output: Path, tasks: str | None = None
+) -> tuple[int, int, dict[str, int], float, float, float]:
+    """(records, instructions, per task, wall seconds, CPU seconds, peak RSS MiB) of one run."""
+    return _in_child(_child, str(records), str(output), tasks)
 
 
 def main() -> None:
@@ -118,6 +163,9 @@ def main() -> None:
         print(f"input: {args.records} records, {objects} objects")
         out = Path(tmp) / "out.jsonl"
         records, instructions, per_task, seconds, cpu, rss = measure(big, out, args.tasks)
+        floor_records, floor_written, floor_cpu = _in_child(
+            _floor_child, str(big), str(out), instructions / records
+        )
         *_, rss_small = measure(small, Path(tmp) / "out_small.jsonl", args.tasks)
         for task in task_names if args.per_task else ():
             alone[task] = measure(big, out, task)[4]
@@ -126,6 +174,12 @@ def main() -> None:
         f"{cpu:.1f} CPU s = {records / cpu:.0f} records per CPU second "
         f"(target >= 2000 on one core); {instructions} instructions "
         f"= {instructions / cpu:.0f} per CPU second"
+    )
+    print(
+        f"floor (the same {floor_written / floor_records:.1f} instructions per record, no rule "
+        f"logic: one phrasing, two fields, the JSON line): "
+        f"{floor_records / floor_cpu:.0f} records per CPU second; the rules run at "
+        f"{(records / cpu) / (floor_records / floor_cpu):.2f} of it"
     )
     print("instructions per task: " + ", ".join(f"{t} {n}" for t, n in sorted(per_task.items())))
     if alone:

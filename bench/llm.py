@@ -17,13 +17,18 @@ fixed latency per chat call, so the client's work is measured alone. Two figures
 
 Records are DOTA-like: 128 px images with 8-12 labelled objects each.
 
-    python bench/llm.py [--records 512] [--concurrency 64] [--latency 0.2] [--repeat 1]
+``--shards N`` also runs the engine as N ``--shard I/N`` processes side by side (the same total
+concurrency, one shared cache), the way ``instruct --shard`` or ``--engine ray`` uses a
+machine's cores; a single process is bounded by one core.
+
+    python bench/llm.py [--records 512] [--concurrency 64] [--latency 0.2] [--repeat 1] [--shards N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -62,7 +67,14 @@ def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     return process, process.stdout.readline().strip()
 
 
-def throughput(records: Path, base_url: str, concurrency: int, folder: Path, tag: str):
+def throughput(
+    records: Path,
+    base_url: str,
+    concurrency: int,
+    folder: Path,
+    tag: str,
+    shard: tuple[int, int] | None = None,
+):
     settings = LlmSettings(
         model="gpt-4o",
         base_url=base_url,
@@ -71,10 +83,48 @@ def throughput(records: Path, base_url: str, concurrency: int, folder: Path, tag
         cache_dir=folder / f"cache-{tag}",
         concurrency=concurrency,
         timeout_s=30.0,
+        shard=shard,
     )
+    output = folder / (f"out-{tag}.jsonl" if shard is None else f"out-{tag}-{shard[0]}.jsonl")
     start, cpu = time.perf_counter(), time.process_time()
-    summary = generate_llm_instructions(records, folder / f"out-{tag}.jsonl", settings)
+    summary = generate_llm_instructions(records, output, settings)
     return summary, time.perf_counter() - start, time.process_time() - cpu
+
+
+def _shard_process(records, warm, base_url, concurrency, folder, tag, shard, ready, results):
+    """One ``--shard I/N`` run in its own process, started when every shard is warm."""
+    throughput(warm, base_url, concurrency, folder, f"warm-{tag}", shard)  # imports, connections
+    ready.wait()
+    summary, _, cpu = throughput(records, base_url, concurrency, folder, tag, shard)
+    results.put((summary.calls, time.time(), cpu))
+
+
+def sharded_throughput(
+    records: Path, warm: Path, base_url: str, concurrency: int, folder: Path, shards: int
+) -> tuple[int, float, float]:
+    """(requests, wall seconds, CPU seconds) of ``shards`` engine processes run side by side.
+
+    Each runs ``--shard I/N`` with an equal part of the concurrency and one shared reply cache,
+    as ``instruct --shard`` runs (or the Ray engine's tasks) on one machine: the engine's way to
+    use more than one core. The clock starts when every process has imported and connected.
+    """
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Barrier(shards + 1), context.Queue()
+    tag = f"shards{shards}"
+    common = (records, warm, base_url, concurrency // shards, folder, tag)
+    processes = [
+        context.Process(target=_shard_process, args=(*common, (i, shards), ready, results))
+        for i in range(shards)
+    ]
+    for process in processes:
+        process.start()
+    ready.wait()
+    start = time.time()
+    finished = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    requests = sum(calls for calls, _, _ in finished)
+    return requests, max(end for _, end, _ in finished) - start, sum(c for *_, c in finished)
 
 
 async def bare_sdk(
@@ -152,6 +202,13 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="engine runs (the median is the result)"
     )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=0,
+        help="also run the engine as this many --shard processes side by side (the same total "
+        "concurrency), after the single-process runs",
+    )
     args = parser.parse_args()
     os.environ.setdefault(KEY_ENV, "sk-bench-not-a-real-key")
     process, base_url = start_server(args.latency)
@@ -188,6 +245,15 @@ def main() -> None:
                 f"{rate / sdk:.3f} of the bare SDK"
                 + (f"; medians of {len(runs)} runs" if len(runs) > 1 else "")
             )
+            if args.shards > 1:
+                calls, seconds, cpu = sharded_throughput(
+                    records, warm, base_url, args.concurrency, folder, args.shards
+                )
+                print(
+                    f"engine in {args.shards} shard processes: {calls / seconds:.1f} req/s = "
+                    f"{calls / seconds / ideal:.3f} of ideal, "
+                    f"{1000 * cpu / calls:.2f} ms CPU per request (all shards)"
+                )
             hierarchical = summary.prompt_tokens + summary.completion_tokens
             per_pair = hierarchical / summary.qa_pairs
             print(
