@@ -67,6 +67,22 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
             yield source
 
 
+_RGB = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+
+
+def rgb_bands(source: rasterio.DatasetReader) -> list[int]:
+    """The bands (1-based) shown as red, green and blue; one band for a grey or palette image.
+
+    A file whose colour interpretation names a red, a green and a blue band (a BGR or BGRN
+    GeoTIFF tagged so, or one tagged with ``rio edit-info --colorinterp``) is shown through
+    those bands; any other image with three bands or more through bands 1-3, as GIS viewers do.
+    """
+    interpretation = list(source.colorinterp)
+    if all(colour in interpretation for colour in _RGB):
+        return [interpretation.index(colour) + 1 for colour in _RGB]
+    return [1, 2, 3] if source.count >= 3 else [1]
+
+
 def describe_raster(path: str | Path) -> RasterFacts:
     """Read the header of an image; raise InputError naming the file when it cannot be read.
 
@@ -119,7 +135,8 @@ def _rasterio_facts(path: str | Path) -> RasterFacts:
 def read_rgb8(path: str | Path, max_side: int | None = None) -> np.ndarray:
     """The image as an 8-bit RGB array of shape (height, width, 3).
 
-    Bands 1-3 are red, green and blue; an image with fewer than three bands is shown as grey from
+    Red, green and blue are the bands :func:`rgb_bands` picks (the file's own colour
+    interpretation, else bands 1-3); an image with fewer than three bands is shown as grey from
     band 1 (a palette image through its colour map). 8-bit data is kept as is; other data types
     are stretched per band from the 2nd to the 98th percentile of the valid pixels (nodata and
     non-finite values are black), the usual display stretch of GIS viewers. With ``max_side``,
@@ -132,7 +149,7 @@ def read_rgb8(path: str | Path, max_side: int | None = None) -> np.ndarray:
             with open_raster(path) as source:
                 width, height = _fit_size(source.width, source.height, max_side)
                 palette = source.count < 3 and source.colorinterp[0] == ColorInterp.palette
-                indexes = [1, 2, 3] if source.count >= 3 else [1]
+                indexes = rgb_bands(source)
                 shrink = (width, height) != (source.width, source.height)
                 data = source.read(
                     indexes,

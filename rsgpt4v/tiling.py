@@ -30,6 +30,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from pydantic import BaseModel
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -277,6 +278,11 @@ class TileWriter:
             if self.georeferenced:
                 profile["crs"] = source.crs
         self.profile = {"driver": "GTiff" if self.geotiff else "PNG", **profile}
+        # which band is red, green or blue (a BGRN scene's tags) and the palette: tiles are shown
+        # as the scene is (a PNG tile's bands are grey, grey + alpha, RGB or RGBA by their count)
+        self.colorinterp = source.colorinterp if self.geotiff else None
+        palette = source.count == 1 and source.colorinterp[0] == ColorInterp.palette
+        self.colormap = source.colormap(1) if palette else None
 
     def transform(self, window: TileWindow) -> Affine | None:
         """The tile's own georeferencing: the scene's transform moved to the window's corner."""
@@ -291,6 +297,10 @@ class TileWriter:
         try:
             with rasterio.open(path, "w", **profile) as tile:
                 tile.write(data)
+                if self.colorinterp is not None:
+                    tile.colorinterp = self.colorinterp
+                if self.colormap is not None:
+                    tile.write_colormap(1, self.colormap)
         except RasterioIOError as error:
             raise RsgptError(f"cannot write tile {path}: {error}") from None
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
+from rasterio.enums import ColorInterp
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import obb_to_polygon, polygon_to_obb
@@ -224,6 +225,31 @@ def test_colour_of_painted_objects(tmp_path: Path, dtype: str) -> None:
     facts = object_facts(_record([square, triangle, background], georef=False), root)
     assert [f.colour for f in facts] == ["red", "blue", "grey"]
     assert all(f.colour is None for f in object_facts(_record([square]), None))
+
+
+def test_colour_follows_the_bands_the_file_tags_red_green_and_blue(tmp_path: Path) -> None:
+    """A 16-bit blue, green, red, near-infrared image tagged so: colours as in true colour."""
+    root = _painted(tmp_path, dtype="uint16")
+    path = root / "images" / "scene.tif"
+    with rasterio.open(path) as source:
+        red, green, blue = source.read()
+    _write_image(path, np.stack([blue, green, red, np.full_like(red, 3000)]))
+    with rasterio.open(path, "r+") as target:
+        target.colorinterp = [
+            ColorInterp.blue,
+            ColorInterp.green,
+            ColorInterp.red,
+            ColorInterp.undefined,
+        ]
+    square = Object(id=0, category="roof", bbox=[100, 200, 60, 60])
+    triangle = Object(
+        id=1,
+        category="roof",
+        bbox=[500, 300, 100, 100],
+        polygon=[[500, 300], [500, 400], [600, 400]],
+    )
+    facts = object_facts(_record([square, triangle], georef=False), root)
+    assert [f.colour for f in facts] == ["red", "blue"]
 
 
 def test_one_band_images_are_named_in_grey_levels(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
+from rasterio.enums import ColorInterp
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.raster import read_rgb8
@@ -94,3 +95,20 @@ def test_unreadable_file_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken.tif").write_bytes(b"not an image")
     with pytest.raises(InputError, match=r"broken\.tif: cannot read image"):
         read_rgb8(tmp_path / "broken.tif")
+
+
+def test_bands_the_file_tags_red_green_and_blue_are_shown_as_such(tmp_path: Path) -> None:
+    """A BGRN GeoTIFF (PlanetScope-style band order) tagged so is shown in true colour; an
+    untagged one falls back to bands 1-3, as GIS viewers do."""
+    data = np.random.default_rng(1).integers(0, 256, (4, 6, 5), dtype=np.uint8)
+    tagged = _write(tmp_path / "bgrn.tif", data)
+    with rasterio.open(tagged, "r+") as target:
+        target.colorinterp = [
+            ColorInterp.blue,
+            ColorInterp.green,
+            ColorInterp.red,
+            ColorInterp.undefined,
+        ]
+    assert np.array_equal(read_rgb8(tagged), data[[2, 1, 0]].transpose(1, 2, 0))
+    untagged = read_rgb8(_write(tmp_path / "plain.tif", data))
+    assert np.array_equal(untagged, data[:3].transpose(1, 2, 0))

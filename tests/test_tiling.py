@@ -8,10 +8,12 @@ import pytest
 import rasterio
 from affine import Affine
 from PIL import Image
+from rasterio.enums import ColorInterp
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
 from rsgpt4v.errors import InputError
+from rsgpt4v.raster import read_rgb8
 from rsgpt4v.schema import ImageInfo, Object, Record, read_jsonl, write_jsonl
 from rsgpt4v.tile_windows import devkit_starts, mmrotate_starts, plan_windows
 from rsgpt4v.tiling import TileSettings, manifest_path, tile_records
@@ -248,6 +250,49 @@ def test_geotiff_tiles_keep_their_own_georeferencing(tmp_path: Path) -> None:
     assert tile.objects[0].polygon == _quad(4, 4, 14, 14)
     manifest = [json.loads(x) for x in manifest_path(summary.output).read_text().splitlines()]
     assert [m["transform"] for m in manifest if m["tile"] == tile.id] == [tile.image.transform]
+
+
+def _single_scene(path: Path, width: int, height: int) -> Record:
+    return Record(
+        id=f"geo/all/scenes/{path.stem}",
+        dataset="geo",
+        split="all",
+        image=ImageInfo(path=f"scenes/{path.name}", width=width, height=height),
+        objects=[_object(_quad(40, 20, 50, 30))],
+    )
+
+
+def test_tiles_are_shown_as_their_scene_band_tags_and_palette_kept(tmp_path: Path) -> None:
+    """A BGRN GeoTIFF's band tags, and a palette GeoTIFF's or PNG's colour map, go to the tiles:
+    read_rgb8 of a tile is the scene's picture in that window."""
+    (tmp_path / "scenes").mkdir()
+    rng = np.random.default_rng(4)
+    bgrn = tmp_path / "scenes" / "bgrn.tif"
+    profile = {"driver": "GTiff", "width": 100, "height": 80, "dtype": "uint8"}
+    with rasterio.open(bgrn, "w", count=4, **profile) as scene:
+        scene.write(rng.integers(0, 255, (4, 80, 100), dtype=np.uint8))
+        scene.colorinterp = [
+            ColorInterp.blue,
+            ColorInterp.green,
+            ColorInterp.red,
+            ColorInterp.undefined,
+        ]
+    colours = {i: (i, 255 - i, (7 * i) % 256, 255) for i in range(256)}
+    palette_tif = tmp_path / "scenes" / "palette.tif"
+    with rasterio.open(palette_tif, "w", count=1, **profile) as scene:
+        scene.write(rng.integers(0, 255, (1, 80, 100), dtype=np.uint8))
+        scene.write_colormap(1, colours)
+    picture = Image.fromarray(rng.integers(0, 255, (80, 100), dtype=np.uint8), mode="L")
+    picture = picture.convert("P")
+    picture.putpalette([value for i in range(256) for value in colours[i][:3]])
+    palette_png = tmp_path / "scenes" / "indexed.png"
+    picture.save(palette_png)
+    scenes = [_single_scene(path, 100, 80) for path in (bgrn, palette_tif, palette_png)]
+    tiles, _ = _tile(tmp_path, scenes, size=64, gap=16)
+    for scene in scenes:
+        tile = tiles[f"{scene.id}__1__36___16"]
+        whole = read_rgb8(tmp_path / scene.image.path)
+        assert np.array_equal(read_rgb8(tmp_path / "tiles" / tile.image.path), whole[16:80, 36:100])
 
 
 # -- bad input -------------------------------------------------------------------------------

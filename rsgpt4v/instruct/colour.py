@@ -9,7 +9,8 @@ The rule, so that a stated colour can be checked:
    percentile of the image's valid values (read once per image, decimated to at most
    ``OVERVIEW_SIDE`` pixels), one range for all bands so that hues are kept
    (:func:`rsgpt4v.raster.read_rgb8`, made for display, stretches each band on its own).
-3. Bands 1-3 are red, green and blue (as in ``read_rgb8``); an image with fewer bands is grey
+3. Red, green and blue are the bands ``rsgpt4v.raster.rgb_bands`` picks (the file's colour
+   interpretation, else bands 1-3, as in ``read_rgb8``); an image with fewer bands is grey
    from band 1 and named among ``GREY_NAMES`` only, a palette image through its colour map.
 4. Each pixel is named by the nearest ``PALETTE`` colour in CIE Lab (D65), a space where
    distances follow perceived differences; the most frequent name is the colour if it covers at
@@ -35,7 +36,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.raster import gdal_env
+from rsgpt4v.raster import gdal_env, rgb_bands
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "white": (240, 240, 240),
@@ -111,7 +112,7 @@ class ColourReader:
             self._open.close()
             raise InputError(f"cannot read image: {error}", file=self.path) from None
         source = self._source
-        self._indexes = [1, 2, 3] if source.count >= 3 else [1]
+        self._indexes = rgb_bands(source)
         self._lookup = None
         if source.count < 3 and source.colorinterp[0] == ColorInterp.palette:
             self._lookup = np.zeros((256, 3), dtype=np.uint8)
