@@ -22,6 +22,7 @@ from rsgpt4v.instruct.colour import dominant_colour
 from rsgpt4v.schema import ImageInfo, Object, Record
 
 NORTH_UP = {"crs": "EPSG:32633", "transform": [500000.0, 0.5, 0.0, 4650000.0, 0.0, -0.5]}
+BGRN = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
 
 
 def _record(objects: list[Object], *, gsd: float | None = 0.5, georef: bool = True) -> Record:
@@ -211,9 +212,8 @@ def _painted(tmp_path: Path, bands: int = 3, dtype: str = "uint8") -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
-def test_colour_of_painted_objects(tmp_path: Path, dtype: str) -> None:
-    root = _painted(tmp_path, dtype=dtype)
+def _painted_objects() -> list[Object]:
+    """The red square, the blue triangle and a patch of grey background of ``_painted``."""
     square = Object(id=0, category="roof", bbox=[100, 200, 60, 60])
     triangle = Object(
         id=1,
@@ -221,7 +221,13 @@ def test_colour_of_painted_objects(tmp_path: Path, dtype: str) -> None:
         bbox=[500, 300, 100, 100],
         polygon=[[500, 300], [500, 400], [600, 400]],
     )
-    background = Object(id=2, category="road", bbox=[700, 600, 80, 80])
+    return [square, triangle, Object(id=2, category="road", bbox=[700, 600, 80, 80])]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_colour_of_painted_objects(tmp_path: Path, dtype: str) -> None:
+    root = _painted(tmp_path, dtype=dtype)
+    square, triangle, background = _painted_objects()
     facts = object_facts(_record([square, triangle, background], georef=False), root)
     assert [f.colour for f in facts] == ["red", "blue", "grey"]
     assert all(f.colour is None for f in object_facts(_record([square]), None))
@@ -235,21 +241,9 @@ def test_colour_follows_the_bands_the_file_tags_red_green_and_blue(tmp_path: Pat
         red, green, blue = source.read()
     _write_image(path, np.stack([blue, green, red, np.full_like(red, 3000)]))
     with rasterio.open(path, "r+") as target:
-        target.colorinterp = [
-            ColorInterp.blue,
-            ColorInterp.green,
-            ColorInterp.red,
-            ColorInterp.undefined,
-        ]
-    square = Object(id=0, category="roof", bbox=[100, 200, 60, 60])
-    triangle = Object(
-        id=1,
-        category="roof",
-        bbox=[500, 300, 100, 100],
-        polygon=[[500, 300], [500, 400], [600, 400]],
-    )
-    facts = object_facts(_record([square, triangle], georef=False), root)
-    assert [f.colour for f in facts] == ["red", "blue"]
+        target.colorinterp = BGRN
+    facts = object_facts(_record(_painted_objects(), georef=False), root)
+    assert [f.colour for f in facts] == ["red", "blue", "grey"]
 
 
 def test_one_band_images_are_named_in_grey_levels(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from rasterio.enums import ColorInterp
 from rsgpt4v.errors import InputError
 from rsgpt4v.raster import read_rgb8
 
+BGRN = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
+
 
 def _write(path: Path, data: np.ndarray, nodata: float | None = None) -> Path:
     count, height, width = data.shape
@@ -103,12 +105,7 @@ def test_bands_the_file_tags_red_green_and_blue_are_shown_as_such(tmp_path: Path
     data = np.random.default_rng(1).integers(0, 256, (4, 6, 5), dtype=np.uint8)
     tagged = _write(tmp_path / "bgrn.tif", data)
     with rasterio.open(tagged, "r+") as target:
-        target.colorinterp = [
-            ColorInterp.blue,
-            ColorInterp.green,
-            ColorInterp.red,
-            ColorInterp.undefined,
-        ]
+        target.colorinterp = BGRN
     assert np.array_equal(read_rgb8(tagged), data[[2, 1, 0]].transpose(1, 2, 0))
     untagged = read_rgb8(_write(tmp_path / "plain.tif", data))
     assert np.array_equal(untagged, data[:3].transpose(1, 2, 0))

@@ -19,6 +19,7 @@ from rsgpt4v.tile_windows import devkit_starts, mmrotate_starts, plan_windows
 from rsgpt4v.tiling import TileSettings, manifest_path, tile_records
 
 UTM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4650000.0)
+BGRN = [ColorInterp.blue, ColorInterp.green, ColorInterp.red, ColorInterp.undefined]
 
 
 def _quad(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
@@ -271,12 +272,7 @@ def test_tiles_are_shown_as_their_scene_band_tags_and_palette_kept(tmp_path: Pat
     profile = {"driver": "GTiff", "width": 100, "height": 80, "dtype": "uint8"}
     with rasterio.open(bgrn, "w", count=4, **profile) as scene:
         scene.write(rng.integers(0, 255, (4, 80, 100), dtype=np.uint8))
-        scene.colorinterp = [
-            ColorInterp.blue,
-            ColorInterp.green,
-            ColorInterp.red,
-            ColorInterp.undefined,
-        ]
+        scene.colorinterp = BGRN
     colours = {i: (i, 255 - i, (7 * i) % 256, 255) for i in range(256)}
     palette_tif = tmp_path / "scenes" / "palette.tif"
     with rasterio.open(palette_tif, "w", count=1, **profile) as scene:
