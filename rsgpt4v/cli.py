@@ -395,6 +395,13 @@ def export(
         help="openai data URLs: longer image side in pixels at most (0: full size); "
         "boxes are rendered for the scaled image.",
     ),
+    render_images: Path | None = typer.Option(
+        None,
+        "--render-images",
+        help="llava, sharegpt: write 8-bit RGB PNG copies of the images that are not PNG or "
+        "JPEG (16-bit, multi-band GeoTIFFs, which the trainers' PIL cannot read) into this "
+        "folder, at full size, and point the file to them; needs --image-root.",
+    ),
 ) -> None:
     """Export instructions as a training file, boxes in the target model's style."""
     from rsgpt4v.export import export_instructions
@@ -411,11 +418,17 @@ def export(
             embed_images=embed_images,
             image_url_prefix=image_url_prefix,
             max_side=max_side or None,
+            render_images=render_images,
             progress=_progress(f"export {fmt}"),
         )
     except RsgptError as error:
         _fail(error)
     typer.echo(f"{summary.written} conversations ({fmt}, boxes {boxes}) → {summary.output}")
+    if render_images is not None:
+        typer.echo(
+            f"images rendered to 8-bit RGB PNG: {summary.images_rendered} written, "
+            f"{summary.images_reused} up to date, in {render_images}"
+        )
     for path in summary.side_files:
         typer.echo(f"also written: {path}")
     if summary.rejects_file:

@@ -3,11 +3,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
+from PIL import Image
+from rasterio.enums import ColorInterp
+from typer.testing import CliRunner
 
 from rsgpt4v.boxfmt import parse_boxes
+from rsgpt4v.cli import app
 from rsgpt4v.errors import InputError
 from rsgpt4v.export import export_instructions, render_refs, to_llava
+from rsgpt4v.raster import read_rgb8
 from rsgpt4v.schema import Instruction, Message, Region, Source, write_jsonl
 
 
@@ -128,7 +135,11 @@ def test_options_of_another_format_are_refused(tmp_path: Path) -> None:
         export_instructions(source, tmp_path / "o.jsonl", fmt="openai")
     with pytest.raises(InputError, match="give --image-root"):
         export_instructions(source, tmp_path / "o.parquet", fmt="parquet", embed_images=True)
-    assert not list(tmp_path.glob("o.*"))
+    with pytest.raises(InputError, match="--render-images applies to --format llava and sharegpt"):
+        export_instructions(source, tmp_path / "o.jsonl", fmt="openai", render_images="r")
+    with pytest.raises(InputError, match="--render-images reads the images: give --image-root"):
+        export_instructions(source, tmp_path / "o.json", render_images=tmp_path / "r")
+    assert not list(tmp_path.glob("o.*")) and not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(
@@ -196,3 +207,62 @@ def test_a_bad_instruction_stops_every_format_leaving_no_file(
     with pytest.raises(InputError, match="instruction bad: refers to region 7"):
         export_instructions(source, tmp_path / name, fmt=fmt, image_url_prefix=prefix)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["i.jsonl"]
+
+
+def _bgrn_geotiff(path: Path, width: int = 200, height: int = 100) -> np.ndarray:
+    """A 16-bit blue, green, red, near-infrared GeoTIFF, tagged so; returns read_rgb8 of it."""
+    data = np.random.default_rng(5).integers(0, 4000, (4, height, width), dtype=np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "width": width, "height": height, "dtype": "uint16"}
+    with rasterio.open(path, "w", count=4, **profile) as target:
+        target.write(data)
+        target.colorinterp = [
+            ColorInterp.blue,
+            ColorInterp.green,
+            ColorInterp.red,
+            ColorInterp.undefined,
+        ]
+    return read_rgb8(path)
+
+
+@pytest.mark.parametrize("fmt", ["llava", "sharegpt"])
+def test_render_images_gives_trainers_8bit_rgb_copies_once(tmp_path: Path, fmt: str) -> None:
+    """A 16-bit multi-band GeoTIFF, which LLaVA's and LLaMA-Factory's PIL cannot train on, is
+    written once as the 8-bit RGB PNG read_rgb8 shows, at full size; PNGs stay as they are; a
+    second export reuses the copy; an image of another size than its instruction is rejected."""
+    expected = _bgrn_geotiff(tmp_path / "data/scenes/s.tif")
+    Image.new("RGB", (200, 100), (9, 9, 9)).save(tmp_path / "data/scenes/p.png")
+    _bgrn_geotiff(tmp_path / "data/scenes/small.tif", width=50)
+    source = tmp_path / "i.jsonl"
+    tif = [_instruction(id=f"t{k}", image="scenes/s.tif") for k in range(3)]
+    others = [
+        _instruction(id="png", image="scenes/p.png"),
+        _instruction(id="small", image="scenes/small.tif"),
+    ]
+    write_jsonl(source, tif + others)
+    out, copies = tmp_path / "train/o.json", tmp_path / "train/rendered"
+    options = {"fmt": fmt, "image_root": tmp_path / "data", "render_images": copies}
+    summary = export_instructions(source, out, skip_bad=True, **options)
+    items = json.loads(out.read_text())
+    images = [item.get("image") or item["images"][0] for item in items]
+    assert images == ["rendered/scenes/s.tif.png"] * 3 + ["../data/scenes/p.png"]
+    with Image.open(out.parent / images[0]) as copy:
+        assert copy.mode == "RGB" and np.array_equal(np.asarray(copy), expected)
+    assert (summary.images_rendered, summary.images_reused) == (1, 0)
+    assert "small.tif is 50x100, the instruction says 200x100" in summary.rejects[0].reason
+    written = (copies / "scenes/s.tif.png").stat().st_mtime_ns
+    again = export_instructions(source, out, skip_bad=True, **options)
+    assert (again.images_rendered, again.images_reused) == (0, 1)
+    assert (copies / "scenes/s.tif.png").stat().st_mtime_ns == written
+
+
+def test_render_images_through_the_cli(tmp_path: Path) -> None:
+    _bgrn_geotiff(tmp_path / "data/s.tif")
+    source = tmp_path / "i.jsonl"
+    write_jsonl(source, [_instruction(image="s.tif")])
+    out = tmp_path / "o.json"
+    command = ["export", str(source), "-o", str(out), "--image-root", str(tmp_path / "data")]
+    result = CliRunner().invoke(app, [*command, "--render-images", str(tmp_path / "png")])
+    assert result.exit_code == 0, result.output
+    assert "images rendered to 8-bit RGB PNG: 1 written, 0 up to date" in result.output
+    assert json.loads(out.read_text())[0]["image"] == "png/s.tif.png"

@@ -25,6 +25,7 @@ from rsgpt4v.schema import Instruction, Message
 IMAGE_TOKEN = "<image>"
 REF = re.compile(r"<ref:(\d+)>")
 PIXEL_STYLES = ("qwen25vl", "pixel")
+WEB_IMAGES = (".png", ".jpg", ".jpeg")  # files every trainer's PIL opens as they are
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ExportOptions:
     embed_images: bool = False
     image_url_prefix: str | None = None
     max_side: int | None = 1024
+    render_images: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class ExportSummary:
     rejects: list[Problem] = field(default_factory=list)
     rejects_file: Path | None = None
     side_files: list[Path] = field(default_factory=list)
+    images_rendered: int = 0  # --render-images: copies written, and copies found up to date
+    images_reused: int = 0
 
     def add(self, instruction: Instruction) -> None:
         self.written += 1

@@ -20,6 +20,7 @@ from pathlib import Path
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.exporters.card import check_card_is_ours, write_card
 from rsgpt4v.exporters.common import (
+    WEB_IMAGES,
     Exporter,
     ExportSummary,
     ImageRef,
@@ -28,8 +29,6 @@ from rsgpt4v.exporters.common import (
 )
 from rsgpt4v.raster import describe_raster, read_rgb8
 from rsgpt4v.schema import Instruction
-
-WEB_IMAGES = (".png", ".jpg", ".jpeg")
 
 
 def embedded_image(path: Path, dataset_path: str, size: list[int]) -> dict[str, object]:

@@ -1,0 +1,80 @@
+"""8-bit RGB PNG copies of the images that trainers cannot open themselves (``--render-images``).
+
+LLaVA and LLaMA-Factory open each image file with PIL: a 16-bit or multi-band GeoTIFF fails
+there, or is read through the wrong bands, hours into a training run. The export writes each
+such image once as an 8-bit RGB PNG at full size (so boxes stay true) through
+:func:`rsgpt4v.raster.read_rgb8` (the file's red, green and blue bands, a display stretch for
+data that is not 8-bit) and points the training file at the copy. PNG and JPEG files are used
+as they are, as ``--embed-images`` does. A copy newer than its source is reused, so exporting
+again, or in another format, renders nothing twice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from rsgpt4v.errors import InputError
+from rsgpt4v.exporters.common import WEB_IMAGES, ImageRef
+from rsgpt4v.raster import read_rgb8
+
+
+class ImageRenderer:
+    """Renders images under ``folder`` (mirroring their paths under the image root), once each."""
+
+    def __init__(self, folder: Path, image_root: Path, out_dir: Path) -> None:
+        self.folder, self.out_dir = folder, out_dir.resolve()
+        self._root = image_root.resolve()
+        self.rendered = 0  # images written by this run
+        self.reused = 0  # copies found up to date
+        self._done: dict[Path, Path | str] = {}  # source → its copy, or why it failed
+
+    def __call__(self, image: ImageRef, size: list[int]) -> ImageRef:
+        """The reference to the copy of the image (the image itself for PNG and JPEG).
+
+        Raises ValueError (a reject of the instruction) when the image cannot be read or is not
+        the size the instruction says.
+        """
+        source = image.file
+        if source is None or source.suffix.lower() in WEB_IMAGES:
+            return image
+        done = self._done.get(source)
+        if done is None:
+            try:
+                done = self._copy(source, size)
+            except ValueError as error:
+                done = str(error)
+            self._done[source] = done
+        if isinstance(done, str):
+            raise ValueError(done)
+        written = Path(os.path.relpath(done, self.out_dir)).as_posix()
+        return ImageRef(image.dataset_path, written, done)
+
+    def _copy(self, source: Path, size: list[int]) -> Path:
+        # the path inside the root (resolve_image refused any other), never one with ".."
+        target = self.folder / (source.relative_to(self._root).as_posix() + ".png")
+        if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+            with Image.open(target) as copy:
+                _check_size(copy.size, size, source)
+            self.reused += 1
+            return target
+        try:
+            rgb = read_rgb8(source)
+        except InputError as error:
+            raise ValueError(error.reason) from None
+        _check_size((rgb.shape[1], rgb.shape[0]), size, source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        Image.fromarray(rgb).save(partial, format="PNG")
+        os.replace(partial, target)
+        self.rendered += 1
+        return target
+
+
+def _check_size(found: tuple[int, int], size: list[int], source: Path) -> None:
+    if list(found) != list(size):
+        raise ValueError(
+            f"image {source} is {found[0]}x{found[1]}, the instruction says {size[0]}x{size[1]}"
+        )
