@@ -8,7 +8,6 @@ a palette PNG) into the 8-bit RGB picture a vision model is shown.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.gsd import ground_sample_distance
 
 
 @dataclass(frozen=True)
@@ -120,13 +120,18 @@ def _rasterio_facts(path: str | Path) -> RasterFacts:
                 crs = source.crs
                 transform = source.transform
                 georeferenced = crs is not None and not transform.is_identity
+                crs_text = crs.to_string() if georeferenced else None
+                gdal_transform = list(transform.to_gdal()) if georeferenced else None
+                width, height = source.width, source.height
                 return RasterFacts(
-                    width=source.width,
-                    height=source.height,
+                    width=width,
+                    height=height,
                     bands=source.count,
-                    crs=crs.to_string() if georeferenced else None,
-                    transform=list(transform.to_gdal()) if georeferenced else None,
-                    gsd=_ground_sample_distance(crs, transform) if georeferenced else None,
+                    crs=crs_text,
+                    transform=gdal_transform,
+                    gsd=ground_sample_distance(crs_text, gdal_transform, width, height)
+                    if crs_text and gdal_transform
+                    else None,
                 )
     except RasterioIOError as error:
         raise InputError(f"cannot read image: {error}", file=path) from None
@@ -194,15 +199,6 @@ def _to_uint8(band: np.ma.MaskedArray) -> np.ndarray:
     scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     scaled = np.clip(np.where(invalid, 0, scaled), 0, 255)
     return np.rint(scaled).astype(np.uint8)
-
-
-def _ground_sample_distance(crs: rasterio.crs.CRS, transform: rasterio.Affine) -> float | None:
-    """Metres per pixel for projected CRSs; None for geographic ones (degrees are not metres)."""
-    if not crs.is_projected:
-        return None
-    _unit, metres_per_unit = crs.linear_units_factor
-    pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
-    return math.sqrt(pixel_area) * metres_per_unit
 
 
 def pad_to_square(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

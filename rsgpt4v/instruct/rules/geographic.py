@@ -16,6 +16,7 @@ from functools import lru_cache
 from pyproj import CRS, Geod, Transformer
 from pyproj.exceptions import CRSError, ProjError
 
+from rsgpt4v.gsd import ground_sample_distance
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
@@ -41,7 +42,7 @@ class GeoFrame:
 
     transform: tuple[float, ...]
     to_lonlat: Transformer
-    pixel_area_m2: float | None  # None: neither a metric CRS nor a GSD
+    pixel_area_m2: float | None  # the GSD squared; None without one (rsgpt4v.gsd)
 
     @property
     def north_up(self) -> bool:
@@ -63,33 +64,23 @@ def geo_frame(record: Record) -> GeoFrame | None:
     image = record.image
     if not image.crs or not image.transform:
         return None
-    units = _crs_units(image.crs)
-    if units is None:
+    if not _has_lonlat(image.crs):
         return None
-    is_projected, metres_per_unit = units
     t = tuple(image.transform)
-    if is_projected:
-        pixel_area = abs(t[1] * t[5] - t[2] * t[4]) * metres_per_unit**2
-    else:
-        pixel_area = image.gsd**2 if image.gsd else None
-    return GeoFrame(t, _to_lonlat(image.crs), pixel_area)
+    gsd = image.gsd or ground_sample_distance(image.crs, t, image.width, image.height)
+    return GeoFrame(t, _to_lonlat(image.crs), gsd**2 if gsd else None)
 
 
 @lru_cache(maxsize=64)
-def _crs_units(crs: str) -> tuple[bool, float] | None:
-    """(projected?, metres per linear unit) of a CRS string.
-
-    None when pyproj cannot read it or it is neither projected nor geographic (a local
-    engineering CRS has no latitude or longitude).
-    """
+def _has_lonlat(crs: str) -> bool:
+    """Whether pyproj reads the CRS and relates it to latitude and longitude (a local
+    engineering CRS does not)."""
     try:
         parsed = CRS.from_user_input(crs)
         Transformer.from_crs(parsed, "EPSG:4326", always_xy=True)
     except (CRSError, ProjError):
-        return None
-    if parsed.is_projected:
-        return True, parsed.axis_info[0].unit_conversion_factor
-    return (False, 0.0) if parsed.is_geographic else None
+        return False
+    return parsed.is_projected or parsed.is_geographic
 
 
 @lru_cache(maxsize=64)
