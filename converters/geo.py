@@ -74,6 +74,8 @@ class GeoConverter(Converter):
         "labels": "one vector file labelling every scene (default: the file beside each scene "
         "with its stem); a relative path is looked up from the current folder, then ROOT",
         "category_field": "attribute holding the class (default: class, else category)",
+        "layer": "layer to read from a vector file of several (a GeoPackage); default: the "
+        "first, with a warning that names the others",
     }
     CITATION = "Your data; cite the imagery provider."
 
@@ -153,13 +155,24 @@ class GeoConverter(Converter):
 
         Problems raise: a shared file stops the run, a scene's own file is rejected.
         """
+        wanted = self.options.get("layer")
         try:
-            layers = pyogrio.list_layers(path)
-            frame = gpd.read_file(path, engine="pyogrio")
+            names = [str(name) for name, _ in pyogrio.list_layers(path)]
+            if wanted is not None and wanted not in names:
+                raise InputError(
+                    f"no layer {wanted!r} (-O layer); the layers are: {', '.join(names)}",
+                    file=path,
+                )
+            layer = wanted if wanted is not None else (names[0] if names else None)
+            frame = gpd.read_file(path, engine="pyogrio", layer=layer)
         except (DataSourceError, DataLayerError) as error:
             raise InputError(f"cannot read vector file: {error}", file=path) from None
-        if len(layers) > 1:
-            self.log.warn(f"{len(layers)} layers; reading the first, {layers[0][0]!r}", path)
+        if wanted is None and len(names) > 1:
+            self.log.warn(
+                f"{len(names)} layers ({', '.join(names)}); reading the first, {names[0]!r} "
+                "(-O layer=NAME reads another)",
+                path,
+            )
         if frame.crs is None:
             reason = "vector file has no CRS, so its coordinates cannot be placed on a scene"
             if path.suffix.lower() == ".shp":

@@ -215,3 +215,26 @@ def test_category_field_flag_on_the_command_line(geo_root: Path, tmp_path: Path)
     result = CliRunner().invoke(app, [*args, "--category-field", "label"])
     assert result.exit_code == 0, result.output
     assert '"category":"building"' in out.read_text()
+
+
+def test_layer_option_picks_a_layer_of_a_geopackage(geo_root: Path, tmp_path: Path) -> None:
+    """A GeoPackage of two layers: the first is read with a warning naming both, ``-O layer``
+    reads the other, and an unknown name lists the layers there are."""
+    import shutil
+
+    import geopandas as gpd
+
+    root = tmp_path / "shared"
+    shutil.copytree(geo_root / "geo-shared", root)
+    labels = root / "labels.gpkg"
+    first = gpd.read_file(labels)
+    only_cars = first[first["class"] == "car"].assign(**{"class": "vehicle"})
+    only_cars.to_file(labels, layer="vehicles", driver="GPKG")
+    records, log = _convert(root, options={"labels": "labels.gpkg"})
+    assert [o.category for o in records["geo/all/west"].objects] == ["road", "car"]
+    assert any("2 layers (labels, vehicles)" in w.reason for w in log.warnings)
+    records, log = _convert(root, options={"labels": "labels.gpkg", "layer": "vehicles"})
+    assert [o.category for o in records["geo/all/west"].objects] == ["vehicle"]
+    assert not any("layers" in w.reason for w in log.warnings)
+    with pytest.raises(InputError, match=r"no layer 'roads' .*the layers are: labels, vehicles"):
+        _convert(root, options={"labels": "labels.gpkg", "layer": "roads"})
