@@ -48,6 +48,7 @@ BUILTIN_CONVERTERS: dict[str, str] = {
     "isaid": "rsgpt4v.converters.coco:IsaidConverter",
     "coco": "rsgpt4v.converters.coco:CocoConverter",
     "geo": "rsgpt4v.converters.geo:GeoConverter",
+    "yolo": "rsgpt4v.converters.yolo:YoloConverter",
 }
 
 

@@ -36,9 +36,7 @@ from rsgpt4v.converters.voc import (
     IMAGE_SUFFIXES,
     SourceObject,
     image_info,
-    place_objects,
-    read_label_text,
-    reject_error,
+    read_line_labels,
 )
 from rsgpt4v.errors import InputError
 from rsgpt4v.schema import Record
@@ -143,18 +141,12 @@ class NwpuVhr10Converter(Converter):
             if not self.inside_root(label):
                 self.log.reject("ground-truth file resolves outside the dataset root", label)
                 return
-            try:
-                sources, bad = parse_nwpu_ground_truth(read_label_text(label))
-            except InputError as error:
-                reject_error(self.log, error, label)
-                return
-            for number, line, reason in bad:
-                self.log.reject(reason, label, number, line)
-            objects = place_objects(sources, label, facts.width, facts.height, self.log)
             meta["label_file"] = self.relative_path(label)
-            skipped = len(bad) + len(sources) - len(objects)
-            if skipped:
-                meta["skipped_objects"] = skipped
+            objects = read_line_labels(
+                label, parse_nwpu_ground_truth, facts.width, facts.height, self.log, meta
+            )
+            if objects is None:
+                return
         yield Record(
             id=f"{self.NAME}/{split}/{stem}",
             dataset=self.NAME,

@@ -78,6 +78,32 @@ def place_objects(
     return objects
 
 
+LineParser = Callable[[str], tuple[list[SourceObject], list[tuple[int, str, str]]]]
+
+
+def read_line_labels(
+    label: Path, parse: LineParser, width: int, height: int, log: ProblemLog, meta: dict
+) -> list[Object] | None:
+    """The objects of a label file of one object per line (``parse`` gives them and the bad
+    lines as ``(number, line, reason)``), every bad line rejected by its number.
+
+    Sets ``meta["skipped_objects"]`` when some were left out; None when the file itself cannot
+    be read (rejected).
+    """
+    try:
+        sources, bad = parse(read_label_text(label))
+    except InputError as error:
+        reject_error(log, error, label)
+        return None
+    for number, line, reason in bad:
+        log.reject(reason, label, number, line)
+    objects = place_objects(sources, label, width, height, log)
+    skipped = len(bad) + len(sources) - len(objects)
+    if skipped:
+        meta["skipped_objects"] = skipped
+    return objects
+
+
 def read_label_text(path: Path) -> str:
     """UTF-8 text of a label or split file (a BOM is dropped); InputError naming it otherwise."""
     try:
