@@ -49,6 +49,7 @@ BUILTIN_CONVERTERS: dict[str, str] = {
     "coco": "rsgpt4v.converters.coco:CocoConverter",
     "geo": "rsgpt4v.converters.geo:GeoConverter",
     "yolo": "rsgpt4v.converters.yolo:YoloConverter",
+    "voc": "rsgpt4v.converters.voc_generic:VocConverter",
 }
 
 

@@ -209,6 +209,11 @@ class ImageSetConverter(Converter):
     def annotation_gsd(self, root: Element) -> float | None:
         return None
 
+    @property
+    def dataset_name(self) -> str:
+        """The dataset part of record ids (DESIGN.md: ``DATASET/SPLIT/NAME``)."""
+        return self.NAME
+
     # -- layout -------------------------------------------------------------------------------
     def split_files(self) -> list[tuple[str, Path]]:
         folder = self.root / self.SPLIT_FOLDER
@@ -288,8 +293,8 @@ class ImageSetConverter(Converter):
         if len(objects) < found:  # counts from this image would be wrong: later stages must know
             meta["skipped_objects"] = found - len(objects)
         yield Record(
-            id=f"{self.NAME}/{split}/{stem}",
-            dataset=self.NAME,
+            id=f"{self.dataset_name}/{split}/{stem}",
+            dataset=self.dataset_name,
             split=split,
             image=image_info(self.relative_path(image), facts, self.annotation_gsd(root)),
             objects=objects,
