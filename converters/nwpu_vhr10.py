@@ -36,6 +36,7 @@ from rsgpt4v.converters.voc import (
     IMAGE_SUFFIXES,
     SourceObject,
     image_info,
+    label_lines,
     read_line_labels,
 )
 from rsgpt4v.errors import InputError
@@ -62,10 +63,7 @@ def parse_nwpu_ground_truth(text: str) -> tuple[list[SourceObject], list[tuple[i
     """Objects and bad lines ``(line number, line, reason)`` of one ground-truth file."""
     objects: list[SourceObject] = []
     bad: list[tuple[int, str, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
+    for number, line in label_lines(text):
         match = GT_LINE.fullmatch(line)
         if match is None:
             bad.append((number, line, "not a ground-truth line '(x1,y1),(x2,y2),class id'"))

@@ -78,6 +78,14 @@ def place_objects(
     return objects
 
 
+def label_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line without surrounding blanks) of each non-blank line of a label file."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line:
+            yield number, line
+
+
 LineParser = Callable[[str], tuple[list[SourceObject], list[tuple[int, str, str]]]]
 
 

@@ -7,8 +7,8 @@ Layout
     ``ROOT/Annotations/*.xml`` + ``ROOT/JPEGImages/*`` with split files
     ``ROOT/ImageSets/Main/{train,val,trainval,test}.txt`` (read as for DIOR: ``trainval`` only
     when ``train`` and ``val`` are not both there); or, without split files, every ``*.xml``
-    under ROOT with the image of the same stem beside it (labelImg) or in ``ROOT/JPEGImages``,
-    split ``all``.
+    under ROOT (but GDAL's ``*.aux.xml`` sidecars) with the image of the same stem beside it
+    (labelImg) or in ``ROOT/JPEGImages``, split ``all``.
 Quirks
     Each ``<object>``'s own ``name`` is the class, kept as written (never ``owner/name``);
     ``bndbox`` corners as written, the box clipped to the image; ``difficult`` and ``truncated``
@@ -31,6 +31,7 @@ from rsgpt4v.errors import InputError
 from rsgpt4v.schema import Record
 
 ANNOTATIONS, IMAGES = "Annotations", "JPEGImages"
+GDAL_SIDECAR = ".aux.xml"  # what QGIS and GDAL write beside an image: never an annotation
 
 
 class VocConverter(ImageSetConverter):
@@ -64,6 +65,8 @@ class VocConverter(ImageSetConverter):
             )
         found = []
         for xml in sorted(self.root.rglob("*.xml")):
+            if xml.name.lower().endswith(GDAL_SIDECAR):  # GIS metadata beside a GeoTIFF
+                continue
             stem = xml.relative_to(self.root).with_suffix("").as_posix()
             found.append((stem.removeprefix(f"{ANNOTATIONS}/"), xml))
         if not found:

@@ -43,6 +43,7 @@ from rsgpt4v.converters.voc import (
     IMAGE_SUFFIXES,
     SourceObject,
     image_info,
+    label_lines,
     read_label_text,
     read_line_labels,
 )
@@ -60,10 +61,7 @@ def parse_yolo_labels(
     """Objects in pixels and bad lines ``(line number, line, reason)`` of one label file."""
     objects: list[SourceObject] = []
     bad: list[tuple[int, str, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
+    for number, line in label_lines(text):
         fields = line.split()
         try:
             class_id = int(fields[0])

@@ -13,8 +13,9 @@ along the pixel rows and along the columns at the scene centre.
   ``SQUARE_PIXEL_TOLERANCE``. Web Mercator's pixels are (it is conformal); square degrees are
   only near the equator (a degree of longitude shrinks with latitude), and elsewhere no single
   metres-per-pixel is true: None, and no metric fact is stated.
-- A CRS that cannot be related to latitude and longitude keeps its nominal value when projected,
-  else None.
+- Where the measurement fails (a point off the projection's domain), a projected CRS keeps its
+  nominal value; a CRS that is neither projected nor geographic (a local engineering grid) or
+  that pyproj cannot read has none.
 """
 
 from __future__ import annotations
@@ -65,14 +66,18 @@ def _crs_units(crs: str) -> tuple[bool, float] | None:
         return None
     if parsed.is_projected:
         return True, parsed.axis_info[0].unit_conversion_factor
-    return False, 0.0
+    return (False, 0.0) if parsed.is_geographic else None
 
 
 @lru_cache(maxsize=64)
-def _to_lonlat(crs: str):  # -> pyproj.Transformer | None
+def lonlat_transformer(crs: str):  # -> pyproj.Transformer | None
+    """CRS → WGS 84 (longitude, latitude); None for a CRS pyproj cannot read or that is neither
+    projected nor geographic (a local engineering CRS has no latitude or longitude)."""
     from pyproj import Transformer
     from pyproj.exceptions import CRSError, ProjError
 
+    if _crs_units(crs) is None:
+        return None
     try:
         return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     except (CRSError, ProjError):
@@ -88,16 +93,18 @@ def _wgs84():  # -> pyproj.Geod
 
 def _measured_pixel(crs: str, t: Sequence[float], x: float, y: float) -> tuple[float, float] | None:
     """Ground metres of one pixel along its row and along its column at pixel (x, y)."""
-    to_lonlat = _to_lonlat(crs)
+    to_lonlat = lonlat_transformer(crs)
     if to_lonlat is None:
         return None
     s = _STEP_PX
     columns, rows = [x, x + s, x], [y, y, y + s]
     eastings = [t[0] + c * t[1] + r * t[2] for c, r in zip(columns, rows, strict=True)]
     northings = [t[3] + c * t[4] + r * t[5] for c, r in zip(columns, rows, strict=True)]
+    from pyproj.exceptions import ProjError
+
     try:
         lons, lats = to_lonlat.transform(eastings, northings, errcheck=True)
-    except Exception:
+    except ProjError:  # a point the projection cannot invert (off its domain)
         return None
     values = [*lons, *lats]
     if not all(math.isfinite(v) for v in values) or any(abs(v) > 90 for v in lats):

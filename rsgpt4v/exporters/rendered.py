@@ -67,8 +67,11 @@ class ImageRenderer:
         _check_size((rgb.shape[1], rgb.shape[0]), size, source)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
-        Image.fromarray(rgb).save(partial, format="PNG")
-        os.replace(partial, target)
+        try:
+            Image.fromarray(rgb).save(partial, format="PNG")
+            os.replace(partial, target)
+        finally:  # a failed write leaves no half file behind
+            partial.unlink(missing_ok=True)
         self.rendered += 1
         return target
 

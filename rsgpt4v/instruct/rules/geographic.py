@@ -11,12 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from pyproj import CRS, Geod, Transformer
-from pyproj.exceptions import CRSError, ProjError
+from pyproj import Geod, Transformer
 
-from rsgpt4v.gsd import ground_sample_distance
+from rsgpt4v.gsd import ground_sample_distance, lonlat_transformer
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
@@ -64,28 +62,12 @@ def geo_frame(record: Record) -> GeoFrame | None:
     image = record.image
     if not image.crs or not image.transform:
         return None
-    if not _has_lonlat(image.crs):
+    to_lonlat = lonlat_transformer(image.crs)
+    if to_lonlat is None:
         return None
     t = tuple(image.transform)
     gsd = image.gsd or ground_sample_distance(image.crs, t, image.width, image.height)
-    return GeoFrame(t, _to_lonlat(image.crs), gsd**2 if gsd else None)
-
-
-@lru_cache(maxsize=64)
-def _has_lonlat(crs: str) -> bool:
-    """Whether pyproj reads the CRS and relates it to latitude and longitude (a local
-    engineering CRS does not)."""
-    try:
-        parsed = CRS.from_user_input(crs)
-        Transformer.from_crs(parsed, "EPSG:4326", always_xy=True)
-    except (CRSError, ProjError):
-        return False
-    return parsed.is_projected or parsed.is_geographic
-
-
-@lru_cache(maxsize=64)
-def _to_lonlat(crs: str) -> Transformer:
-    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    return GeoFrame(t, to_lonlat, gsd**2 if gsd else None)
 
 
 def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:

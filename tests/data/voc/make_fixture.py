@@ -8,7 +8,8 @@ Run ``python tests/data/voc/make_fixture.py OUT`` to look at them; the tests cal
   ``a`` has a difficult, truncated ship and a plane past the right edge.
 - ``OUT/labelimg/``: ``img1.jpg`` + ``img1.xml`` and ``sub/img2.png`` + ``sub/img2.xml`` as
   labelImg saves them (``<path>`` of another machine, ``<pose>``, ``<segmented>``);
-  ``img2.xml`` has an object whose ``xmin`` is not a number.
+  ``img2.xml`` has an object whose ``xmin`` is not a number; ``img1.jpg.aux.xml`` is the PAM
+  sidecar QGIS writes beside an image (not an annotation).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def make_labelimg(root: Path) -> None:
     noise_image(base / "img1.jpg", 50, 50, 4)
     noise_image(base / "sub/img2.png", 60, 30, 5)
     write_text(base / "img1.xml", voc_xml("img1.jpg", 50, 50, [("car", 5, 5, 15, 10, 0, 0)]))
+    write_text(base / "img1.jpg.aux.xml", "<PAMDataset>\n  <Metadata />\n</PAMDataset>\n")
     two = [("car", 1, 1, 11, 11, 0, 0), ("car", "left", 1, 11, 11, 0, 0)]
     write_text(base / "sub/img2.xml", voc_xml("img2.png", 60, 30, two))
 
