@@ -114,7 +114,9 @@ def write_floor(records: str, output: str, per_record: float) -> tuple[int, int]
             for index in range(wanted):
                 words = {"plural": "ships", "count": index}
                 turn = (fill_template(rng.choice(questions), words), fill_template(answer, words))
-                objects = record.objects[index % len(record.objects) :][:1]
+                objects = (
+                    record.objects[index % len(record.objects) :][:1] if record.objects else ()
+                )
                 drafts.append(Draft("floor", index, "floor/v1", [turn], objects))
             writer.write_lines(list(map(lines.line, drafts)))
             count, written = count + 1, written + wanted

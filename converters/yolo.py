@@ -21,7 +21,8 @@ Quirks
     rule asks a negative question about it. Rejected with file and line: a class id not in
     ``names``, an odd number of coordinates, fewer than three polygon points, non-numeric or
     non-finite values, coordinates far above 1 (pixel coordinates written unnormalised), boxes
-    outside the image. A split file line or a ``path`` outside ROOT is refused. Record ids are
+    outside the image; a split file line whose image is missing. A split file line or a ``path``
+    outside ROOT is refused. Record ids are
     ``yolo/SPLIT/NAME``, NAME the image path without ``images/SPLIT/`` and suffix
     (``images/train/part2/b.png`` → ``yolo/train/part2/b``).
 Citation
@@ -34,7 +35,7 @@ import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import yaml
 
@@ -51,6 +52,16 @@ from rsgpt4v.errors import InputError
 from rsgpt4v.schema import Record
 
 SPLITS = ("train", "val", "test")
+
+
+class Listed(NamedTuple):
+    """Where a split file lists an image: reported when the image is not there."""
+
+    file: Path
+    line: int
+    value: str
+
+
 PIXEL_DECIMALS = 6
 NORMALISED_LIMIT = 1.5  # a coordinate above this is in pixels, not a fraction of the image
 
@@ -143,6 +154,7 @@ class YoloConverter(Converter):
         self.base = self._base(config)
         self.split_entries = {s: config[s] for s in SPLITS if config.get(s)}
         self.dataset = self.options.get("dataset", self.NAME)
+        self._images: dict[str, list[tuple[Path, Listed | None]]] = {}
 
     def _find_yaml(self) -> Path:
         wanted = self.options.get("yaml")
@@ -227,10 +239,16 @@ class YoloConverter(Converter):
             )
         return present
 
-    def images(self, split: str) -> list[Path]:
-        """The split's images, in the order its entries list them (folders sorted)."""
+    def images(self, split: str) -> list[tuple[Path, Listed | None]]:
+        """The split's images, in the order its entries list them (folders sorted), each with
+        the split file line that lists it. Read once: a bad line is reported once."""
+        if split not in self._images:
+            self._images[split] = self._find_images(split)
+        return self._images[split]
+
+    def _find_images(self, split: str) -> list[tuple[Path, Listed | None]]:
         entries = self.split_entries[split]
-        found: list[Path] = []
+        found: dict[Path, Listed | None] = {}
         for entry in entries if isinstance(entries, list) else [entries]:
             path = Path(os.path.normpath(self.base / str(entry)))
             if not self.inside_root(path):
@@ -240,36 +258,38 @@ class YoloConverter(Converter):
                     value=entry,
                 )
             if path.is_dir():
-                found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+                for image in sorted(path.rglob("*")):
+                    if image.suffix.lower() in IMAGE_SUFFIXES:
+                        found.setdefault(image, None)
             elif path.is_file() and path.suffix.lower() == ".txt":
-                found += self._listed(path)
+                for image, listed in self._listed(path):
+                    found.setdefault(image, listed)
             else:
                 raise InputError(
                     f"split {split!r}: no such image folder or .txt list",
                     file=self.yaml_path,
                     value=entry,
                 )
-        return list(dict.fromkeys(found))
+        return list(found.items())
 
-    def _listed(self, listing: Path) -> list[Path]:
+    def _listed(self, listing: Path) -> Iterator[tuple[Path, Listed]]:
         """Image paths of a split file: one per line, relative to the file's folder."""
-        images = []
-        for number, line in enumerate(read_label_text(listing).splitlines(), start=1):
-            if not line.strip():
-                continue
-            path = Path(os.path.normpath(listing.parent / line.strip()))
+        for number, line in label_lines(read_label_text(listing)):
+            path = Path(os.path.normpath(listing.parent / line))
             if not self.inside_root(path):
                 self.log.reject("image resolves outside the dataset root", listing, number, line)
-                continue
-            images.append(path)
-        return images
+            else:
+                yield path, Listed(listing, number, line)
 
     def estimate_count(self) -> int | None:
         return sum(len(self.images(split)) for split in self.splits())
 
     def records(self) -> Iterator[Record]:
         for split in self.splits():
-            for image in self.images(split):
+            for image, listed in self.images(split):
+                if listed is not None and not image.is_file():
+                    self.log.reject("listed image not found", *listed)
+                    continue
                 yield from self._record(split, image)
         missing = self.log.counts.get("images without a label file (kept unlabelled)", 0)
         if missing:

@@ -106,3 +106,19 @@ def test_convert_through_the_cli(yolo_root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "5 records (2 without object labels), 4 objects in 3 classes" in result.output
     assert len(list(read_jsonl(out, Record))) == 5
+
+
+def test_split_file_lines_are_reported_once_by_line(tmp_path: Path) -> None:
+    """A listed image that is not there, or outside the root, is rejected naming the split
+    file and its line, once (the progress-bar count reads the list too)."""
+    fixture.noise_image(tmp_path / "images/a.jpg", 20, 20, 1)
+    (tmp_path / "data.yaml").write_text("train: train.txt\nnames: [x]\n")
+    (tmp_path / "train.txt").write_text("./images/a.jpg\n\n./images/gone.jpg\n../../etc/x.jpg\n")
+    log = ProblemLog(skip_bad=True)
+    converter = get_converter("yolo")(tmp_path, log=log)
+    assert converter.estimate_count() == 2
+    assert [r.id for r in converter.records()] == ["yolo/train/images/a"]
+    assert [(p.reason, Path(p.file).name, p.line) for p in log.problems] == [
+        ("image resolves outside the dataset root", "train.txt", 4),
+        ("listed image not found", "train.txt", 3),
+    ]
