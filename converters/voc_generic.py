@@ -23,6 +23,7 @@ Citation
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
 
@@ -55,8 +56,10 @@ class VocConverter(ImageSetConverter):
         folder = self.root / self.SPLIT_FOLDER
         return any((folder / f"{split}.txt").is_file() for split in self.SPLITS)
 
+    @cached_property
     def _loose_annotations(self) -> list[tuple[str, Path]]:
-        """(image id, XML) of every annotation under ROOT, for a layout without split files."""
+        """(image id, XML) of every annotation under ROOT, for a layout without split files
+        (found once: the progress-bar count and the records share the walk)."""
         if self.split not in (None, "all"):
             raise InputError(
                 f"no split files in {self.SPLIT_FOLDER}, so the only split is 'all' "
@@ -76,13 +79,13 @@ class VocConverter(ImageSetConverter):
     def estimate_count(self) -> int | None:
         if self._has_split_files():
             return super().estimate_count()
-        return len(self._loose_annotations())
+        return len(self._loose_annotations)
 
     def records(self) -> Iterator[Record]:
         if self._has_split_files():
             yield from super().records()
             return
-        for stem, xml in self._loose_annotations():
+        for stem, xml in self._loose_annotations:
             yield from self._record("all", stem, xml, 0)
 
     def annotation_path(self, stem: str) -> Path | None:
