@@ -3,25 +3,29 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
+EXTRAS := dev,train,eval,ray
+LOCK := requirements.lock
 STAMP := $(VENV)/.installed
+# -qq: pip's own notices stay out of the way; errors still print.
+PIP := $(BIN)/pip install -qq
 
-.PHONY: demo test lint install system-deps clean
+.PHONY: demo test lint install lock system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(PIP) --upgrade pip setuptools wheel
 
 # torch first, pinned: an unpinned torch (pulled in by transformers/peft) is a multi-GB CUDA build.
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e ".[dev,train,eval,ray]"
+# Everything else at the tested versions of $(LOCK), so a fresh clone installs what was tested.
+$(STAMP): $(BIN)/python pyproject.toml $(LOCK)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) $(TORCH_PIN)
+	$(PIP) -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rsgpt4v demo -o demo-output
-	@echo "Outputs are in demo-output/: records.jsonl, instructions.jsonl, report/index.html, llava.json (images in demo-output/sample/)."
+	@$(BIN)/rsgpt4v demo -o demo-output
 
 # Debian packages some tests need, installed when missing: headless Chromium for the HTML report,
 # a Java runtime for the METEOR caption metric (pycocoevalcap).
@@ -34,6 +38,22 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest
+
+# Refresh the lock on purpose: a new .venv with the newest releases the ranges in pyproject.toml
+# allow, the whole suite on it, and only then the new $(LOCK). Review `git diff $(LOCK)`, commit.
+lock: system-deps
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) $(TORCH_PIN)
+	$(PIP) -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+	$(BIN)/ruff check .
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest
+	{ echo "# Tested versions, written by 'make lock' after the suite passed on them (Python 3.11,"; \
+	  echo "# Linux x86_64, CPU torch). 'make install/demo/test' install with -c $(LOCK)."; \
+	  $(BIN)/pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(LOCK)
+	touch $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.families import processor_budget, smart_resize
 from rsgpt4v.finetune.templates import TRAINING_TEMPLATES
 from rsgpt4v.schema import Message
 
@@ -128,13 +129,8 @@ class ChatEncoder:
         """The (width, height) the vision tower sees: Qwen-VL resizes to a patch grid."""
         if self.family not in ("qwen2vl", "qwen25vl"):
             return width, height
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-        ip = self.image_processor
-        factor = ip.patch_size * ip.merge_size
-        h, w = smart_resize(
-            height, width, factor, ip.size["shortest_edge"], ip.size["longest_edge"]
-        )
+        low, high, factor = processor_budget(self.image_processor)
+        h, w = smart_resize(height, width, factor, low, high)
         return w, h
 
     def num_image_tokens(self, width: int, height: int) -> int:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rsgpt4v.boxfmt import STYLES
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.families import BoxConvention
 
 Family = Literal["llava", "qwen2vl", "qwen25vl", "other"]
 Method = Literal["lora", "qlora", "dora", "moe_lora"]
@@ -230,6 +231,16 @@ class FinetuneConfig(_Section):
     @classmethod
     def _paths_as_sources(cls, value: Any) -> Any:
         return _as_sources(value)
+
+    @property
+    def boxes(self) -> BoxConvention:
+        """The box convention the run trains with; predict and evaluate read it back."""
+        resize = self.box_style == "qwen25vl"
+        return BoxConvention(
+            self.box_style or "llava",
+            square_pad=self.square_pad,
+            max_pixels=self.max_pixels if resize else None,
+        )
 
     @model_validator(mode="after")
     def _family_defaults(self) -> FinetuneConfig:

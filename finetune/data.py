@@ -8,6 +8,7 @@ exports are read as written: their boxes were rendered at export time with ``--b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -17,6 +18,7 @@ from typing import Any
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.exporters.common import IMAGE_TOKEN, ExportOptions, conversation
+from rsgpt4v.families import BoxConvention, pad_colour
 from rsgpt4v.finetune.config import DataSource, Stage
 from rsgpt4v.schema import Instruction, Message, Region, read_jsonl
 
@@ -30,12 +32,14 @@ class Sample:
     """One conversation about at most one image.
 
     With ``instruction`` set, ``turns`` are rendered from it (boxes in the requested style);
-    otherwise ``turns`` holds the export's text, used as written.
+    otherwise ``turns`` holds the export's text, used as written. ``key`` names the sample
+    across stages (the instruction id, or the file and item number), for the held-out split.
     """
 
     image: Path | None
     turns: list[Message] = field(default_factory=list)
     instruction: Instruction | None = None
+    key: str = ""
 
     @property
     def regions(self) -> dict[str, list[float]]:
@@ -52,18 +56,13 @@ class Sample:
 
     def render(
         self,
-        style: str,
+        boxes: BoxConvention,
         *,
-        square_pad: bool = False,
         image_size: tuple[int, int] | None = None,
         regions: dict[str, list[float]] | None = None,
-        shown_size: tuple[int, int] | None = None,
     ) -> list[Message]:
-        """The turns with boxes in ``style``; ``image_size``/``regions`` after augmentation.
-
-        ``shown_size`` is the size the model sees (Qwen2.5-VL writes pixels of the resized
-        image).
-        """
+        """The turns with boxes in the family's convention; ``image_size``/``regions`` after
+        augmentation (the convention's frame follows the image the model is shown)."""
         if self.instruction is None:
             return list(self.turns)
         instruction = self.instruction
@@ -76,13 +75,11 @@ class Sample:
                 old = instruction.regions[key]
                 # A moved box makes the source polygon stale (angle styles read it).
                 polygon = old.polygon if list(old.bbox) == list(box) else None
-                moved[key] = Region(bbox=list(box), polygon=polygon)
+                moved[key] = Region(bbox=list(box), polygon=polygon, category=old.category)
             update["regions"] = moved
         if update:
             instruction = instruction.model_copy(update=update)
-        return conversation(
-            instruction, ExportOptions(boxes=style, square_pad=square_pad), shown_size=shown_size
-        )
+        return conversation(instruction, ExportOptions(boxes=boxes))
 
 
 def detect_format(path: Path) -> str:
@@ -151,7 +148,7 @@ def _export_turns(
     return turns
 
 
-def read_source(source: DataSource, style: str, square_pad: bool) -> list[Sample]:
+def read_source(source: DataSource, boxes: BoxConvention) -> list[Sample]:
     """Every usable sample of one file; conversations that cannot be trained on are skipped."""
     path = source.path
     fmt = detect_format(path) if source.format == "auto" else source.format
@@ -162,9 +159,11 @@ def read_source(source: DataSource, style: str, square_pad: bool) -> list[Sample
         for instruction in read_jsonl(path, Instruction):
             if source.tasks is not None and instruction.task not in source.tasks:
                 continue
-            sample = Sample(_image(root, instruction.image), instruction=instruction)
+            sample = Sample(
+                _image(root, instruction.image), instruction=instruction, key=instruction.id
+            )
             try:
-                sample.render(style, square_pad=square_pad)
+                sample.render(boxes)
             except ValueError as error:
                 skipped.append(f"{instruction.id}: {error}")
                 continue
@@ -186,7 +185,7 @@ def read_source(source: DataSource, style: str, square_pad: bool) -> list[Sample
             if not turns or turns[-1].role != "assistant":
                 skipped.append(f"item {number}: does not end with an assistant turn")
                 continue
-            samples.append(Sample(_image(root, image), turns=turns))
+            samples.append(Sample(_image(root, image), turns=turns, key=f"{path}#{number}"))
     if skipped:
         log.warning("%s: skipped %d conversation(s), first: %s", path, len(skipped), skipped[0])
     if not samples:
@@ -208,16 +207,24 @@ def weighted(samples: list[Sample], weight: float, rng: random.Random) -> list[S
     return out
 
 
+def _held_out_rank(seed: int, key: str) -> str:
+    """A sample's place in the held-out order: the same in every stage that reads it."""
+    return hashlib.sha256(f"{seed}/{key}".encode()).hexdigest()
+
+
 def stage_samples(
-    stage: Stage, style: str, square_pad: bool, eval_fraction: float, seed: int
+    stage: Stage, boxes: BoxConvention, eval_fraction: float, seed: int
 ) -> tuple[list[Sample], list[Sample]]:
-    """(train, eval) samples of a stage's mix; eval is held out per file before weighting."""
+    """(train, eval) samples of a stage's mix; eval is held out per file before weighting.
+
+    The samples held out are those first in a seeded hash order of their keys, so a file read
+    by several stages holds out the same samples in each.
+    """
     rng = random.Random(seed)
     train: list[Sample] = []
     held_out: list[Sample] = []
     for source in stage.data:
-        samples = read_source(source, style, square_pad)
-        rng.shuffle(samples)
+        samples = sorted(read_source(source, boxes), key=lambda s: _held_out_rank(seed, s.key))
         n_eval = round(eval_fraction * len(samples))
         if eval_fraction > 0 and len(samples) > 1:
             n_eval = max(1, n_eval)
@@ -253,25 +260,20 @@ class SampleDataset:
         self,
         samples: list[Sample],
         encoder: Any,
-        style: str,
+        boxes: BoxConvention,
         *,
-        square_pad: bool = False,
         augment: Any = None,
         max_length: int | None = None,
     ) -> None:
         self.encoder = encoder
-        self.style = style
-        self.square_pad = square_pad
+        self.boxes = boxes.with_processor(encoder.image_processor)
         self.augment = augment
-        mean = getattr(encoder.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
-        self.background = tuple(round(255 * v) for v in mean[:3])
+        self.background = pad_colour(getattr(encoder.image_processor, "image_mean", None))
         kept: list[Sample] = []
         self.lengths: list[int] = []
         too_long = 0
         for sample in samples:
-            length = encoder.estimate_length(
-                sample.render(style, square_pad=square_pad), _image_size(sample)
-            )
+            length = encoder.estimate_length(sample.render(self.boxes), _image_size(sample))
             if max_length is not None and length > max_length:
                 too_long += 1
                 continue
@@ -289,27 +291,19 @@ class SampleDataset:
     def __getitem__(self, index: int) -> dict[str, Any]:
         from PIL import Image
 
-        from rsgpt4v.exporters.common import PIXEL_STYLES
         from rsgpt4v.raster import pad_to_square, read_rgb8
 
         sample = self.samples[index]
         if sample.image is None:
-            return self.encoder.encode(sample.render(self.style, square_pad=self.square_pad))
+            return self.encoder.encode(sample.render(self.boxes))
         pixels = read_rgb8(sample.image)
         regions = None
         if self.augment is not None and sample.instruction is not None:
             pixels, regions = self.augment(pixels, sample.regions, text=sample.raw_text)
         height, width = pixels.shape[:2]
-        shown = self.encoder.shown_size(width, height) if self.style in PIXEL_STYLES else None
-        turns = sample.render(
-            self.style,
-            square_pad=self.square_pad,
-            image_size=(width, height),
-            regions=regions,
-            shown_size=shown,
-        )
+        turns = sample.render(self.boxes, image_size=(width, height), regions=regions)
         image = Image.fromarray(pixels)
-        if self.square_pad:
+        if self.boxes.padded:
             image = pad_to_square(image, self.background)
         return self.encoder.encode(turns, image)
 

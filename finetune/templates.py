@@ -10,11 +10,12 @@ an exact assistant-token mask after tokenisation. Messages use structured conten
 
 from __future__ import annotations
 
-# Vicuna v1 (LLaVA-1.5): "<s>SYSTEM USER: <image>\nQ ASSISTANT: A</s>USER: ...".
+# Vicuna v1 (LLaVA-1.5's conv_vicuna_v1, sep " ", sep2 "</s>"):
+# "<s>SYSTEM USER: <image>\nQ ASSISTANT: A</s>USER: Q2 ASSISTANT: A2</s>".
 LLAVA_TEMPLATE = (
-    '{%- set ns = namespace(system="A chat between a curious human and an artificial '
-    "intelligence assistant. The assistant gives helpful, detailed, and polite answers to the "
-    "human's questions.\") -%}"
+    '{%- set ns = namespace(answered=false, system="A chat between a curious human and an '
+    "artificial intelligence assistant. The assistant gives helpful, detailed, and polite "
+    "answers to the human's questions.\") -%}"
     "{{- bos_token if bos_token else '' -}}"
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'system' -%}"
@@ -25,7 +26,7 @@ LLAVA_TEMPLATE = (
     "{{- ns.system -}}"
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'user' -%}"
-    "{{- ' USER: ' -}}"
+    "{{- 'USER: ' if ns.answered else ' USER: ' -}}"
     "{%- for part in message['content'] -%}"
     "{%- if part['type'] == 'image' -%}{{- '<image>\\n' -}}{%- else -%}{{- part['text'] -}}"
     "{%- endif -%}"
@@ -36,6 +37,7 @@ LLAVA_TEMPLATE = (
     "{{- ' ' + (message['content'] | selectattr('type', 'equalto', 'text') "
     "| map(attribute='text') | join(' ')) + eos_token -}}"
     "{%- endgeneration -%}"
+    "{%- set ns.answered = true -%}"
     "{%- endif -%}"
     "{%- endfor -%}"
 )

@@ -2,11 +2,12 @@
 
 No hub access is assumed anywhere in the project, so a model small enough to train on a CPU in
 seconds is made from configs: a byte-level BPE tokenizer trained in memory on remote-sensing
-words with the family's special tokens, the family's model config at hidden size 32 with two
-layers, and our training chat template (finetune/templates.py). The folder reloads through
-``AutoModelForImageTextToText.from_pretrained``; LLaVA also through ``AutoProcessor``. Qwen-VL
-processors need torchvision (finetune.md §4.3): without it the folder holds the tokenizer and
-the image processor config, which :mod:`rsgpt4v.finetune.encode` combines itself.
+words with the family's special tokens, the family's model config at hidden size 32 (by
+default) with two layers, and our training chat template (finetune/templates.py). The folder
+reloads through ``AutoModelForImageTextToText.from_pretrained``; LLaVA also through
+``AutoProcessor``. Qwen-VL processors need torchvision (finetune.md §4.3): without it the
+folder holds the tokenizer and the image processor config, which
+:mod:`rsgpt4v.finetune.collate` combines itself.
 
     python -m rsgpt4v.finetune.tiny OUT_DIR --family llava
 """
@@ -71,11 +72,11 @@ def _tokenizer(special: list[str], vocab_size: int = 400, **tokens: str) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", **tokens)
 
 
-def _text_config(tokenizer: Any) -> dict[str, Any]:
+def _text_config(tokenizer: Any, hidden_size: int) -> dict[str, Any]:
     return {
         "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 64,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
@@ -86,7 +87,7 @@ def _text_config(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def _llava(out: Path) -> None:
+def _llava(out: Path, hidden_size: int) -> None:
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -97,7 +98,7 @@ def _llava(out: Path) -> None:
     )
 
     tokenizer = _tokenizer(_LLAVA_SPECIAL, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    text = LlamaConfig(**_text_config(tokenizer), bos_token_id=tokenizer.bos_token_id)
+    text = LlamaConfig(**_text_config(tokenizer, hidden_size), bos_token_id=tokenizer.bos_token_id)
     vision = CLIPVisionConfig(
         image_size=16,
         patch_size=4,
@@ -131,7 +132,7 @@ def _llava(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-def _qwen2vl(out: Path) -> None:
+def _qwen2vl(out: Path, hidden_size: int) -> None:
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
         Qwen2VLImageProcessorPil,
@@ -139,7 +140,7 @@ def _qwen2vl(out: Path) -> None:
 
     tokenizer = _tokenizer(_QWEN_SPECIAL, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     ids = tokenizer.convert_tokens_to_ids
-    text = _text_config(tokenizer)
+    text = _text_config(tokenizer, hidden_size)
     text["bos_token_id"] = None
     text["rope_parameters"] = {
         "rope_type": "default",
@@ -184,10 +185,14 @@ def _qwen2vl(out: Path) -> None:
     processor.save_pretrained(out)
 
 
-def save_tiny_model(out_dir: str | Path, family: str = "llava", seed: int = 0) -> Path:
+def save_tiny_model(
+    out_dir: str | Path, family: str = "llava", seed: int = 0, *, hidden_size: int = 32
+) -> Path:
     """Write a tiny random-weight ``family`` model (safetensors) with its tokenizer to ``out_dir``.
 
-    The same ``seed`` gives the same weights; the tokenizer is deterministic.
+    The same ``seed`` gives the same weights; the tokenizer is deterministic. ``hidden_size`` is
+    the language model's width: bitsandbytes' CPU 4-bit kernels (0.50 and later) need linear
+    layers at least one quantisation block (64) wide, as every real model's are.
     """
     if family not in FAMILIES:
         raise RsgptError(f"unknown tiny model family {family!r}; expected one of {FAMILIES}")
@@ -198,7 +203,7 @@ def save_tiny_model(out_dir: str | Path, family: str = "llava", seed: int = 0) -
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        {"llava": _llava, "qwen2vl": _qwen2vl}[family](out)
+        {"llava": _llava, "qwen2vl": _qwen2vl}[family](out, hidden_size)
     finally:
         torch.random.set_rng_state(state)
     return out

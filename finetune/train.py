@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from transformers import Trainer, TrainingArguments
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.finetune.collate import ChatEncoder, PadCollator
 from rsgpt4v.finetune.config import FinetuneConfig, Stage, dump_config
-from rsgpt4v.finetune.data import PackedDataset, SampleDataset, stage_samples
+from rsgpt4v.finetune.data import PackedDataset, Sample, SampleDataset, stage_samples
 from rsgpt4v.finetune.methods import (
     ADAPTER_DIR,
     add_adapters,
@@ -41,10 +42,12 @@ from rsgpt4v.finetune.methods import (
     save_adapters,
     use_bf16,
 )
+from rsgpt4v.schema import JsonlWriter
 
 log = logging.getLogger(__name__)
 
 DONE = "DONE"
+HELD_OUT = "heldout.jsonl"  # the run's held-out instructions, read by `rsgpt4v predict RUN`
 
 
 class FinetuneTrainer(Trainer):
@@ -295,6 +298,11 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
         augment = BoxAwareAugment(config.augment.ops, p=config.augment.p, seed=config.seed)
     history: dict[str, list[dict[str, float]]] = {}
     resumed_from: dict[str, str] = {}
+    splits = {
+        stage.name: stage_samples(stage, config.boxes, config.train.eval_fraction, config.seed)
+        for stage, _ in _stage_dirs(config)
+    }
+    write_held_out(splits.values(), out / HELD_OUT)
     for stage, folder in _stage_dirs(config):
         stage_dir = out / "stages" / folder
         final = stage_dir / "final"
@@ -307,7 +315,15 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
             log.info("stage %s resumes from %s", stage.name, checkpoint)
             resumed_from[stage.name] = checkpoint
         history[stage.name] = _run_stage(
-            config, stage, stage_dir, out / "runs" / folder, model, encoder, augment, checkpoint
+            config,
+            stage,
+            splits[stage.name],
+            stage_dir,
+            out / "runs" / folder,
+            model,
+            encoder,
+            augment,
+            checkpoint,
         )
         save_adapters(model, config, final)
         (final / DONE).write_text("finished\n", encoding="utf-8")
@@ -316,9 +332,35 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     return FinetuneResult(adapter_dir, model, encoder, history, resumed_from)
 
 
+def write_held_out(splits: Iterable[tuple[list[Sample], list[Sample]]], path: Path) -> int:
+    """Write the instructions no stage trained on, for ``rsgpt4v predict RUN``; their count.
+
+    A sample held out by one stage but trained on by another is not held out. Held-out items of
+    llava / sharegpt exports are counted in the log only (score them with ``predict --benchmark
+    export`` on a split of the export).
+    """
+    splits = list(splits)
+    trained = {s.key for train, _ in splits for s in train}
+    held: dict[str, Sample] = {}
+    for _, held_out in splits:
+        for sample in held_out:
+            if sample.key not in trained:
+                held.setdefault(sample.key, sample)
+    exports = sum(s.instruction is None for s in held.values())
+    if exports:
+        log.warning("%d held-out sample(s) of export files are not written to %s", exports, path)
+    instructions = [s.instruction for s in held.values() if s.instruction is not None]
+    with JsonlWriter(path) as writer:
+        for instruction in instructions:
+            writer.write(instruction)
+    log.info("held out %d instruction(s) → %s", len(instructions), path)
+    return len(instructions)
+
+
 def _run_stage(
     config: FinetuneConfig,
     stage: Stage,
+    split: tuple[list[Sample], list[Sample]],
     stage_dir: Path,
     log_dir: Path,
     model: Any,
@@ -326,20 +368,17 @@ def _run_stage(
     augment: Any,
     checkpoint: str | None,
 ) -> list[dict[str, float]]:
-    train_samples, eval_samples = stage_samples(
-        stage, config.box_style, config.square_pad, config.train.eval_fraction, config.seed
-    )
-    build = {
-        "square_pad": config.square_pad,
-        "max_length": config.train.max_length,
-    }
+    train_samples, eval_samples = split
+    max_length = config.train.max_length
     train_set: Any = SampleDataset(
-        train_samples, encoder, config.box_style, augment=augment, **build
+        train_samples, encoder, config.boxes, augment=augment, max_length=max_length
     )
     if config.train.packing:
         train_set = PackedDataset(train_set, config.train.max_length)
     eval_set = (
-        SampleDataset(eval_samples, encoder, config.box_style, **build) if eval_samples else None
+        SampleDataset(eval_samples, encoder, config.boxes, max_length=max_length)
+        if eval_samples
+        else None
     )
     log.info(
         "stage %s: %d train / %d eval samples",

@@ -5,7 +5,8 @@ each target model writes boxes in its own text convention (the README's box-styl
 this module holds one serialiser and one parser per style. The same parsers read model output
 in evaluation, so parsing tolerates whitespace, surrounding prose and several boxes in one text.
 LLaVA-1.5 boxes are relative to the image padded to a centred square (LLaVA#606), hence the
-``square_pad`` keyword of the normalised styles.
+``square_pad`` keyword of the normalised styles. Which style, frame and precision a model family
+uses is decided in one place, :mod:`rsgpt4v.families`, which passes a :class:`Frame` here.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class _Style:
     decimals: int = 0
     container: re.Pattern[str] | None = None
     has_angle: bool = False
+    top: float | None = None  # largest value written, when below the scale ([0, 1000) grids)
 
     def find(self, text: str) -> Iterator[tuple[str, ...]]:
         """The number groups of every box in ``text``, in order."""
@@ -64,13 +66,15 @@ class _Style:
 
 
 _REGISTRY: dict[str, _Style] = {
-    # LLaVA-1.5: 0-1 floats, 3 decimals, relative to the padded square (LLaVA#606).
-    "llava": _Style("[{x1}, {y1}, {x2}, {y2}]", re.compile(_QUAD), scale=1.0, decimals=3),
-    # Qwen2-VL: corner pairs on a 0-1000 grid between special tokens.
+    # LLaVA-1.5: 0-1 floats, 2 decimals as in its own grounding data, relative to the padded
+    # square (LLaVA#606).
+    "llava": _Style("[{x1}, {y1}, {x2}, {y2}]", re.compile(_QUAD), scale=1.0, decimals=2),
+    # Qwen2-VL: corner pairs on the 0-1000 grid [0, 1000) between special tokens.
     "qwen2vl": _Style(
         "<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>",
         re.compile(rf"<\|box_start\|>\s*\({_NUM},{_NUM}\)\s*,\s*\({_NUM},{_NUM}\)\s*<\|box_end\|>"),
         scale=1000.0,
+        top=999.0,
     ),
     # Qwen2.5-VL: absolute pixels of the image it was shown, as JSON.
     "qwen25vl": _Style(
@@ -106,6 +110,19 @@ STYLES: tuple[str, ...] = tuple(_REGISTRY)
 _Axis = tuple[float, float, float]
 
 
+@dataclass(frozen=True)
+class Frame:
+    """How pixels of the image file map to the numbers in the text, one axis each.
+
+    Each axis is ``(offset, canvas, full)``: text value = ``(pixel + offset) * full / canvas``.
+    The file itself is ``(0, width, scale)``; LLaVA's padded square is ``((side - width) // 2,
+    side, scale)``; pixels of an image resized to ``shown`` are ``(0, width, shown_width)``.
+    """
+
+    x: _Axis
+    y: _Axis
+
+
 def _style(name: str) -> _Style:
     try:
         return _REGISTRY[name]
@@ -115,25 +132,36 @@ def _style(name: str) -> _Style:
         ) from None
 
 
-def _frame(spec: _Style, width: int, height: int, square_pad: bool) -> tuple[_Axis, _Axis]:
+def _frame(
+    spec: _Style, width: int, height: int, square_pad: bool, frame: Frame | None = None
+) -> tuple[_Axis, _Axis]:
     """The x and y axes mapping pixels of the image to text values of ``spec``."""
     if width < 1 or height < 1:
         raise BoxFormatError(f"image size must be positive, got {width}x{height}")
+    if frame is not None:
+        return frame.x, frame.y
     if spec.scale is None:
         if square_pad:
             raise BoxFormatError("square_pad applies to normalised styles, not absolute pixels")
         return (0.0, float(width), float(width)), (0.0, float(height), float(height))
     if not square_pad:
         return (0.0, float(width), spec.scale), (0.0, float(height), spec.scale)
-    side = float(max(width, height))
-    return ((side - width) / 2, side, spec.scale), ((side - height) / 2, side, spec.scale)
+    # LLaVA's expand2square pastes the image at the integer offset (side - size) // 2.
+    side = max(width, height)
+    return (
+        ((side - width) // 2, float(side), spec.scale),
+        ((side - height) // 2, float(side), spec.scale),
+    )
 
 
-def _to_text(value: float, axis: _Axis, decimals: int) -> str:
+def _to_text(value: float, axis: _Axis, decimals: int, top: float | None) -> str:
     offset, canvas, full = axis
     t = (value + offset) * full / canvas
     t = 0.0 if t <= 0 else min(t, full)
-    return f"{t:.{decimals}f}" if decimals else str(round(t))
+    text = f"{t:.{decimals}f}" if decimals else str(round(t))
+    if top is not None and float(text) > top:
+        text = f"{top:.{decimals}f}" if decimals else str(round(top))
+    return text
 
 
 def _to_pixel(text: str, axis: _Axis) -> float:
@@ -153,6 +181,11 @@ def _check_box(box: Sequence[float]) -> tuple[float, float, float, float]:
     return x1, y1, x2, y2
 
 
+def style_scale(style: str) -> float | None:
+    """Full-scale value of a normalised style (1, 100 or 1000); None for pixel styles."""
+    return _style(style).scale
+
+
 def render_box(
     style: str,
     box: Sequence[float],
@@ -161,12 +194,15 @@ def render_box(
     *,
     angle: float | None = None,
     square_pad: bool = False,
+    frame: Frame | None = None,
+    decimals: int | None = None,
 ) -> str:
     """Write the pixel box ``(x1, y1, x2, y2)`` of a ``width`` x ``height`` image in ``style``.
 
-    Values are rounded to the style's grid and clamped to the canvas. ``angle`` (degrees) is only
-    accepted by angle styles, which write 0 when it is None; passing it elsewhere raises rather
-    than silently dropping the orientation.
+    Values are rounded to the style's grid (``decimals`` overrides its precision) and clamped to
+    the canvas. ``frame`` replaces the style's own mapping (a model family's view of the image).
+    ``angle`` (degrees) is only accepted by angle styles, which write 0 when it is None; passing
+    it elsewhere raises rather than silently dropping the orientation.
     """
     spec = _style(style)
     x1, y1, x2, y2 = _check_box(box)
@@ -174,9 +210,10 @@ def render_box(
         raise BoxFormatError(f"style {style!r} cannot write an angle (got {angle!r})")
     if angle is not None and not math.isfinite(angle):
         raise BoxFormatError(f"angle must be finite, got {angle!r}")
-    ax, ay = _frame(spec, width, height, square_pad)
+    ax, ay = _frame(spec, width, height, square_pad, frame)
+    places = spec.decimals if decimals is None else decimals
     fields = {
-        name: _to_text(value, axis, spec.decimals)
+        name: _to_text(value, axis, places, spec.top)
         for name, value, axis in zip(
             ("x1", "y1", "x2", "y2"), (x1, y1, x2, y2), (ax, ay, ax, ay), strict=True
         )
@@ -187,7 +224,13 @@ def render_box(
 
 
 def parse_boxes(
-    style: str, text: str, width: int, height: int, *, square_pad: bool = False
+    style: str,
+    text: str,
+    width: int,
+    height: int,
+    *,
+    square_pad: bool = False,
+    frame: Frame | None = None,
 ) -> list[TextBox]:
     """Every box of ``style`` found in ``text``, in order, in pixel coordinates of the image.
 
@@ -196,7 +239,7 @@ def parse_boxes(
     reordered so that ``x1 <= x2`` and ``y1 <= y2``.
     """
     spec = _style(style)
-    ax, ay = _frame(spec, width, height, square_pad)
+    ax, ay = _frame(spec, width, height, square_pad, frame)
     boxes = []
     for groups in spec.find(text):
         x1, x2 = sorted((_to_pixel(groups[0], ax), _to_pixel(groups[2], ax)))
@@ -207,14 +250,22 @@ def parse_boxes(
 
 
 def quantisation(
-    style: str, width: int, height: int, *, square_pad: bool = False
+    style: str,
+    width: int,
+    height: int,
+    *,
+    square_pad: bool = False,
+    frame: Frame | None = None,
+    decimals: int | None = None,
 ) -> tuple[float, float]:
     """The largest error in pixels (x, y) a render then parse adds to a box inside the image.
 
     It is half a grid step of the style: 0.5 px for pixel styles, half of ``canvas / scale``
-    (scaled down by the decimals) for normalised ones.
+    (scaled down by the decimals) for normalised ones. On a ``[0, 1000)`` grid a box touching
+    the far edge moves by one more step.
     """
     spec = _style(style)
-    ax, ay = _frame(spec, width, height, square_pad)
-    step = 10.0**-spec.decimals
-    return 0.5 * step * ax[1] / ax[2], 0.5 * step * ay[1] / ay[2]
+    ax, ay = _frame(spec, width, height, square_pad, frame)
+    step = 10.0 ** -(spec.decimals if decimals is None else decimals)
+    half = step if spec.top is not None else 0.5 * step
+    return half * ax[1] / ax[2], half * ay[1] / ay[2]

@@ -13,7 +13,7 @@ from typing import TypeVar
 import typer
 
 from rsgpt4v import __version__
-from rsgpt4v.errors import RsgptError
+from rsgpt4v.errors import InputError, RsgptError
 
 app = typer.Typer(
     help="Remote-sensing instruction data for multimodal LLMs: convert legacy datasets, write "
@@ -80,9 +80,24 @@ def _parse_options(pairs: list[str]) -> dict[str, str]:
 
 ENGINE_HELP = (
     "local (this machine), or ray: fan out over a Ray cluster through Ray Data (pip install "
-    "'rsgpt4v[ray]'; see docs/scale.md); the output is the local engine's, line for line."
+    "'rsgpt4v\\[ray]'; see docs/scale.md); the output is the local engine's, line for line."
 )
 RAY_ADDRESS_HELP = "ray: the cluster to join (default $RAY_ADDRESS, else a local instance)."
+BOXES_HELP = (
+    "Model family whose box convention to write (docs/families.md): llava (0-1 of the padded "
+    "square, 2 decimals), qwen2vl (0-1000 grid, object_ref phrases), qwen25vl (pixels of the "
+    "smart_resize'd image, JSON with labels), geochat, minigptv2, internvl, pixel."
+)
+PAD_HELP = (
+    "Boxes relative to the image padded to a centred square (LLaVA-1.5's image_aspect_ratio "
+    "pad). Default: the family's own (on for llava, off for the others)."
+)
+DECIMALS_HELP = "Decimals of normalised boxes (default: the family's; llava 2)."
+MAX_PIXELS_HELP = (
+    "qwen25vl: the processor's max_pixels; boxes are pixels of the image resized within it "
+    "(default 12845056, Qwen2.5-VL's processor; LLaMA-Factory's image_max_pixels is 589824)."
+)
+MIN_PIXELS_HELP = "qwen25vl: the processor's min_pixels (default 3136)."
 
 
 @app.command()
@@ -185,7 +200,8 @@ def instruct(
     mix: Path | None = typer.Option(
         None,
         "--mix",
-        help="YAML file of per-source and per-task weights and caps (see README, Mixing).",
+        help="YAML file of per-source and per-task weights and caps (docs/instructions.md, "
+        "section Mixing).",
     ),
     model: str | None = typer.Option(
         None, "--model", help="llm: model name, e.g. gpt-4o-2024-08-06 or a vLLM/Ollama model."
@@ -356,23 +372,17 @@ def export(
         "fine-tuning JSONL, image as a content part), parquet (Hugging Face datasets Parquet "
         "with a README.md dataset card).",
     ),
-    boxes: str = typer.Option(
-        "llava",
-        "--boxes",
-        help="Box text style: llava, qwen2vl, qwen25vl, geochat, minigptv2, internvl, pixel.",
-    ),
+    boxes: str = typer.Option("llava", "--boxes", help=BOXES_HELP),
     image_root: Path | None = typer.Option(
         None,
         "--image-root",
         help="Folder the image paths are relative to (the convert ROOT); "
         "images are checked and written relative to the output's folder.",
     ),
-    square_pad: bool = typer.Option(
-        False,
-        "--square-pad",
-        help="Normalise boxes to the image padded to a centred square, as LLaVA-1.5 sees it "
-        "with image_aspect_ratio=pad.",
-    ),
+    square_pad: bool | None = typer.Option(None, "--square-pad/--no-square-pad", help=PAD_HELP),
+    box_decimals: int | None = typer.Option(None, "--box-decimals", min=0, help=DECIMALS_HELP),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", min=1, help=MIN_PIXELS_HELP),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Skip bad instructions and list them in a rejects file."
     ),
@@ -400,7 +410,8 @@ def export(
         "--render-images",
         help="llava, sharegpt: write 8-bit RGB PNG copies of the images that are not PNG or "
         "JPEG (16-bit, multi-band GeoTIFFs, which the trainers' PIL cannot read) into this "
-        "folder, at full size, and point the file to them; needs --image-root.",
+        "folder, at full size, and point the file to them; needs --image-root. With --boxes "
+        "qwen25vl every image is copied at the size its boxes are written for.",
     ),
 ) -> None:
     """Export instructions as a training file, boxes in the target model's style."""
@@ -414,6 +425,9 @@ def export(
             boxes=boxes,
             image_root=image_root,
             square_pad=square_pad,
+            box_decimals=box_decimals,
+            max_pixels=max_pixels,
+            min_pixels=min_pixels,
             skip_bad=skip_bad,
             embed_images=embed_images,
             image_url_prefix=image_url_prefix,
@@ -464,9 +478,13 @@ def validate(
         help="Style of boxes written as text: auto (from the text), llava, qwen2vl, qwen25vl, "
         "geochat, minigptv2, internvl, pixel.",
     ),
-    square_pad: bool = typer.Option(
-        False, "--square-pad", help="Text boxes are relative to the image padded to a square."
+    square_pad: bool | None = typer.Option(
+        None,
+        "--square-pad/--no-square-pad",
+        help="Text boxes are relative to the image padded to a square (default: the family's; "
+        "on for llava).",
     ),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
     fmt: str = typer.Option(
         "auto", "--format", help="Input format: auto, instructions, llava, sharegpt."
     ),
@@ -491,7 +509,9 @@ def validate(
 
     try:
         options = ValidationOptions(
-            checks=CheckSettings(iou=iou, boxes=check_style(boxes), square_pad=square_pad),
+            checks=CheckSettings(
+                iou=iou, boxes=check_style(boxes), square_pad=square_pad, max_pixels=max_pixels
+            ),
             fmt=fmt,
             image_root=image_root,
             leakage=leakage,
@@ -529,7 +549,7 @@ def validate(
 @app.command()
 def demo(
     output: Path = typer.Option(
-        Path("rsgpt4v-demo"), "-o", "--output", help="Folder for the sample and every output."
+        Path("demo-output"), "-o", "--output", help="Folder for the sample and every output."
     ),
     boxes: str = typer.Option("llava", "--boxes", help="Box text style of the LLaVA export."),
 ) -> None:
@@ -634,7 +654,10 @@ def tile(
 @app.command()
 def predict(
     source: Path = typer.Argument(
-        ..., help="Records (benchmarks), instructions or an export file to ask about."
+        ...,
+        help="Records (benchmarks), instructions or an export file to ask about; or a finetune "
+        "run folder: its held-out instructions, asked of its base model + adapter in its box "
+        "convention.",
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Predictions file to write (JSONL)."),
     benchmark: str = typer.Option(
@@ -656,13 +679,27 @@ def predict(
         "--split",
         help="Split to ask about (default: the benchmark's test split; all instructions).",
     ),
-    boxes: str = typer.Option("llava", "--boxes", help="Box text style the model writes."),
-    square_pad: bool = typer.Option(
-        False,
-        "--square-pad",
-        help="Show images padded to a centred square and write boxes relative to it (LLaVA-1.5; "
-        "finetune family llava).",
+    boxes: str | None = typer.Option(
+        None,
+        "--boxes",
+        help="Model family whose box convention the model was trained with (default: the "
+        "adapter's finetune run, else llava). " + BOXES_HELP.split(": ", 1)[1],
     ),
+    square_pad: bool | None = typer.Option(
+        None,
+        "--square-pad/--no-square-pad",
+        help="Show images padded to a centred square, boxes relative to it (default: the "
+        "family's; on for llava).",
+    ),
+    box_decimals: int | None = typer.Option(None, "--box-decimals", min=0, help=DECIMALS_HELP),
+    max_pixels: int | None = typer.Option(
+        None,
+        "--max-pixels",
+        min=1,
+        help="qwen25vl: the processor's max_pixels (default: the "
+        "processor's own, the adapter's after finetune).",
+    ),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", min=1, help=MIN_PIXELS_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Questions per batch."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Answer length cap."),
     max_side: int | None = typer.Option(
@@ -674,11 +711,26 @@ def predict(
     ),
 ) -> None:
     """Answer a benchmark's questions with a model (greedy, batched) → predictions JSONL."""
-    from rsgpt4v.evaluate.predict import GenerationSettings, predict_benchmark
+    from rsgpt4v.evaluate.predict import GenerationSettings, predict_benchmark, trained_run
+    from rsgpt4v.families import BoxConvention
 
     try:
+        run = trained_run(source if source.is_dir() else adapter)
+        if source.is_dir():
+            if run is None:
+                raise InputError("not a finetune run folder (no finetune.yaml)", file=source)
+            source, adapter = run.held_out, adapter or run.adapter
+            model = model or run.model
         if model is None and not items_only:
             raise RsgptError("give --model MODEL_DIR, or --items-only to write the questions")
+        trained = run.boxes if run is not None else BoxConvention()
+        convention = BoxConvention(
+            boxes or trained.family,
+            square_pad if square_pad is not None else (None if boxes else trained.square_pad),
+            box_decimals,
+            max_pixels if max_pixels is not None else (None if boxes else trained.max_pixels),
+            min_pixels,
+        )
         summary = predict_benchmark(
             benchmark,
             source,
@@ -688,8 +740,7 @@ def predict(
             model_dir=None if items_only else model,
             adapter=adapter,
             image_root=image_root,
-            box_style=boxes,
-            square_pad=square_pad,
+            boxes=convention,
             settings=GenerationSettings(
                 batch_size=batch_size, max_new_tokens=max_new_tokens, max_side=max_side
             ),

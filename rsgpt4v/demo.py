@@ -90,8 +90,9 @@ def print_demo_summary(result: DemoResult) -> None:
     print(f"report:         {validation.report}")
     print(f"LLaVA JSON:     {result.export.output}")
     print()
-    print("Switch the LLM on (any OpenAI-compatible server; --dry-run shows a prompt and the cost")
-    print("estimate without calling anything, drop it to run; OpenAI reads OPENAI_API_KEY):")
+    print("Switch the LLM on: --dry-run shows a prompt and the cost estimate without calling")
+    print("anything; drop it to run (OpenAI reads OPENAI_API_KEY; for any other OpenAI-compatible")
+    print("server add --base-url, e.g. --base-url http://localhost:8000/v1):")
     print(f"  {llm_command(result)}")
 
 
@@ -100,6 +101,5 @@ def llm_command(result: DemoResult) -> str:
     records = result.conversion.output
     return (
         f"rsgpt4v instruct {records} -o {records.parent / 'llm.jsonl'} --generator llm "
-        f"--model gpt-4o-mini --image-root {result.sample} --dry-run "
-        "[--base-url http://localhost:8000/v1]"
+        f"--model gpt-4o-mini --image-root {result.sample} --dry-run"
     )

@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from rsgpt4v.boxfmt import STYLES
-from rsgpt4v.errors import InputError
+from rsgpt4v.errors import BoxFormatError, InputError
 from rsgpt4v.exporters import EXPORTERS, FORMATS
 from rsgpt4v.exporters.common import (
-    PIXEL_STYLES,
     ExportOptions,
     ExportSummary,
     render_refs,
@@ -24,6 +22,7 @@ from rsgpt4v.exporters.common import (
 )
 from rsgpt4v.exporters.llava import to_llava
 from rsgpt4v.exporters.rendered import ImageRenderer
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.problems import ProblemLog, write_rejects
 from rsgpt4v.schema import Instruction, count_lines, read_jsonl
 
@@ -36,9 +35,12 @@ def export_instructions(
     output: str | Path,
     *,
     fmt: str = "llava",
-    boxes: str = "llava",
+    boxes: str | BoxConvention = "llava",
     image_root: str | Path | None = None,
-    square_pad: bool = False,
+    square_pad: bool | None = None,
+    box_decimals: int | None = None,
+    max_pixels: int | None = None,
+    min_pixels: int | None = None,
     skip_bad: bool = False,
     embed_images: bool = False,
     image_url_prefix: str | None = None,
@@ -51,19 +53,25 @@ def export_instructions(
     With ``image_root`` (the folder the records' image paths are relative to), every image must
     exist inside it and is written relative to the output's folder, the layout LLaVA's
     ``image_folder`` and LLaMA-Factory's ``media_dir`` expect; without it the dataset-relative
-    paths are written unchecked. ``square_pad`` normalises boxes to the image padded to a centred
-    square (LLaVA-1.5 with ``image_aspect_ratio: pad``). ``embed_images`` (parquet) stores the
-    image bytes in the file; ``image_url_prefix`` and ``max_side`` (openai) choose hosted URLs
-    or JPEG data URLs whose longer side is at most ``max_side`` (None: full size).
+    paths are written unchecked. ``boxes`` names the model family (:mod:`rsgpt4v.families`);
+    ``square_pad``, ``box_decimals`` and ``max_pixels``/``min_pixels`` (qwen25vl: boxes in pixels
+    of the image resized within that budget) change its defaults. ``embed_images`` (parquet)
+    stores the image bytes in the file; ``image_url_prefix`` and ``max_side`` (openai) choose
+    hosted URLs or JPEG data URLs whose longer side is at most ``max_side`` (None: full size).
     ``render_images`` (llava, sharegpt) is a folder for 8-bit RGB PNG copies of the images that
-    are not PNG or JPEG (:mod:`rsgpt4v.exporters.rendered`), which the file then points to.
+    are not PNG or JPEG (:mod:`rsgpt4v.exporters.rendered`), which the file then points to; for
+    a family that resizes (qwen25vl) every image is copied at the size its boxes are written for.
     """
     if fmt not in EXPORTERS:
         raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
-    if boxes not in STYLES:
-        raise InputError(f"unknown box style {boxes!r}; known: {', '.join(STYLES)}")
-    if square_pad and boxes in PIXEL_STYLES:
-        raise InputError(f"--square-pad applies to normalised box styles, not {boxes!r}")
+    try:
+        convention = (
+            boxes
+            if isinstance(boxes, BoxConvention)
+            else BoxConvention(boxes, square_pad, box_decimals, max_pixels, min_pixels)
+        )
+    except BoxFormatError as error:
+        raise InputError(str(error)) from None
     if embed_images and fmt != "parquet":
         raise InputError("--embed-images applies to --format parquet")
     if image_url_prefix is not None and fmt != "openai":
@@ -80,10 +88,11 @@ def export_instructions(
     if root is not None and not root.is_dir():
         raise InputError("image root is not a folder", file=root)
     rendered = Path(render_images) if render_images is not None else None
-    options = ExportOptions(
-        boxes, square_pad, root, embed_images, image_url_prefix, max_side, rendered
+    options = ExportOptions(convention, root, embed_images, image_url_prefix, max_side, rendered)
+    resize = convention.shown_size if convention.spec.frame == "resize" else None
+    renderer = (
+        ImageRenderer(rendered, root, output.parent, resize=resize) if rendered and root else None
     )
-    renderer = ImageRenderer(rendered, root, output.parent) if rendered and root else None
     exporter = EXPORTERS[fmt](options, output)
     exporter.check()
     log = ProblemLog(skip_bad=skip_bad)

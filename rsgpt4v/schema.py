@@ -182,6 +182,11 @@ class Source(_Model):
 class Region(_Model):
     bbox: list[float] = Field(min_length=4, max_length=4)
     polygon: list[Point] | None = None
+    category: str | None = Field(
+        default=None,
+        description="The object's class: the phrase that model families which name the object "
+        "of a box (Qwen's object_ref, Qwen2.5-VL's label) write in answers.",
+    )
 
 
 class Instruction(_Model):

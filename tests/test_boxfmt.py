@@ -75,8 +75,8 @@ def test_geochat_angle_round_trip(case: tuple, angle: float) -> None:
 @pytest.mark.parametrize(
     ("style", "box", "size", "expected"),
     [
-        ("llava", (100, 50, 300, 250), (1000, 500), "[0.100, 0.100, 0.300, 0.500]"),
-        ("llava", (0, 0, 1, 1), (3, 3), "[0.000, 0.000, 0.333, 0.333]"),
+        ("llava", (100, 50, 300, 250), (1000, 500), "[0.10, 0.10, 0.30, 0.50]"),
+        ("llava", (0, 0, 1, 1), (3, 3), "[0.00, 0.00, 0.33, 0.33]"),
         (
             "qwen2vl",
             (192, 108, 960, 541),
@@ -102,14 +102,28 @@ def test_render_geochat_angle() -> None:
 def test_llava_square_pad_centres_the_image() -> None:
     # A 1000x500 image sits 250 px down in the 1000x1000 padded square.
     text = render_box("llava", (100, 50, 300, 250), 1000, 500, square_pad=True)
-    assert text == "[0.100, 0.300, 0.300, 0.500]"
+    assert text == "[0.10, 0.30, 0.30, 0.50]"
     (box,) = parse_boxes("llava", text, 1000, 500, square_pad=True)
     assert (box.x1, box.y1, box.x2, box.y2) == pytest.approx((100, 50, 300, 250))
 
 
 def test_square_pad_on_wide_side_shifts_x() -> None:
     text = render_box("qwen2vl", (0, 0, 500, 1000), 500, 1000, square_pad=True)
-    assert text == "<|box_start|>(250,0),(750,1000)<|box_end|>"
+    assert text == "<|box_start|>(250,0),(750,999)<|box_end|>"  # the grid is [0, 1000)
+
+
+def test_square_pad_uses_llavas_integer_offset() -> None:
+    """expand2square pastes a 1001x500 image at y = (1001 - 500) // 2 = 250, not 250.5."""
+    text = render_box("pixel", (0, 0, 10, 10), 1001, 500, frame=None)
+    assert text == "[0, 0, 10, 10]"
+    (box,) = parse_boxes("llava", "[0.00, 0.25, 1.00, 0.75]", 1001, 500, square_pad=True)
+    assert box.y1 == pytest.approx(0.25 * 1001 - 250)
+
+
+def test_box_decimals_override_the_style_precision() -> None:
+    assert render_box("llava", (100, 50, 300, 250), 1000, 500, decimals=3) == (
+        "[0.100, 0.100, 0.300, 0.500]"
+    )
 
 
 def test_parse_llava_several_boxes_in_prose() -> None:
@@ -213,5 +227,7 @@ def test_render_rejects_what_the_style_cannot_write() -> None:
 def test_quantisation_values() -> None:
     assert quantisation("pixel", 640, 480) == (0.5, 0.5)
     assert quantisation("geochat", 1000, 500) == (5.0, 2.5)
-    assert quantisation("llava", 1000, 500) == pytest.approx((0.5, 0.25))
-    assert quantisation("llava", 1000, 500, square_pad=True) == pytest.approx((0.5, 0.5))
+    assert quantisation("llava", 1000, 500) == pytest.approx((5.0, 2.5))
+    assert quantisation("llava", 1000, 500, square_pad=True) == pytest.approx((5.0, 5.0))
+    assert quantisation("llava", 1000, 500, decimals=3) == pytest.approx((0.5, 0.25))
+    assert quantisation("qwen2vl", 1000, 500) == pytest.approx((1.0, 0.5))  # edge: 1000 → 999

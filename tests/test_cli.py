@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,17 @@ def test_the_command_list_is_complete() -> None:
 def test_every_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_help_shows_install_extras_and_names_docs_that_exist() -> None:
+    """Rich markup must not swallow ``[ray]``; every docs page a help text names must exist."""
+    repo = Path(__file__).parents[1]
+    result = runner.invoke(app, ["instruct", "--help"], terminal_width=200)
+    assert "'rsgpt4v[ray]'" in result.output
+    for command in COMMANDS:
+        text = runner.invoke(app, [command, "--help"], terminal_width=200).output
+        for page in re.findall(r"docs/[\w.-]+\.md", text):
+            assert (repo / page).is_file(), f"{command} --help names {page}"
 
 
 def test_datasets_lists_the_dota_converters() -> None:
@@ -144,3 +157,9 @@ def test_demo_outputs_are_ready_for_training(tmp_path: Path) -> None:
         assert sum(t["value"].count("<image>") for t in item["conversations"]) == 1
     for path in ("records.jsonl", "instructions.jsonl", "llava.json"):
         assert str(out / path) in result.output
+    # the command it prints to switch the LLM on runs as printed (a dry run: no key, no call)
+    (command,) = [line for line in result.output.splitlines() if "--generator llm" in line]
+    words = shlex.split(command)
+    assert words[0] == "rsgpt4v"
+    printed = runner.invoke(app, words[1:], env={"OPENAI_API_KEY": ""})
+    assert printed.exit_code == 0 and "dry run: no request was sent" in printed.output

@@ -16,6 +16,7 @@ from rsgpt4v.evaluate.predict import predict_benchmark
 from rsgpt4v.evaluate.predictions import read_predictions
 from rsgpt4v.evaluate.references import render_text
 from rsgpt4v.evaluate.results import compare_runs, evaluate_predictions
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.schema import write_jsonl
 from tests.conftest import load_fixture_module
 
@@ -66,7 +67,7 @@ def test_dior_rsvg_items_carry_the_expressions_box(tmp_path: Path) -> None:
         x, y, w, h = region.bbox
         assert item.boxes == [[x, y, x + w, y + h]]
         assert item.metric == "grounding" and "described as:" in item.question
-        assert render_text(item.references[0], item, "pixel") == (
+        assert render_text(item.references[0], item, BoxConvention("pixel")) == (
             f"[{round(x)}, {round(y)}, {round(x + w)}, {round(y + h)}]"
         )
 
@@ -172,5 +173,5 @@ def test_max_side_is_refused_with_pixel_box_styles(rsvqa_lr: Path, tmp_path: Pat
     with pytest.raises(InputError, match="max-side"):
         predict_benchmark(
             "rsvqa-lr", rsvqa_lr, tmp_path / "p.jsonl", model_dir=tmp_path, image_root=tmp_path,
-            box_style="qwen25vl", settings=GenerationSettings(max_side=256),
+            boxes=BoxConvention("qwen25vl"), settings=GenerationSettings(max_side=256),
         )  # fmt: skip

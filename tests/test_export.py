@@ -10,10 +10,10 @@ from PIL import Image
 from rasterio.enums import ColorInterp
 from typer.testing import CliRunner
 
-from rsgpt4v.boxfmt import parse_boxes
 from rsgpt4v.cli import app
 from rsgpt4v.errors import InputError
 from rsgpt4v.export import export_instructions, render_refs, to_llava
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.raster import read_rgb8
 from rsgpt4v.schema import Instruction, Message, Region, Source, write_jsonl
 
@@ -45,18 +45,21 @@ def test_refs_render_in_each_style_and_parse_back_to_the_region() -> None:
     for style in ("llava", "qwen2vl", "qwen25vl", "geochat", "minigptv2", "internvl", "pixel"):
         text = render_refs(_instruction().messages[1].content, _instruction(), style)
         assert "<ref:" not in text
-        boxes = parse_boxes(style, text, 200, 100)
-        assert [(round(b.x1), round(b.y1), round(b.x2), round(b.y2)) for b in boxes] == [
-            (20, 10, 60, 40),
-            (100, 50, 150, 75),
-        ]
+        view = BoxConvention(style).view(200, 100)
+        boxes, (qx, qy) = view.parse(text), view.quantisation()
+        expected = [(20, 10, 60, 40), (100, 50, 150, 75)]
+        assert len(boxes) == len(expected), style
+        for box, (x1, y1, x2, y2) in zip(boxes, expected, strict=True):
+            assert abs(box.x1 - x1) <= qx and abs(box.x2 - x2) <= qx, style
+            assert abs(box.y1 - y1) <= qy and abs(box.y2 - y2) <= qy, style
 
 
 def test_llava_conversation_shape() -> None:
     item = to_llava(_instruction(), "llava", "images/a.png")
     assert item["conversations"][0] == {"from": "human", "value": "<image>\nWhere are the ships?"}
+    # LLaVA-1.5's own convention: 0-1 of the image padded to a centred square, 2 decimals.
     assert item["conversations"][1]["value"] == (
-        "There are 2 ships: [0.100, 0.100, 0.300, 0.400] and [0.500, 0.500, 0.750, 0.750]."
+        "There are 2 ships: [0.10, 0.30, 0.30, 0.45] and [0.50, 0.50, 0.75, 0.62]."
     )
 
 
@@ -94,7 +97,7 @@ def test_empty_export_is_valid_json(tmp_path: Path) -> None:
 def test_bad_style_or_format_is_a_clear_error(tmp_path: Path) -> None:
     source = tmp_path / "i.jsonl"
     write_jsonl(source, [_instruction()])
-    with pytest.raises(InputError, match="unknown box style 'yolo'"):
+    with pytest.raises(InputError, match="unknown model family / box style 'yolo'"):
         export_instructions(source, tmp_path / "o.json", boxes="yolo")
     with pytest.raises(InputError, match="unknown export format 'csv'"):
         export_instructions(source, tmp_path / "o.json", fmt="csv")
@@ -111,10 +114,15 @@ def test_second_image_token_is_rejected() -> None:
         to_llava(bad, "llava", "a.png")
 
 
-def test_square_pad_normalises_to_the_padded_square(tmp_path: Path) -> None:
+def test_llava_unpadded_and_three_decimals_on_request(tmp_path: Path) -> None:
     source = tmp_path / "i.jsonl"
     write_jsonl(source, [_instruction()])
-    export_instructions(source, tmp_path / "o.json", square_pad=True)
+    export_instructions(source, tmp_path / "o.json", square_pad=False, box_decimals=3)
+    answer = json.loads((tmp_path / "o.json").read_text())[0]["conversations"][1]["value"]
+    assert answer == (
+        "There are 2 ships: [0.100, 0.100, 0.300, 0.400] and [0.500, 0.500, 0.750, 0.750]."
+    )
+    export_instructions(source, tmp_path / "o.json", box_decimals=3)
     answer = json.loads((tmp_path / "o.json").read_text())[0]["conversations"][1]["value"]
     # 200x100 image centred in a 200x200 square: y moves down by 50 px before normalising.
     assert answer == (

@@ -15,12 +15,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from rsgpt4v.boxfmt import STYLES, parse_boxes, quantisation
+from rsgpt4v.boxfmt import STYLES
 from rsgpt4v.cli import app
 from rsgpt4v.convert import convert_dataset
 from rsgpt4v.errors import InputError
 from rsgpt4v.export import export_instructions
 from rsgpt4v.exporters.common import REF
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.instruct import generate_instructions
 from rsgpt4v.schema import Instruction, Record, read_jsonl
 
@@ -69,7 +70,7 @@ def check_boxes(
     pipeline: dict[str, object],
     style: str,
     shown: dict[str, tuple[int, int]] | None = None,
-    square_pad: bool = False,
+    square_pad: bool | None = None,
 ) -> int:
     """Every box in ``texts`` equals, within the style's grid, the box of the record's object.
 
@@ -82,10 +83,11 @@ def check_boxes(
         record = pipeline["records"][instruction.record_id]
         width, height = record.image.width, record.image.height
         w, h = (shown or {}).get(instruction.image, (width, height))
-        boxes = parse_boxes(style, text, w, h, square_pad=square_pad)
+        view = BoxConvention(style, square_pad=square_pad).view(w, h)
+        boxes = view.parse(text)
         ids = [int(n) for n in REF.findall(raw)]
         assert len(boxes) == len(ids)
-        qx, qy = quantisation(style, w, h, square_pad=square_pad)
+        qx, qy = view.quantisation()
         sx, sy = width / w, height / h
         for box, object_id in zip(boxes, ids, strict=True):
             x, y, bw, bh = record.objects[object_id].bbox

@@ -221,19 +221,24 @@ def test_cached_generation_keeps_the_prompt_routing(tiny_llava):
         torch.testing.assert_close(layer._prompt_gates, routed[name], msg=name)
 
 
-def test_wraps_a_bitsandbytes_4bit_base(tiny_llava):
-    """QLoRA-style: MoE-LoRA experts on a 4-bit language model (bitsandbytes' CPU path)."""
+def test_wraps_a_bitsandbytes_4bit_base(tmp_path):
+    """QLoRA-style: MoE-LoRA experts on a 4-bit language model (bitsandbytes' CPU path).
+
+    The language model is 64 wide: bitsandbytes' CPU kernels quantise in blocks of 64 inputs.
+    """
     pytest.importorskip("bitsandbytes")
     from transformers import BitsAndBytesConfig, LlavaForConditionalGeneration
+
+    from rsgpt4v.finetune.tiny import save_tiny_model
+
+    base = save_tiny_model(tmp_path / "tiny", "llava", hidden_size=64)
 
     quantization = BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_compute_dtype=torch.float32,
         llm_int8_skip_modules=["model.vision_tower", "model.multi_modal_projector", "lm_head"],
     )
-    model = LlavaForConditionalGeneration.from_pretrained(
-        tiny_llava, quantization_config=quantization
-    )
+    model = LlavaForConditionalGeneration.from_pretrained(base, quantization_config=quantization)
     apply_moe_lora(model, MoELoraConfig(routing="token"))
     layers = moe_lora_layers(model)
     assert len(layers) == 14

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsgpt4v.boxfmt import STYLES, render_box
+from rsgpt4v.boxfmt import STYLES
 from rsgpt4v.convert import convert_dataset
 from rsgpt4v.export import export_instructions
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.instruct import generate_instructions
 from rsgpt4v.validate.checks import CheckSettings
 from rsgpt4v.validate.run import ValidationOptions, validate_instructions
@@ -78,13 +79,13 @@ def test_mislocated_text_box_is_caught(pipeline: dict[str, Path]) -> None:
     assert summary.kept == len(items) - 1
 
 
-def test_square_padded_boxes_read_without_square_pad_are_mismatched(
+def test_unpadded_boxes_read_as_llavas_padded_square_are_mismatched(
     pipeline: dict[str, Path],
 ) -> None:
-    output = pipeline["out"] / "llava-pad.json"
-    export_instructions(pipeline["instructions"], output, boxes="llava", square_pad=True)
-    assert _validate(output, pipeline, square_pad=True).rejected == 0
-    # scene_01 is 320 x 224: padded boxes read as plain ones miss vertically
+    output = pipeline["out"] / "llava-plain.json"
+    export_instructions(pipeline["instructions"], output, boxes="llava", square_pad=False)
+    assert _validate(output, pipeline, square_pad=False).rejected == 0
+    # scene_01 is 320 x 224: plain boxes read in LLaVA's padded square miss vertically
     assert _validate(output, pipeline).reasons.get("text_box_mismatch", 0) > 0
 
 
@@ -144,7 +145,7 @@ def test_a_line_that_is_not_json_is_rejected_with_its_number(
 @pytest.mark.parametrize("style", STYLES)
 def test_text_box_style_is_detected_and_read_back(style: str) -> None:
     box = [30.0, 20.0, 90.0, 70.0]
-    text = f"The ship is at {render_box(style, box, 200, 100)}, near the quay."
+    text = f"The ship is at {BoxConvention(style).view(200, 100).render(box)}, near the quay."
     assert detect_style(text) in ({style, "llava"} if style == "pixel" else {style})
     found_style, boxes = text_boxes(text, 200, 100, style=style)
     (match,) = match_boxes(boxes, found_style, [(7, [30, 20, 60, 50]), (8, [0, 0, 5, 5])], 200, 100)

@@ -29,6 +29,7 @@ from pathlib import Path
 from rsgpt4v.errors import InputError
 from rsgpt4v.evaluate.metrics_vqa import VqaOptions
 from rsgpt4v.evaluate.references import EvalItem, items_from_instructions
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.schema import Record, Region, read_jsonl
 
 VQA_PROMPT = "{question}\nAnswer the question using a single word or phrase."
@@ -87,7 +88,9 @@ def grounding_items(record: Record, benchmark: str) -> Iterator[EvalItem]:
             metric="grounding",
             question=GROUNDING_PROMPT.format(expression=expression),
             references=[f"<ref:{obj.id}>"],
-            regions={str(obj.id): Region(bbox=obj.bbox, polygon=obj.polygon)},
+            regions={
+                str(obj.id): Region(bbox=obj.bbox, polygon=obj.polygon, category=obj.category)
+            },
             boxes=[[x, y, x + w, y + h]],
         )
 
@@ -160,13 +163,12 @@ def benchmark_items(
     *,
     split: str | None = None,
     limit: int | None = None,
-    box_style: str = "llava",
-    square_pad: bool = False,
+    boxes: BoxConvention | None = None,
     image_root: str | Path | None = None,
 ) -> Iterator[EvalItem]:
     """The items of benchmark ``name`` from ``source`` (records; instructions or an export
     for ``instructions`` and ``export``), of ``split`` (default: the benchmark's own), at most
-    ``limit``. An export's boxes are read in ``box_style``, its image sizes from ``image_root``."""
+    ``limit``. An export's boxes are read in ``boxes``, its image sizes from ``image_root``."""
     benchmark = get_benchmark(name)
     split = split if split is not None else benchmark.split
     if benchmark.reads == "instructions":
@@ -175,7 +177,7 @@ def benchmark_items(
         from rsgpt4v.evaluate.export_items import items_from_export
 
         items = items_from_export(
-            source, box_style=box_style, image_root=image_root, split=split, square_pad=square_pad
+            source, boxes=boxes or BoxConvention(), image_root=image_root, split=split
         )
     else:
         items = _record_items(benchmark, source, split)

@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from rsgpt4v.boxfmt import parse_boxes
 from rsgpt4v.errors import BoxFormatError, InputError
 from rsgpt4v.evaluate.normalize import parse_number
 from rsgpt4v.evaluate.references import (
@@ -24,6 +23,7 @@ from rsgpt4v.evaluate.references import (
     class_of_answer,
     split_of,
 )
+from rsgpt4v.families import BoxConvention
 
 INSTRUCTION_ID = re.compile(r"^(?P<record>.+)#(?P<task>[A-Za-z_]+)-\d+$")
 UNKNOWN_TASK = "conversation"
@@ -46,10 +46,9 @@ def _image_size(image_root: Path, image: str) -> list[int]:
 def items_from_export(
     path: str | Path,
     *,
-    box_style: str,
+    boxes: BoxConvention,
     image_root: str | Path | None,
     split: str | None = None,
-    square_pad: bool = False,
 ) -> Iterator[EvalItem]:
     """Items of the first turn of each conversation of the split (all with None)."""
     from rsgpt4v.validate.importer import detect_format, read_conversations
@@ -87,10 +86,10 @@ def items_from_export(
         )
         if item.metric == "grounding":
             try:
-                boxes = parse_boxes(box_style, answer, *size, square_pad=square_pad)
+                found = boxes.view(*size).parse(answer)
             except BoxFormatError as error:
                 raise InputError(str(error), file=path, line=conversation.line) from None
-            item.boxes = [[b.x1, b.y1, b.x2, b.y2] for b in boxes]
+            item.boxes = [[b.x1, b.y1, b.x2, b.y2] for b in found]
             if not item.boxes:
                 continue
         elif item.metric == "counting":

@@ -1,9 +1,12 @@
 """Run a model over evaluation items: batched, greedy generation → predictions JSONL.
 
 The model folder is anything ``AutoModelForImageTextToText`` and ``AutoProcessor`` load (a
-base model or a merged one); ``adapter`` adds a peft adapter on top (``PeftModel``). Prompts are
-rendered with the processor's chat template (one image, then the question with boxes in the
-model's style); batches are padded on the left so that every row's answer starts at the same
+base model or a merged one); ``adapter`` adds a peft adapter on top (``PeftModel``). The model
+is asked the way it was trained: the processor (chat template, image settings) comes from the
+adapter folder that ``rsgpt4v finetune`` wrote when there is one, prompts are tokenised by that
+template exactly as training tokenised them (one BOS), and the image is shown in the family's
+frame (:mod:`rsgpt4v.families`: padded square for LLaVA-1.5, the run's ``max_pixels`` for
+Qwen2.5-VL). Batches are padded on the left so that every row's answer starts at the same
 position. torch, transformers and peft are imported only here, when a model is run.
 """
 
@@ -20,8 +23,11 @@ from rsgpt4v import __version__
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.evaluate.predictions import Prediction, run_file, sha256_of
 from rsgpt4v.evaluate.references import EvalItem, render_text
-from rsgpt4v.exporters.common import PIXEL_STYLES
+from rsgpt4v.families import BoxConvention, pad_colour
 from rsgpt4v.schema import JsonlWriter
+
+RUN_CONFIG = "finetune.yaml"  # written by rsgpt4v finetune next to its adapter/ folder
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,44 @@ class PredictSummary:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def prompt_of(item: EvalItem, box_style: str, square_pad: bool = False) -> str:
-    """The question as the model sees it, boxes written in its style."""
-    return render_text(item.question, item, box_style, square_pad=square_pad)
+@dataclass(frozen=True)
+class TrainedRun:
+    """An ``rsgpt4v finetune`` run folder: what predict needs to ask its model as trained."""
+
+    folder: Path
+    model: Path
+    adapter: Path
+    boxes: BoxConvention
+    held_out: Path
+
+
+def trained_run(path: str | Path | None) -> TrainedRun | None:
+    """The finetune run that ``path`` (a run folder or its ``adapter/``) belongs to, if any."""
+    if path is None:
+        return None
+    path = Path(path)
+    folder = path if (path / RUN_CONFIG).is_file() else path.parent
+    if not (folder / RUN_CONFIG).is_file():
+        return None
+    from rsgpt4v.finetune.config import read_run_config
+
+    config = read_run_config(folder)
+    return TrainedRun(
+        folder, Path(config.model), folder / "adapter", config.boxes, folder / "heldout.jsonl"
+    )
+
+
+def prompt_of(item: EvalItem, boxes: BoxConvention) -> str:
+    """The question as the model sees it, boxes written in its family's convention."""
+    return render_text(item.question, item, boxes)
+
+
+def processor_folder(model_dir: str | Path, adapter: str | Path | None) -> Path:
+    """Where the processor to prompt with is: the adapter's (training template and image
+    settings, saved by ``rsgpt4v finetune``) when it has one, else the model's."""
+    if adapter is not None and any((Path(adapter) / n).is_file() for n in PROCESSOR_FILES):
+        return Path(adapter)
+    return Path(model_dir)
 
 
 def load_model(
@@ -59,16 +100,16 @@ def load_model(
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise InputError("model folder not found", file=model_dir)
+    if adapter is not None and not Path(adapter).is_dir():
+        raise InputError("adapter folder not found", file=adapter)
     try:
-        processor = AutoProcessor.from_pretrained(model_dir)
+        processor = AutoProcessor.from_pretrained(processor_folder(model_dir, adapter))
         model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto")
     except (OSError, ValueError, ImportError) as error:
         raise RsgptError(f"cannot load a vision-language model from {model_dir}: {error}") from None
     if adapter is not None:
         from peft import PeftModel
 
-        if not Path(adapter).is_dir():
-            raise InputError("adapter folder not found", file=adapter)
         model = PeftModel.from_pretrained(model, str(adapter))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
@@ -76,6 +117,28 @@ def load_model(
         raise RsgptError(f"the processor in {model_dir} has no chat template to build prompts")
     processor.tokenizer.padding_side = "left"
     return model, processor
+
+
+def prompt_inputs(processor: Any, images: Sequence[Any], prompts: Sequence[str]) -> Any:
+    """The batch the model generates from: each prompt after its image, in the chat template,
+    tokenised the way training tokenised conversations (the template writes BOS, once)."""
+    conversations = [
+        [
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}],
+            }
+        ]
+        for image, prompt in zip(images, prompts, strict=True)
+    ]
+    return processor.apply_chat_template(
+        conversations,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        processor_kwargs={"padding": True},
+    )
 
 
 def generate_answers(
@@ -88,15 +151,7 @@ def generate_answers(
     """One decoded answer per (image, prompt), generated as one left-padded batch."""
     import torch
 
-    texts = [
-        processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": p}]}],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for p in prompts
-    ]
-    inputs = processor(text=texts, images=list(images), padding=True, return_tensors="pt")
+    inputs = prompt_inputs(processor, images, prompts)
     inputs = inputs.to(model.device, dtype=model.dtype)  # pixel values in the weights' dtype
     sampling = {"temperature": settings.temperature} if settings.do_sample else {}
     with torch.inference_mode():
@@ -125,9 +180,8 @@ def load_image(item: EvalItem, image_root: Path, max_side: int | None) -> Any:
 
 
 def mean_colour(processor: Any) -> tuple[int, int, int]:
-    """The image processor's mean as an RGB colour (black when it has none)."""
-    mean = getattr(getattr(processor, "image_processor", None), "image_mean", None) or (0, 0, 0)
-    return tuple(round(255 * float(v)) for v in list(mean)[:3])  # type: ignore[return-value]
+    """The colour LLaVA pads with: the image processor's mean (black when it has none)."""
+    return pad_colour(getattr(getattr(processor, "image_processor", None), "image_mean", None))
 
 
 def _batches(items: Iterable[EvalItem], size: int) -> Iterator[list[EvalItem]]:
@@ -148,26 +202,28 @@ def write_predictions(
     model_dir: str | Path | None,
     adapter: str | Path | None = None,
     image_root: str | Path | None = None,
-    box_style: str = "llava",
-    square_pad: bool = False,
+    boxes: BoxConvention | None = None,
     settings: GenerationSettings | None = None,
     run_info: dict[str, Any] | None = None,
     progress: Callable[[Iterable[list[EvalItem]]], Iterable[list[EvalItem]]] | None = None,
 ) -> PredictSummary:
     """Answer every item with the model (or, with ``model_dir=None``, write the items only).
 
-    With ``square_pad`` the model is shown each image padded to a centred square and boxes are
-    relative to that square (LLaVA-1.5, and rsgpt4v.finetune's ``llava`` family).
+    ``boxes`` is the family's box convention the model was trained with: questions are written
+    in it, images are shown in its frame (padded to a centred square for LLaVA-1.5), and
+    evaluate reads the answers in it. A Qwen2.5-VL convention takes the processor's pixel
+    budget when it sets none, so boxes are pixels of the image the model was shown.
 
-    Beside OUTPUT, ``OUTPUT.run.json`` records the model, adapter, settings, box style and the
-    data versions given in ``run_info`` (benchmark, source file and its SHA-256).
+    Beside OUTPUT, ``OUTPUT.run.json`` records the model, adapter, settings, box convention and
+    the data versions given in ``run_info`` (benchmark, source file and its SHA-256).
     """
     settings = settings or GenerationSettings()
+    boxes = boxes or BoxConvention()
     if settings.batch_size < 1 or settings.max_new_tokens < 1:
         raise InputError("batch size and max new tokens must be at least 1")
-    if settings.max_side is not None and box_style in PIXEL_STYLES:
+    if settings.max_side is not None and boxes.spec.style in ("qwen25vl", "pixel"):
         raise InputError(
-            f"--max-side shrinks the image, so {box_style!r} boxes (pixels of the image as "
+            f"--max-side shrinks the image, so {boxes.family!r} boxes (pixels of the image as "
             "stored) would not match what the model sees; use it with a normalised box style"
         )
     output = Path(output)
@@ -177,39 +233,34 @@ def write_predictions(
         if image_root is None:
             raise InputError("--image-root is needed to show the model its images")
         model, processor = load_model(model_dir, adapter)
+        boxes = boxes.with_processor(processor.image_processor)
         background = mean_colour(processor)
     names = {
         "model": str(model_dir) if model_dir is not None else None,
         "adapter": str(adapter) if adapter is not None else None,
     }
+    convention = boxes.as_fields()
     batches: Iterable[list[EvalItem]] = _batches(items, settings.batch_size)
     if progress is not None:
         batches = progress(batches)
     with JsonlWriter(output) as writer:
         for batch in batches:
-            prompts = [prompt_of(item, box_style, square_pad) for item in batch]
+            prompts = [prompt_of(item, boxes) for item in batch]
             answers: list[str | None] = [None] * len(batch)
             if model is not None:
                 images = [load_image(i, Path(image_root), settings.max_side) for i in batch]
-                if square_pad:
+                if boxes.padded:
                     from rsgpt4v.raster import pad_to_square
 
                     images = [pad_to_square(image, background) for image in images]
                 answers = list(generate_answers(model, processor, images, prompts, settings))
             for item, prompt, answer in zip(batch, prompts, answers, strict=True):
-                answered = {
-                    "prediction": answer,
-                    "box_style": box_style,
-                    "square_pad": square_pad,
-                    "prompt": prompt,
-                    **names,
-                }
+                answered = {"prediction": answer, **convention, "prompt": prompt, **names}
                 writer.write(Prediction.model_validate({**item.model_dump(), **answered}))
     summary.written = writer.count
     summary.settings = {
         **names,
-        "box_style": box_style,
-        "square_pad": square_pad,
+        **convention,
         "generation": asdict(settings),
         "rsgpt4v": __version__,
         "predictions": writer.count,
@@ -222,7 +273,7 @@ def write_predictions(
 
 # small files that identify a model or adapter (hashing multi-GB weights would cost minutes)
 VERSION_FILES = ("config.json", "adapter_config.json", "adapter_model.safetensors")
-FINETUNE_CONFIG = "finetune.yaml"  # written by rsgpt4v finetune next to its adapter/ folder
+FINETUNE_CONFIG = RUN_CONFIG
 
 
 def model_versions(
@@ -258,8 +309,7 @@ def predict_benchmark(
     model_dir: str | Path | None = None,
     adapter: str | Path | None = None,
     image_root: str | Path | None = None,
-    box_style: str = "llava",
-    square_pad: bool = False,
+    boxes: BoxConvention | None = None,
     settings: GenerationSettings | None = None,
     progress: Callable[[Iterable[list[EvalItem]]], Iterable[list[EvalItem]]] | None = None,
 ) -> PredictSummary:
@@ -267,11 +317,9 @@ def predict_benchmark(
 
     The run file records the benchmark, the split and the source file's SHA-256.
     """
-    from rsgpt4v.boxfmt import STYLES
     from rsgpt4v.evaluate.benchmarks import benchmark_items, get_benchmark
 
-    if box_style not in STYLES:
-        raise InputError(f"unknown box style {box_style!r}; known: {', '.join(STYLES)}")
+    boxes = boxes or BoxConvention()
     chosen = get_benchmark(benchmark)
     split = split if split is not None else chosen.split
     items = benchmark_items(
@@ -279,8 +327,7 @@ def predict_benchmark(
         source,
         split=split,
         limit=limit,
-        box_style=box_style,
-        square_pad=square_pad,
+        boxes=boxes,
         image_root=image_root,
     )
     first = next(items, None)
@@ -297,8 +344,7 @@ def predict_benchmark(
         model_dir=model_dir,
         adapter=adapter,
         image_root=image_root,
-        box_style=box_style,
-        square_pad=square_pad,
+        boxes=boxes,
         settings=settings,
         run_info=run_info,
         progress=progress,

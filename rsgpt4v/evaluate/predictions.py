@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.evaluate.references import EvalItem
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.schema import read_jsonl
 
 RUN_SUFFIX = ".run.json"
@@ -31,9 +32,18 @@ class Prediction(EvalItem):
     prediction: str | None = None
     model: str | None = None
     adapter: str | None = None
-    box_style: str = Field(default="llava", description="Box text style of the answers.")
-    square_pad: bool = False
+    box_style: str = Field(default="llava", description="Model family whose boxes it writes.")
+    square_pad: bool | None = Field(default=None, description="None: the family's frame.")
+    box_decimals: int | None = None
+    max_pixels: int | None = Field(default=None, description="qwen25vl: the processor's budget.")
+    min_pixels: int | None = None
+    patch_factor: int | None = None
     prompt: str | None = Field(default=None, description="The question as the model saw it.")
+
+    @property
+    def boxes_convention(self) -> BoxConvention:
+        """How the answers write boxes (:mod:`rsgpt4v.families`)."""
+        return BoxConvention.from_fields(self.model_dump())
 
 
 def run_file(predictions: str | Path) -> Path:
@@ -97,6 +107,10 @@ class AnswerLine(BaseModel):
     adapter: str | None = None
     box_style: str | None = None
     square_pad: bool | None = None
+    box_decimals: int | None = None
+    max_pixels: int | None = None
+    min_pixels: int | None = None
+    patch_factor: int | None = None
 
 
 def _answer_lines(path: Path) -> Iterator[tuple[str, dict[str, object]]]:

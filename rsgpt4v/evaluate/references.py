@@ -18,9 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rsgpt4v.boxfmt import render_box
 from rsgpt4v.errors import InputError
 from rsgpt4v.evaluate.normalize import parse_number
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.schema import Instruction, Region, read_jsonl
 
 MetricFamily = Literal["caption", "vqa", "grounding", "counting", "classification"]
@@ -60,20 +60,21 @@ class EvalItem(BaseModel):
     benchmark: str | None = None
 
 
-def render_text(text: str, item: EvalItem, style: str, *, square_pad: bool = False) -> str:
-    """``text`` with every ``<ref:N>`` written as region N's box in ``style``."""
-    width, height = item.image_size
+def render_text(text: str, item: EvalItem, boxes: BoxConvention, *, answer: bool = False) -> str:
+    """``text`` with every ``<ref:N>`` written as region N's box in the family's convention.
 
-    def box(match: re.Match[str]) -> str:
-        region = item.regions.get(match.group(1))
+    ``answer``: the text is what the model should answer (a reference), with the family's
+    phrase markers; a question gets bare boxes.
+    """
+
+    def box_of(key: str) -> tuple[list[float], None, str | None]:
+        region = item.regions.get(key)
         if region is None:
-            raise InputError(
-                f"item {item.id} refers to region {match.group(1)}, not in its regions"
-            )
+            raise InputError(f"item {item.id} refers to region {key}, not in its regions")
         x, y, w, h = region.bbox
-        return render_box(style, (x, y, x + w, y + h), width, height, square_pad=square_pad)
+        return [x, y, x + w, y + h], None, region.category
 
-    return REF.sub(box, text)
+    return boxes.view(*item.image_size).render_text(text, box_of, answer=answer)
 
 
 def item_from_instruction(instruction: Instruction) -> EvalItem | None:

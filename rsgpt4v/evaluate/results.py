@@ -26,7 +26,7 @@ from rsgpt4v.evaluate.scoring import ScoringOptions, score_predictions
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 # nested breakdowns, shown as their own tables rather than as columns
-BREAKDOWNS = ("per_type", "per_class", "unavailable")
+BREAKDOWNS = ("per_type", "per_class", "unavailable", "ceiling")
 
 
 def evaluate_predictions(
@@ -137,6 +137,10 @@ def results_markdown(result: dict[str, Any]) -> str:
                 columns = list(next(iter(scores[key].values())))
                 rows = [[name, *row.values()] for name, row in scores[key].items()]
                 lines += _table([title, *columns], rows)
+        if scores.get("ceiling"):
+            lines += ["Ceiling: what a perfect model scores in this box convention (its grid):", ""]
+            ceiling = scores["ceiling"]
+            lines += _table(list(ceiling), [list(ceiling.values())])
         for metric, reason in (scores.get("unavailable") or {}).items():
             lines += [f"{metric} unavailable: {reason}", ""]
     return "\n".join(lines)

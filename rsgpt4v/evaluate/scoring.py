@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rsgpt4v.boxfmt import parse_boxes
 from rsgpt4v.errors import BoxFormatError, InputError
 from rsgpt4v.evaluate.metrics_caption import caption_scores
 from rsgpt4v.evaluate.metrics_classification import classification_scores, predicted_class
@@ -20,6 +19,7 @@ from rsgpt4v.evaluate.metrics_grounding import grounding_scores
 from rsgpt4v.evaluate.metrics_vqa import VqaCase, VqaOptions, vqa_scores
 from rsgpt4v.evaluate.predictions import Prediction
 from rsgpt4v.evaluate.references import render_text
+from rsgpt4v.families import BoxConvention
 
 
 @dataclass(frozen=True)
@@ -27,37 +27,49 @@ class ScoringOptions:
     """Choices that change scores, recorded with every result."""
 
     vqa: VqaOptions = field(default_factory=VqaOptions)
-    box_style: str | None = None  # overrides the predictions' own box_style
+    box_style: str | None = None  # overrides the predictions' own box_style (family)
     meteor: bool = True
 
+    def boxes(self, prediction: Prediction) -> BoxConvention:
+        """The box convention to read ``prediction`` in."""
+        convention = prediction.boxes_convention
+        if self.box_style is None or self.box_style == convention.family:
+            return convention
+        return BoxConvention(self.box_style)
 
-def predicted_boxes(prediction: Prediction, style: str) -> list[tuple[float, float, float, float]]:
-    """The boxes of an answer in ``style``, pixel ``x1 y1 x2 y2`` of the item's image."""
-    width, height = prediction.image_size
+
+Box = tuple[float, float, float, float]
+
+
+def predicted_boxes(prediction: Prediction, boxes: BoxConvention) -> list[Box]:
+    """The boxes of an answer, pixel ``x1 y1 x2 y2`` of the item's image."""
     try:
-        boxes = parse_boxes(
-            style, prediction.prediction or "", width, height, square_pad=prediction.square_pad
-        )
+        found = boxes.view(*prediction.image_size).parse(prediction.prediction or "")
     except BoxFormatError as error:
         raise InputError(f"item {prediction.id}: {error}") from None
-    return [(b.x1, b.y1, b.x2, b.y2) for b in boxes]
+    return [(b.x1, b.y1, b.x2, b.y2) for b in found]
+
+
+def perfect_boxes(prediction: Prediction, boxes: BoxConvention) -> list[Box]:
+    """The true boxes as a perfect model of this convention writes them (its grid's best)."""
+    try:
+        view = boxes.view(*prediction.image_size)
+        return [view.round_trip(box) for box in prediction.boxes]
+    except BoxFormatError as error:
+        raise InputError(f"item {prediction.id}: {error}") from None
 
 
 def score_task(
     family: str, predictions: list[Prediction], options: ScoringOptions
 ) -> dict[str, object]:
     """The scores of one task's predictions under its metric family."""
-    style = options.box_style
 
     def answer(p: Prediction) -> str:
         return p.prediction or ""
 
     if family == "caption":
         references = {
-            p.id: [
-                render_text(r, p, style or p.box_style, square_pad=p.square_pad)
-                for r in p.references
-            ]
+            p.id: [render_text(r, p, options.boxes(p), answer=True) for r in p.references]
             for p in predictions
         }
         result = caption_scores(
@@ -68,9 +80,15 @@ def score_task(
         cases = (VqaCase(answer(p), p.references, p.question_type) for p in predictions)
         return vqa_scores(cases, options.vqa)
     if family == "grounding":
-        return grounding_scores(
-            (predicted_boxes(p, style or p.box_style), p.boxes) for p in predictions
+        scores = grounding_scores(
+            (predicted_boxes(p, options.boxes(p)), p.boxes) for p in predictions
         )
+        # What a model that answers every box perfectly, in its own box text, would score.
+        ceiling = grounding_scores(
+            (perfect_boxes(p, options.boxes(p)), p.boxes) for p in predictions
+        )
+        scores["ceiling"] = {k: v for k, v in ceiling.items() if k not in ("n", "no_box")}
+        return scores
     if family == "counting":
         return count_scores((answer(p), p.count) for p in predictions if p.count is not None)
     if family == "classification":

@@ -79,7 +79,8 @@ def render_card(summary: ExportSummary, options: ExportOptions, data_file: str) 
         else "image path, relative to this folder when exported with `--image-root`, "
         "else to the source dataset's root"
     )
-    pad = ", normalised to the image padded to a centred square" if options.square_pad else ""
+    boxes = options.boxes
+    pad = ", normalised to the image padded to a centred square" if boxes.padded else ""
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False).rstrip(),
@@ -90,7 +91,7 @@ def render_card(summary: ExportSummary, options: ExportOptions, data_file: str) 
         "",
         f"Remote-sensing instruction data for multimodal LLMs: {summary.written} conversations "
         f"in `{data_file}`, written by rsgpt4v {__version__} "
-        f"(`rsgpt4v export --format parquet --boxes {options.boxes}`).",
+        f"(`rsgpt4v export --format parquet {boxes.flags()}`).",
         "",
         "## Columns",
         "",
@@ -105,8 +106,8 @@ def render_card(summary: ExportSummary, options: ExportOptions, data_file: str) 
         "version |",
         "| `record_id` | the record (image or tile) it is about: `DATASET/SPLIT/NAME` |",
         "",
-        f"Boxes are written in the `{options.boxes}` style{pad}; "
-        f'`rsgpt4v.boxfmt.parse_boxes("{options.boxes}", text, width, height)` reads them back.',
+        f"Boxes are written in the `{boxes.family}` style{pad}; "
+        f"`rsgpt4v.families.{boxes.code()}.view(width, height).parse(text)` reads them back.",
         "",
         "## Source datasets and licences",
         "",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-from rsgpt4v.boxfmt import render_box
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.geometry import polygon_to_obb
 from rsgpt4v.problems import Problem
 from rsgpt4v.schema import Instruction, Message
@@ -32,8 +32,7 @@ WEB_IMAGES = (".png", ".jpg", ".jpeg")  # files every trainer's PIL opens as the
 class ExportOptions:
     """The choices of one export run (the CLI flags)."""
 
-    boxes: str = "llava"
-    square_pad: bool = False
+    boxes: BoxConvention = field(default_factory=BoxConvention)
     image_root: Path | None = None
     embed_images: bool = False
     image_url_prefix: str | None = None
@@ -85,32 +84,35 @@ def dataset_of(instruction: Instruction) -> str:
 def render_refs(
     text: str,
     instruction: Instruction,
-    style: str,
+    boxes: BoxConvention | str,
     *,
-    square_pad: bool = False,
+    answer: bool = False,
     shown_size: tuple[int, int] | None = None,
 ) -> str:
-    """Replace every ``<ref:N>`` with region N's box in the given style.
+    """Replace every ``<ref:N>`` with region N's box as the model family writes it.
 
-    ``shown_size`` is the (width, height) of the picture the model is shown when it is not the
-    instruction's image (a downscaled copy): boxes are scaled to it, so pixel styles stay true.
+    ``answer``: the text is the model's own turn, where families that name the object of a box
+    do so (:meth:`rsgpt4v.families.BoxView.render_text`). ``shown_size`` is the (width, height)
+    of a downscaled copy the model is shown instead of the instruction's image: boxes are
+    scaled to it, so pixel styles stay true.
     """
+    convention = BoxConvention(boxes) if isinstance(boxes, str) else boxes
     width, height = instruction.image_size
     shown_width, shown_height = shown_size or (width, height)
     sx, sy = shown_width / width, shown_height / height
 
-    def box_text(match: re.Match[str]) -> str:
-        region = instruction.regions.get(match.group(1))
+    def box_of(key: str) -> tuple[tuple[float, ...], float | None, str | None]:
+        region = instruction.regions.get(key)
         if region is None:
-            raise ValueError(f"refers to region {match.group(1)}, which is not in its regions")
+            raise ValueError(f"refers to region {key}, which is not in its regions")
         x, y, w, h = region.bbox
         angle = None
-        if style == "geochat" and region.polygon is not None:
+        if convention.family == "geochat" and region.polygon is not None:
             angle = polygon_to_obb(region.polygon)[4]
-        box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
-        return render_box(style, box, shown_width, shown_height, angle=angle, square_pad=square_pad)
+        return (x * sx, y * sy, (x + w) * sx, (y + h) * sy), angle, region.category
 
-    return REF.sub(box_text, text)
+    view = convention.view(shown_width, shown_height)
+    return view.render_text(text, box_of, answer=answer)
 
 
 def conversation(
@@ -148,7 +150,7 @@ def conversation(
             text,
             instruction,
             options.boxes,
-            square_pad=options.square_pad,
+            answer=message.role == "assistant",
             shown_size=shown_size,
         )
         turns.append(Message(role=message.role, content=content))

@@ -13,16 +13,15 @@ from rsgpt4v.exporters.common import (
     conversation,
     with_image_token,
 )
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.schema import Instruction
 
 LLAVA_ROLES = {"user": "human", "assistant": "gpt"}
 
 
-def to_llava(
-    instruction: Instruction, style: str, image: str, *, square_pad: bool = False
-) -> dict[str, object]:
+def to_llava(instruction: Instruction, boxes: BoxConvention | str, image: str) -> dict[str, object]:
     """One LLaVA conversation; raises ValueError for a conversation LLaVA cannot train on."""
-    options = ExportOptions(boxes=style, square_pad=square_pad)
+    options = ExportOptions(boxes=BoxConvention(boxes) if isinstance(boxes, str) else boxes)
     turns = with_image_token(conversation(instruction, options, system=False))
     return {
         "id": instruction.id,
@@ -35,6 +34,4 @@ class LlavaExporter(Exporter):
     NAME = "llava"
 
     def item(self, instruction: Instruction, image: ImageRef) -> dict[str, object]:
-        return to_llava(
-            instruction, self.options.boxes, image.written, square_pad=self.options.square_pad
-        )
+        return to_llava(instruction, self.options.boxes, image.written)

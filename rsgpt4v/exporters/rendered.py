@@ -6,12 +6,15 @@ such image once as an 8-bit RGB PNG at full size (so boxes stay true) through
 :func:`rsgpt4v.raster.read_rgb8` (the file's red, green and blue bands, a display stretch for
 data that is not 8-bit) and points the training file at the copy. PNG and JPEG files are used
 as they are, as ``--embed-images`` does. A copy newer than its source is reused, so exporting
-again, or in another format, renders nothing twice.
+again, or in another format, renders nothing twice. For a family that resizes the image
+(Qwen2.5-VL, whose boxes are pixels of its resized image) every image is copied at that size,
+so no trainer can resize it differently from the boxes.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -24,8 +27,16 @@ from rsgpt4v.raster import read_rgb8
 class ImageRenderer:
     """Renders images under ``folder`` (mirroring their paths under the image root), once each."""
 
-    def __init__(self, folder: Path, image_root: Path, out_dir: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        image_root: Path,
+        out_dir: Path,
+        *,
+        resize: Callable[[int, int], tuple[int, int]] | None = None,
+    ) -> None:
         self.folder, self.out_dir = folder, out_dir.resolve()
+        self.resize = resize  # (width, height) -> the size to write, for resizing families
         self._root = image_root.resolve()
         self.rendered = 0  # images written by this run
         self.reused = 0  # copies found up to date
@@ -38,7 +49,7 @@ class ImageRenderer:
         the size the instruction says.
         """
         source = image.file
-        if source is None or source.suffix.lower() in WEB_IMAGES:
+        if source is None or (self.resize is None and source.suffix.lower() in WEB_IMAGES):
             return image
         done = self._done.get(source)
         if done is None:
@@ -54,10 +65,12 @@ class ImageRenderer:
 
     def _copy(self, source: Path, size: list[int]) -> Path:
         # the path inside the root (resolve_image refused any other), never one with ".."
-        target = self.folder / (source.relative_to(self._root).as_posix() + ".png")
+        shown = tuple(size) if self.resize is None else self.resize(size[0], size[1])
+        suffix = ".png" if self.resize is None else f".{shown[0]}x{shown[1]}.png"
+        target = self.folder / (source.relative_to(self._root).as_posix() + suffix)
         if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
             with Image.open(target) as copy:
-                _check_size(copy.size, size, source)
+                _check_size(copy.size, list(shown), source)
             self.reused += 1
             return target
         try:
@@ -65,10 +78,13 @@ class ImageRenderer:
         except InputError as error:
             raise ValueError(error.reason) from None
         _check_size((rgb.shape[1], rgb.shape[0]), size, source)
+        picture = Image.fromarray(rgb)
+        if picture.size != shown:  # the processor's own resampling (bicubic)
+            picture = picture.resize(shown, Image.Resampling.BICUBIC)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         try:
-            Image.fromarray(rgb).save(partial, format="PNG")
+            picture.save(partial, format="PNG")
             os.replace(partial, target)
         finally:  # a failed write leaves no half file behind
             partial.unlink(missing_ok=True)

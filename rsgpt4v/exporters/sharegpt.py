@@ -25,6 +25,7 @@ from rsgpt4v.exporters.common import (
     write_json_array,
     write_json_lines,
 )
+from rsgpt4v.families import BoxConvention
 from rsgpt4v.schema import Instruction
 
 DATASET_INFO = "dataset_info.json"
@@ -41,10 +42,10 @@ TAGS = {
 
 
 def to_sharegpt(
-    instruction: Instruction, style: str, image: str, *, square_pad: bool = False
+    instruction: Instruction, boxes: BoxConvention | str, image: str
 ) -> dict[str, object]:
     """One LLaMA-Factory item; raises ValueError for a conversation it cannot train on."""
-    options = ExportOptions(boxes=style, square_pad=square_pad)
+    options = ExportOptions(boxes=BoxConvention(boxes) if isinstance(boxes, str) else boxes)
     turns = with_image_token(conversation(instruction, options))
     return {
         "messages": [{"role": t.role, "content": t.content} for t in turns],
@@ -95,9 +96,7 @@ class ShareGPTExporter(Exporter):
         read_dataset_info(self.info_path)
 
     def item(self, instruction: Instruction, image: ImageRef) -> dict[str, object]:
-        return to_sharegpt(
-            instruction, self.options.boxes, image.written, square_pad=self.options.square_pad
-        )
+        return to_sharegpt(instruction, self.options.boxes, image.written)
 
     def write(self, items: Iterator[dict[str, object]]) -> None:
         if self.output.suffix == ".jsonl":

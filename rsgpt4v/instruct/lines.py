@@ -26,6 +26,7 @@ class _RegionFields(TypedDict):
 
     bbox: list[float]
     polygon: list[Point] | None
+    category: str | None
 
 
 _REGION_JSON = TypeAdapter(_RegionFields).serializer.to_json
@@ -106,15 +107,18 @@ class RecordLines:
     def _encode_regions(self) -> None:
         """Encode the region of every object of the record in one serializer call.
 
-        A region holds numbers only, so the objects' JSON texts are split where one ends and
-        the next begins.
+        A region's text starts with its bbox, and its category is a JSON string (quotes
+        escaped), so the objects' JSON texts are split where one ends and the next begins.
         """
         objects = self.record.objects
-        text = _REGIONS_JSON([{"bbox": o.bbox, "polygon": o.polygon} for o in objects]).decode()
+        text = _REGIONS_JSON(
+            [{"bbox": o.bbox, "polygon": o.polygon, "category": o.category} for o in objects]
+        ).decode()
         parts = text[len('[{"bbox":') : -len("}]")].split('},{"bbox":') if objects else []
         for obj, part in zip(objects, parts, strict=True):
             self._regions[id(obj)] = f'"{obj.id}":{{"bbox":{part}}}'
 
     def _encode_region(self, obj: Object) -> str:
         """The region of an object that is not one of the record's own (never, in the rules)."""
-        return f'"{obj.id}":{_REGION_JSON({"bbox": obj.bbox, "polygon": obj.polygon}).decode()}'
+        fields = {"bbox": obj.bbox, "polygon": obj.polygon, "category": obj.category}
+        return f'"{obj.id}":{_REGION_JSON(fields).decode()}'

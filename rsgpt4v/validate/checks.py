@@ -62,14 +62,16 @@ class Rejection:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """How boxes written as text are read (``boxes`` style, ``square_pad``) and matched (``iou``).
+    """How boxes written as text are read (``boxes`` family, ``square_pad`` and ``max_pixels``
+    where they differ from the family's defaults) and matched (``iou``).
 
     A text box whose best IoU with a labelled box is below ``iou`` is mismatched.
     """
 
     iou: float = 0.5
     boxes: str = AUTO
-    square_pad: bool = False
+    square_pad: bool | None = None
+    max_pixels: int | None = None
 
 
 @dataclass
@@ -173,12 +175,9 @@ def check_text(
             question = text
         if message.role == "system" or text.strip() in quoted:
             continue
-        style, boxes = text_boxes(
-            text, width, height, style=settings.boxes, square_pad=settings.square_pad
-        )
-        matches = match_boxes(
-            boxes, style or "", truth, width, height, square_pad=settings.square_pad
-        )
+        reading = {"square_pad": settings.square_pad, "max_pixels": settings.max_pixels}
+        style, boxes = text_boxes(text, width, height, style=settings.boxes, **reading)
+        matches = match_boxes(boxes, style or "", truth, width, height, **reading)
         for match in matches:
             findings.text_boxes.append(match)
             if match.iou < settings.iou:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from rsgpt4v.boxfmt import STYLES, TextBox, parse_boxes, render_box
+from rsgpt4v.boxfmt import STYLES, TextBox
 from rsgpt4v.errors import BoxFormatError
+from rsgpt4v.families import BoxConvention, BoxView
 
 AUTO = "auto"
 _MARKED_STYLES = (  # (style, a marker only that style writes), most specific first
@@ -65,15 +66,33 @@ def detect_style(text: str) -> str | None:
     return "llava" if all(0.0 <= v <= 1.0 for v in values) else "pixel"
 
 
+def convention(
+    style: str, square_pad: bool | None = None, max_pixels: int | None = None
+) -> BoxConvention:
+    """The family convention of ``style`` (:mod:`rsgpt4v.families`): padding applies to the
+    normalised styles, a pixel budget to qwen25vl; otherwise the family's defaults."""
+    absolute = style in _ABSOLUTE_STYLES
+    return BoxConvention(
+        style,
+        square_pad=None if absolute else square_pad,
+        max_pixels=max_pixels if style == "qwen25vl" else None,
+    )
+
+
 def text_boxes(
-    text: str, width: int, height: int, *, style: str = AUTO, square_pad: bool = False
+    text: str,
+    width: int,
+    height: int,
+    *,
+    style: str = AUTO,
+    square_pad: bool | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[str | None, list[TextBox]]:
     """(style, boxes in pixels) of every box written in ``text``; (None, []) when there is none."""
     chosen = detect_style(text) if style == AUTO else style
     if chosen is None:
         return None, []
-    pad = square_pad and chosen not in _ABSOLUTE_STYLES
-    return chosen, parse_boxes(chosen, text, width, height, square_pad=pad)
+    return chosen, convention(chosen, square_pad, max_pixels).view(width, height).parse(text)
 
 
 def match_boxes(
@@ -83,7 +102,8 @@ def match_boxes(
     width: int,
     height: int,
     *,
-    square_pad: bool = False,
+    square_pad: bool | None = None,
+    max_pixels: int | None = None,
 ) -> list[BoxMatch]:
     """Each text box with the labelled box (``(object id, COCO xywh)``) it overlaps most.
 
@@ -96,7 +116,8 @@ def match_boxes(
     detected = [_xywh(b) for b in boxes]
     if not truth:
         return [BoxMatch(box, style, None, 0.0) for box in boxes]
-    ground = [_xywh(_as_written(style, bbox, width, height, square_pad)) for _, bbox in truth]
+    view = convention(style, square_pad, max_pixels).view(width, height)
+    ground = [_xywh(_as_written(view, bbox)) for _, bbox in truth]
     ious = np.asarray(coco_mask.iou(detected, ground, [0] * len(ground)), dtype=np.float64).reshape(
         len(detected), len(ground)
     )
@@ -113,11 +134,7 @@ def _xywh(box: TextBox) -> list[float]:
     return [box.x1, box.y1, max(box.x2 - box.x1, 0.0), max(box.y2 - box.y1, 0.0)]
 
 
-def _as_written(
-    style: str, bbox: Sequence[float], width: int, height: int, square_pad: bool
-) -> TextBox:
-    """A COCO box as ``style`` writes it, read back (pixels, on the style's grid)."""
+def _as_written(view: BoxView, bbox: Sequence[float]) -> TextBox:
+    """A COCO box as the view's family writes it, read back (pixels, on its grid)."""
     x, y, w, h = (float(v) for v in bbox)
-    pad = square_pad and style not in _ABSOLUTE_STYLES
-    text = render_box(style, (x, y, x + w, y + h), width, height, square_pad=pad)
-    return parse_boxes(style, text, width, height, square_pad=pad)[0]
+    return TextBox(*view.round_trip((x, y, x + w, y + h)))

@@ -14,9 +14,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from rsgpt4v.errors import InputError  # noqa: E402
+from rsgpt4v.families import BoxConvention  # noqa: E402
 from rsgpt4v.finetune.collate import IGNORE_INDEX, ChatEncoder, PadCollator  # noqa: E402
 from rsgpt4v.finetune.config import load_config  # noqa: E402
 from rsgpt4v.finetune.data import SampleDataset, read_source, stage_samples  # noqa: E402
+
+LLAVA = BoxConvention("llava")
 from rsgpt4v.schema import Message  # noqa: E402
 
 TURNS = [
@@ -145,10 +148,10 @@ def _grounding_source(demo):
 
 def test_instructions_render_boxes_in_each_family_style(demo, llava_dir, qwen_dir):
     source = _grounding_source(demo)
-    samples = read_source(source, "llava", square_pad=True)
+    samples = read_source(source, LLAVA)
     assert samples and all(s.instruction.task == "grounding" for s in samples)
-    llava_set = SampleDataset(samples, ChatEncoder(llava_dir, "llava"), "llava", square_pad=True)
-    qwen_set = SampleDataset(samples, ChatEncoder(qwen_dir, "qwen2vl"), "qwen2vl")
+    llava_set = SampleDataset(samples, ChatEncoder(llava_dir, "llava"), LLAVA)
+    qwen_set = SampleDataset(samples, ChatEncoder(qwen_dir, "qwen2vl"), BoxConvention("qwen2vl"))
     llava_text = llava_set.encoder.tokenizer.decode(llava_set[0]["input_ids"])
     qwen_text = qwen_set.encoder.tokenizer.decode(qwen_set[0]["input_ids"])
     assert "<ref:" not in llava_text and "<ref:" not in qwen_text
@@ -160,9 +163,9 @@ def test_qwen25vl_boxes_are_pixels_of_the_resized_image(demo, qwen_dir):
     from rsgpt4v.boxfmt import parse_boxes
 
     source = _grounding_source(demo)
-    sample = read_source(source, "qwen25vl", square_pad=False)[0]
+    sample = read_source(source, BoxConvention("qwen25vl"))[0]
     encoder = ChatEncoder(qwen_dir, "qwen2vl")
-    dataset = SampleDataset([sample], encoder, "qwen25vl")
+    dataset = SampleDataset([sample], encoder, BoxConvention("qwen25vl"))
     text = encoder.tokenizer.decode(dataset[0]["input_ids"])
     width, height = sample.instruction.image_size
     shown_w, shown_h = encoder.shown_size(width, height)
@@ -189,7 +192,7 @@ def test_llava_export_is_read_as_written_and_split_held_out(demo):
         None,
         ["model=m", f"data={demo / 'llava.json'}", "data.0.weight=2", "train.eval_fraction=0.1"],
     )
-    train, held_out = stage_samples(config.curriculum()[0], "llava", True, 0.1, seed=0)
+    train, held_out = stage_samples(config.curriculum()[0], LLAVA, 0.1, seed=0)
     assert len(held_out) == round(0.1 * len(exported))
     assert len(train) == 2 * (len(exported) - len(held_out))
     held_ids = {id(s) for s in held_out}
@@ -212,7 +215,7 @@ def test_sharegpt_export_is_read_with_its_system_turn(demo, tmp_path):
         image_root=demo / "sample",
     )
     config = load_config(None, ["model=m", f"data={out}"])
-    samples = read_source(config.data[0], "llava", False)
+    samples = read_source(config.data[0], BoxConvention("llava", square_pad=False))
     assert len(samples) == summary.written
     assert all(s.image.is_file() and s.turns[-1].role == "assistant" for s in samples)
     assert any("<|box_start|>" in t.content for s in samples for t in s.turns)
@@ -222,7 +225,7 @@ def test_sharegpt_export_is_read_with_its_system_turn(demo, tmp_path):
 def test_missing_image_names_image_root(demo):
     config = load_config(None, ["model=m", f"data={demo / 'instructions.jsonl'}"])
     with pytest.raises(InputError, match="image_root"):
-        read_source(config.data[0], "llava", True)
+        read_source(config.data[0], LLAVA)
 
 
 def test_augmentation_moves_boxes_and_the_text_follows(demo, llava_dir):
@@ -240,13 +243,13 @@ def test_augmentation_moves_boxes_and_the_text_follows(demo, llava_dir):
     ).data[0]
     samples = [
         s
-        for s in read_source(source, "pixel", square_pad=False)
+        for s in read_source(source, BoxConvention("pixel"))
         if s.regions and ops_safe_for(s.raw_text, ["vflip"]) == ["vflip"]
     ]
     assert samples, "the demo has region instructions whose text a vertical flip keeps true"
     encoder = ChatEncoder(llava_dir, "llava")
     flip = BoxAwareAugment(["vflip"], p=1.0, seed=0)
-    dataset = SampleDataset(samples[:3], encoder, "pixel", augment=flip)
+    dataset = SampleDataset(samples[:3], encoder, BoxConvention("pixel"), augment=flip)
     for index, sample in enumerate(dataset.samples):
         text = encoder.tokenizer.decode(dataset[index]["input_ids"])
         width, height = sample.instruction.image_size
@@ -272,9 +275,9 @@ def test_token_budget_batches_fit_the_budget(demo, llava_dir, tmp_path):
         ],
     )
     stage = config.curriculum()[0]
-    train, _ = stage_samples(stage, "llava", True, 0, 0)
+    train, _ = stage_samples(stage, LLAVA, 0, 0)
     encoder = ChatEncoder(llava_dir, "llava")
-    dataset = SampleDataset(train, encoder, "llava", square_pad=True)
+    dataset = SampleDataset(train, encoder, LLAVA)
     trainer = FinetuneTrainer(
         model=AutoModelForImageTextToText.from_pretrained(llava_dir),
         args=_training_arguments(config, stage, tmp_path, False),
@@ -306,9 +309,7 @@ def test_packed_rows_give_the_loss_of_the_samples_apart(demo, llava_dir):
         ],
     ).data[0]
     encoder = ChatEncoder(llava_dir, "llava")
-    dataset = SampleDataset(
-        read_source(source, "llava", True)[:6], encoder, "llava", square_pad=True
-    )
+    dataset = SampleDataset(read_source(source, LLAVA)[:6], encoder, LLAVA)
     packed = PackedDataset(dataset, max_length=3 * max(dataset.lengths))
     assert len(packed) < len(dataset) and sorted(i for g in packed.groups for i in g) == list(
         range(6)

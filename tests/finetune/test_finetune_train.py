@@ -59,8 +59,8 @@ def _config(model, demo, out, *extra):
 
 
 def _fixed_batch(config, encoder):
-    train, _ = stage_samples(config.curriculum()[0], config.box_style, config.square_pad, 0, 0)
-    dataset = SampleDataset(train[:4], encoder, config.box_style, square_pad=config.square_pad)
+    train, _ = stage_samples(config.curriculum()[0], config.boxes, 0, 0)
+    dataset = SampleDataset(train[:4], encoder, config.boxes)
     return PadCollator(encoder.pad_token_id)([dataset[i] for i in range(4)])
 
 

@@ -84,7 +84,12 @@ def _instruction(
         source=provenance.source(),
         messages=messages,
         regions={
-            str(i): trusted(Region, bbox=objects[i].bbox, polygon=objects[i].polygon)
+            str(i): trusted(
+                Region,
+                bbox=objects[i].bbox,
+                polygon=objects[i].polygon,
+                category=objects[i].category,
+            )
             for i in referred
             if i in objects
         },

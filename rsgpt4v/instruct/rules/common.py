@@ -63,7 +63,10 @@ def make_instruction(record: Record, draft: Draft) -> Instruction:
         content = f"<image>\n{question}" if turn == 0 else question
         messages.append(trusted(Message, role="user", content=content))
         messages.append(trusted(Message, role="assistant", content=answer))
-    regions = {str(o.id): trusted(Region, bbox=o.bbox, polygon=o.polygon) for o in draft.objects}
+    regions = {
+        str(o.id): trusted(Region, bbox=o.bbox, polygon=o.polygon, category=o.category)
+        for o in draft.objects
+    }
     source = trusted(Source, generator="rules", template=draft.template)
     if draft.source_extra:
         source = Source(generator="rules", template=draft.template, **draft.source_extra)
