@@ -12,15 +12,16 @@ PIP := $(BIN)/pip install -qq
 .PHONY: demo test lint install lock system-deps clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip setuptools wheel
+	@echo "Creating $(VENV) with the tested versions of requirements.lock (first run: a few minutes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP) --upgrade pip setuptools wheel
 
 # torch first, pinned: an unpinned torch (pulled in by transformers/peft) is a multi-GB CUDA build.
 # Everything else at the tested versions of $(LOCK), so a fresh clone installs what was tested.
 $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) $(TORCH_PIN)
-	$(PIP) -c $(LOCK) -e ".[$(EXTRAS)]"
-	touch $(STAMP)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) $(TORCH_PIN)
+	@$(PIP) -c $(LOCK) -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
 
 install: $(STAMP)
 
