@@ -797,6 +797,11 @@ def evaluate(
             f"{k} {v:.4f}" for k, v in headline(scores).items() if isinstance(v, float)
         )
         typer.echo(f"{task} ({scores['metric']}, n={scores.get('n')}): {numbers}")
+        if scores.get("ceiling"):
+            ceiling = ", ".join(
+                f"{k} {v:.4f}" for k, v in scores["ceiling"].items() if v is not None
+            )
+            typer.echo(f"  ceiling of the box convention (a perfect model): {ceiling}")
         for metric, reason in (scores.get("unavailable") or {}).items():
             typer.echo(f"warning: {task}: {metric} unavailable: {reason}", err=True)
     typer.echo(f"→ {output / RESULTS_JSON}, {output / RESULTS_MD}")
