@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.paths import record_path_problem
 from rsgpt4v.problems import ProblemLog
 from rsgpt4v.raster import RasterFacts, describe_raster
 from rsgpt4v.schema import ImageInfo, Record
@@ -79,6 +80,10 @@ class Converter(ABC):
             return None
         if not self.inside_root(path):
             self.log.reject("image resolves outside the dataset root", source or path, value=path)
+            return None
+        problem = record_path_problem(self.relative_path(path))
+        if problem is not None:
+            self.log.reject(problem, source or path, value=self.relative_path(path))
             return None
         try:
             return describe_raster(path)

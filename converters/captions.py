@@ -32,7 +32,6 @@ Citation
 
 from __future__ import annotations
 
-import json
 import re
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -43,6 +42,7 @@ from typing import ClassVar
 
 from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
+from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.schema import Record
 
 DETACHED_FINAL_MARK = re.compile(r"\s+([.!?])$")  # "… neatly ." → "… neatly."
@@ -115,17 +115,7 @@ class CaptionConverter(Converter):
     @cached_property
     def data(self) -> object:
         """The whole captions JSON, read once (a few MB for the largest, RSICD)."""
-        path = self.annotation_file
-        try:
-            return json.loads(path.read_bytes().decode("utf-8-sig"))
-        except UnicodeDecodeError as error:
-            raise InputError(f"captions JSON is not UTF-8 ({error.reason})", file=path) from None
-        except json.JSONDecodeError as error:
-            raise InputError(
-                f"not valid JSON ({error.msg} at column {error.colno})",
-                file=path,
-                line=error.lineno,
-            ) from None
+        return load_json(self.annotation_file, what="captions JSON")
 
     # -- records ------------------------------------------------------------------------------
     def records(self) -> Iterator[Record]:

@@ -27,7 +27,9 @@ Quirks
     ``ins_file_name``, ``seg_file_name``) to ``meta.coco``. An image whose JSON width/height
     disagree with the file is rejected (its boxes would be wrong). A file without
     ``annotations`` (COCO ``image_info_*.json``) gives unlabelled records. Record ids use
-    ``file_name`` without its suffix, sub-folders included. Bad entries are named by JSON path.
+    ``file_name`` without its suffix, sub-folders included: images that share one (or an id)
+    are refused together, and ids are matched exactly (``true``, ``1.0`` are not image 1), see
+    :mod:`rsgpt4v.converters.coco_json`. Bad entries are named by JSON path.
 Citation
     Lin et al., "Microsoft COCO: Common Objects in Context", ECCV 2014. Waqas Zamir et al.,
     "iSAID: A Large-scale Dataset for Instance Segmentation in Aerial Images", CVPRW 2019.
@@ -51,6 +53,7 @@ from rsgpt4v.converters.coco_json import (
     read_coco,
 )
 from rsgpt4v.errors import InputError
+from rsgpt4v.geometry import size_mismatch
 from rsgpt4v.raster import RasterFacts
 from rsgpt4v.schema import Object, Record
 
@@ -127,10 +130,9 @@ class CocoJsonConverter(Converter):
         if facts is None:
             return
         declared = (image.get("width", facts.width), image.get("height", facts.height))
-        if declared != (facts.width, facts.height):
+        if reason := size_mismatch("JSON", declared, facts.width, facts.height):
             self.log.reject(
-                f"the JSON gives {declared[0]}x{declared[1]} but the image is "
-                f"{facts.width}x{facts.height}",
+                reason,
                 coco.path,
                 value=image["file_name"],
                 entry=f"images[{index}]",

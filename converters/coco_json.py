@@ -19,12 +19,23 @@ What becomes what (and what comes back from :mod:`rsgpt4v.coco_export`):
   is many objects under one box.
 - ``area`` and every other annotation key (``difficult``, ``attributes``, …) go to ``attributes``
   verbatim; ``difficult`` also sets the object's flag. ``id``/``image_id`` are not kept.
+
+Ids are matched exactly: an ``image_id`` must be an integer (or a string, where the images' ids
+are strings). ``true`` and ``1.0`` are refused rather than read as image 1, since Python would
+silently equate them (a float id is never meant; a list or dict is not an id at all).
+
+An image's objects must all reach its record, so images that cannot be told apart are refused
+together, each group with one problem naming every image: entries that share a ``file_name``
+(or a name up to the suffix, ``a.png``/``a.jpg``: they would share a record id), and entries
+that share an ``id`` but differ (whose annotations would be assigned by guess). Keeping one of
+them would give a record with part of the objects and false "there is no X" answers. A repeated
+identical entry is only a repeat: it is rejected and the first kept.
 """
 
 from __future__ import annotations
 
-import json
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,7 +44,8 @@ from typing import Any
 import shapely
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.geometry import clip_bbox, polygon_bbox
+from rsgpt4v.geometry import GeometryError, check_coordinates, clip_bbox, polygon_bbox
+from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.schema import Object
 
 ANNOTATION_CORE = ("id", "image_id", "category_id", "category_name", "bbox", "segmentation")
@@ -60,23 +72,18 @@ def _number(value: object) -> bool:
 
 def read_coco(path: Path, reject: Callable[[InputError], None]) -> CocoFile:
     """Load and index a COCO file; ``reject(error)`` is called for every bad entry."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise InputError("COCO annotation file not found", file=path) from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON ({error.msg})", file=path, line=error.lineno) from None
+    data = load_json(path, what="COCO annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise InputError("not a COCO file: expected an object with an 'images' list", file=path)
     coco = CocoFile(path)
-    image_ids: set[Any] = set()
     for index, image in enumerate(data["images"]):
         try:
-            coco.images.append((index, _checked_image(image, index, image_ids)))
+            coco.images.append((index, _checked_image(image, index)))
         except InputError as error:
             reject(error)
+    image_ids = {image["id"] for _, image in coco.images}
     if "annotations" not in data:
+        _drop_ambiguous_images(coco, reject)
         return coco
     for index, category in enumerate(data.get("categories") or []):
         entry = f"categories[{index}]"
@@ -92,21 +99,88 @@ def read_coco(path: Path, reject: Callable[[InputError], None]) -> CocoFile:
     if not isinstance(data["annotations"], list):
         raise InputError("'annotations' must be a list", file=path)
     for index, annotation in enumerate(data["annotations"]):
-        image_id = annotation.get("image_id") if isinstance(annotation, dict) else None
-        if image_id not in image_ids:
-            entry = f"annotations[{index}]" + (".image_id" if isinstance(annotation, dict) else "")
-            reject(InputError("annotation of no listed image", entry=entry, value=image_id))
+        entry = f"annotations[{index}]"
+        if not isinstance(annotation, dict):
+            reject(InputError("an annotation must be an object", entry=entry, value=annotation))
             continue
-        coco.annotations.setdefault(image_id, []).append((index, annotation))
+        image_id = annotation.get("image_id")
+        if not _is_id(image_id):
+            reject(
+                InputError(
+                    "image_id must be an integer id (true or 1.0 is not read as 1)",
+                    entry=f"{entry}.image_id",
+                    value=image_id,
+                )
+            )
+        elif image_id not in image_ids:
+            reject(
+                InputError(
+                    "annotation of no listed image", entry=f"{entry}.image_id", value=image_id
+                )
+            )
+        else:
+            coco.annotations.setdefault(image_id, []).append((index, annotation))
+    _drop_ambiguous_images(coco, reject)
     return coco
 
 
-def _checked_image(image: object, index: int, seen: set[Any]) -> dict[str, Any]:
+def _drop_ambiguous_images(coco: CocoFile, reject: Callable[[InputError], None]) -> None:
+    """Refuse, all together, the images whose objects could land on the wrong record."""
+    by_id: dict[Any, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for index, image in coco.images:
+        by_id[image["id"]].append((index, image))
+    kept: list[tuple[int, dict[str, Any]]] = []
+    for group in by_id.values():
+        first = group[0][1]
+        distinct = [group[0]]
+        for index, image in group[1:]:
+            if image != first:
+                distinct.append((index, image))
+            else:  # the same entry twice: the first stands for both
+                entry = f"images[{index}].id"
+                reject(InputError("duplicate image id", entry=entry, value=image["id"]))
+        if len(distinct) > 1:
+            _refuse(coco, distinct, f"share id {first['id']!r} but differ", "id", reject)
+        else:
+            kept.append(group[0])
+    by_name: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for index, image in sorted(kept, key=lambda pair: pair[0]):
+        by_name[PurePosixPath(image["file_name"]).with_suffix("").as_posix()].append((index, image))
+    coco.images = []
+    for group in by_name.values():
+        if len(group) == 1:
+            coco.images.append(group[0])
+            continue
+        names = {PurePosixPath(image["file_name"]).as_posix() for _, image in group}
+        what = "name the same file" if len(names) == 1 else "differ only in suffix (one record id)"
+        _refuse(coco, group, what, "file_name", reject)
+    coco.images.sort(key=lambda pair: pair[0])
+
+
+def _refuse(
+    coco: CocoFile,
+    group: list[tuple[int, dict[str, Any]]],
+    why: str,
+    key: str,
+    reject: Callable[[InputError], None],
+) -> None:
+    """One problem for images that cannot be told apart; their annotations go with them."""
+    named = key != "id"  # the ids tell a user which annotations went with them
+    listed = ", ".join(f"images[{i}]" + (f" (id {im['id']!r})" if named else "") for i, im in group)
+    lost = 0
+    if coco.annotations is not None:
+        lost = sum(len(coco.annotations.pop(image["id"], [])) for _, image in group)
+    reason = f"{listed} {why}: ambiguous, so none of them is converted"
+    if lost:
+        reason += f" ({lost} annotations with them)"
+    index, image = group[1]
+    reject(InputError(reason, entry=f"images[{index}].{key}", value=image[key]))
+
+
+def _checked_image(image: object, index: int) -> dict[str, Any]:
     entry = f"images[{index}]"
     if not isinstance(image, dict) or not _is_id(image.get("id")):
         raise InputError("an image needs an id", entry=entry, value=image)
-    if image["id"] in seen:
-        raise InputError("duplicate image id", entry=f"{entry}.id", value=image["id"])
     name = image.get("file_name")
     if not isinstance(name, str) or not name or "\\" in name:
         raise InputError(
@@ -117,7 +191,6 @@ def _checked_image(image: object, index: int, seen: set[Any]) -> dict[str, Any]:
         raise InputError(
             "file_name escapes the image folder", entry=f"{entry}.file_name", value=name
         )
-    seen.add(image["id"])
     return image
 
 
@@ -167,6 +240,7 @@ def annotation_to_object(
         box = polygon_bbox(polygon)
     if not (isinstance(box, list) and len(box) == 4 and all(_number(v) for v in box)):
         raise InputError("bbox must be [x, y, w, h] numbers", entry=f"{entry}.bbox", value=box)
+    _sane(box, "bbox", f"{entry}.bbox")
     bbox = clip_bbox(box, width, height)
     if bbox is None:
         raise InputError(
@@ -182,6 +256,14 @@ def annotation_to_object(
         difficult=bool(annotation.get("difficult", False)),
         attributes=attributes,
     )
+
+
+def _sane(values: list[float], what: str, entry: str) -> None:
+    """Finite numbers GEOS can work with (1e300 would overflow in areas and overlays)."""
+    try:
+        check_coordinates(values, what)
+    except GeometryError as error:
+        raise InputError(error.reason, entry=entry, value=values) from None
 
 
 def _segmentation(value: object, entry: str) -> tuple[list[list[float]] | None, bool]:
@@ -200,6 +282,7 @@ def _segmentation(value: object, entry: str) -> tuple[list[list[float]] | None, 
                 entry=f"{entry}[{number}]",
                 value=part,
             )
+        _sane(part, "polygon coordinates", f"{entry}[{number}]")
         if len(part) >= 6:
             parts.append([[float(x), float(y)] for x, y in zip(part[::2], part[1::2], strict=True)])
     if not parts:

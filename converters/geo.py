@@ -16,8 +16,10 @@ Quirks
     (``attributes.holes`` counts them). Features partly off the scene keep their whole polygon,
     the box is clipped. Rejected with the reason: empty or null geometries, points and lines (a
     label without an outline has no box, and a buffer would invent one), features without a
-    class, features off their scene. A vector file without a CRS is an error, as is a missing
-    class column (the message lists the columns there are).
+    class, features off their scene, coordinates that are NaN, infinite or beyond ±1e9 (in the
+    file, or in pixels once reprojected: GEOS cannot repair them), the rest of the scene kept.
+    A vector file without a CRS is an error, as is a missing class column (the message lists
+    the columns there are).
 Citation
     Your data; cite the imagery provider.
 """
@@ -25,8 +27,9 @@ Citation
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,7 +45,7 @@ from rasterio.warp import transform_bounds
 
 from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
-from rsgpt4v.geometry import polygon_to_clipped_bbox
+from rsgpt4v.geometry import GeometryError, check_coordinates, polygon_to_clipped_bbox
 from rsgpt4v.raster import RasterFacts
 from rsgpt4v.schema import Object, Record
 
@@ -164,7 +167,9 @@ class GeoConverter(Converter):
                     file=path,
                 )
             layer = wanted if wanted is not None else (names[0] if names else None)
-            frame = gpd.read_file(path, engine="pyogrio", layer=layer)
+            with warnings.catch_warnings():  # NaN coordinates: each such feature is rejected
+                warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+                frame = gpd.read_file(path, engine="pyogrio", layer=layer)
         except (DataSourceError, DataLayerError) as error:
             raise InputError(f"cannot read vector file: {error}", file=path) from None
         if wanted is None and len(names) > 1:
@@ -216,6 +221,11 @@ class GeoConverter(Converter):
                 value=geometry.wkt[:80],
             )
             return False
+        try:
+            check_coordinates(shapely.get_coordinates(geometry), "feature coordinates")
+        except GeometryError as error:
+            self.log.reject(error.reason, layer.path, entry=entry, value=geometry.wkt[:80])
+            return False
         if category_text(layer.frame[layer.category_field].iloc[row]) is None:
             reason = f"feature has no {layer.category_field!r} value"
             self.log.reject(reason, layer.path, entry=entry)
@@ -260,8 +270,9 @@ class GeoConverter(Converter):
             envelope = transform_bounds(scene_crs, frame.crs, west, south, east, north)
             frame = frame.iloc[np.unique(frame.sindex.query(shapely.box(*envelope)))]
         pixels = to_pixels(frame.to_crs(scene_crs).geometry.to_numpy(), ~transform)
+        rows, pixels = self._placeable(layer, frame.index, pixels)
         objects: list[Object] = []
-        for row, shape in zip(frame.index, shapely.make_valid(pixels), strict=True):
+        for row, shape in zip(rows, shapely.make_valid(pixels), strict=True):
             parts = polygon_parts(shape)
             if not parts:
                 self.log.reject(
@@ -286,6 +297,29 @@ class GeoConverter(Converter):
         if len(parts_split := [o for o in objects if "part" in o.attributes]):
             self.log.count("objects from multi-part features", len(parts_split))
         return objects
+
+    def _placeable(
+        self, layer: LabelLayer, rows: Iterable[int], pixels: np.ndarray
+    ) -> tuple[list[int], np.ndarray]:
+        """The features whose pixel coordinates GEOS can repair; the others are rejected.
+
+        A reprojection can make a finite coordinate infinite (a latitude past the pole in Web
+        Mercator) or huge (a wrong CRS); one such feature must not lose the scene.
+        """
+        rows = list(rows)
+        keep = np.ones(len(rows), dtype=bool)
+        for index, (row, shape) in enumerate(zip(rows, pixels, strict=True)):
+            try:
+                check_coordinates(shapely.get_coordinates(shape), "pixel coordinates")
+            except GeometryError as error:
+                keep[index] = False
+                layer.used.add(row)  # listed as a reject, not as a feature on no scene
+                self.log.reject(
+                    f"once placed on the scene, {error.reason} (check the file's CRS)",
+                    layer.path,
+                    entry=f"features[{row}]",
+                )
+        return [row for row, kept in zip(rows, keep, strict=True) if kept], pixels[keep]
 
     def _object(
         self,
@@ -328,9 +362,13 @@ def to_pixels(geometries: np.ndarray, inverse: Affine) -> np.ndarray:
 
     def apply(xy: np.ndarray) -> np.ndarray:
         x, y = xy[:, 0], xy[:, 1]
-        pixels = np.column_stack(
-            [inverse.a * x + inverse.b * y + inverse.c, inverse.d * x + inverse.e * y + inverse.f]
-        )
+        with np.errstate(invalid="ignore", over="ignore"):  # checked after, feature by feature
+            pixels = np.column_stack(
+                [
+                    inverse.a * x + inverse.b * y + inverse.c,
+                    inverse.d * x + inverse.e * y + inverse.f,
+                ]
+            )
         return pixels.round(PIXEL_DECIMALS)
 
     return shapely.transform(geometries, apply)

@@ -3,7 +3,9 @@
 DIOR, DIOR-R, HRRSD and HRSC2016 share this shape: ``ImageSets/…/{split}.txt`` with one id per
 line, an annotation XML per id and an image per id. :class:`ImageSetConverter` walks the split
 files and turns each id into a record; a subclass says where the files are and how one object
-element reads (Pascal VOC ``<object>`` by default).
+element reads (Pascal VOC ``<object>`` by default). An annotation whose ``<size>`` disagrees with
+the image file is rejected whole, as COCO's ``width``/``height`` are: its boxes are in the pixels
+of another image.
 
 :class:`SourceObject` and :func:`place_objects` serve the text-label converters too (NWPU VHR-10,
 RSOD): an object is kept as the source writes it (corner box or polygon) and clipped to the image
@@ -22,7 +24,13 @@ from xml.etree.ElementTree import Element
 from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.converters.safe_xml import child_float, child_text, read_xml
 from rsgpt4v.errors import InputError
-from rsgpt4v.geometry import clip_bbox, polygon_to_clipped_bbox
+from rsgpt4v.geometry import (
+    GeometryError,
+    check_coordinates,
+    clip_bbox,
+    polygon_to_clipped_bbox,
+    size_mismatch,
+)
 from rsgpt4v.problems import ProblemLog
 from rsgpt4v.schema import Object, Record
 
@@ -42,7 +50,12 @@ class SourceObject:
     entry: str | None = None
 
     def clipped_bbox(self, width: int, height: int) -> list[float] | None:
-        """COCO box clipped to the image: from ``box`` when the source has one, else the polygon."""
+        """COCO box clipped to the image: from ``box`` when the source has one, else the polygon.
+
+        Raises :class:`GeometryError` for a NaN, inf or absurd coordinate (``xmax=inf`` would
+        otherwise stretch the box to the image edge).
+        """
+        check_coordinates(self.box if self.box is not None else self.polygon, "object coordinates")
         if self.box is not None:
             xmin, ymin, xmax, ymax = self.box
             return clip_bbox([xmin, ymin, xmax - xmin, ymax - ymin], width, height)
@@ -52,16 +65,22 @@ class SourceObject:
 def place_objects(
     sources: Iterable[SourceObject], file: Path, width: int, height: int, log: ProblemLog
 ) -> list[Object]:
-    """Record objects with clipped boxes; one outside the image or without area is rejected."""
+    """Record objects with clipped boxes; one outside the image, without area or with a NaN,
+    inf or absurdly large coordinate is rejected."""
     objects: list[Object] = []
     for source in sources:
-        bbox = source.clipped_bbox(width, height)
+        shown = list(source.box) if source.box is not None else source.polygon
+        try:
+            bbox = source.clipped_bbox(width, height)
+        except GeometryError as error:
+            log.reject(error.reason, file, source.line, shown, entry=source.entry)
+            continue
         if bbox is None:
             log.reject(
                 f"object lies outside the {width}x{height} image or has no area",
                 file,
                 source.line,
-                list(source.box) if source.box is not None else source.polygon,
+                shown,
                 entry=source.entry,
             )
             continue
@@ -86,6 +105,14 @@ def label_lines(text: str) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
+DUPLICATE_LINE = "duplicate of line"  # how a repeated object line's reason starts
+
+
+def duplicate_line(first: int) -> str:
+    """The reason for a line that repeats line ``first``: rejected, yet no object is missing."""
+    return f"{DUPLICATE_LINE} {first}: the same object twice"
+
+
 LineParser = Callable[[str], tuple[list[SourceObject], list[tuple[int, str, str]]]]
 
 
@@ -95,8 +122,8 @@ def read_line_labels(
     """The objects of a label file of one object per line (``parse`` gives them and the bad
     lines as ``(number, line, reason)``), every bad line rejected by its number.
 
-    Sets ``meta["skipped_objects"]`` when some were left out; None when the file itself cannot
-    be read (rejected).
+    Sets ``meta["skipped_objects"]`` when some were left out (not for a repeated line: its
+    object is there once); None when the file itself cannot be read (rejected).
     """
     try:
         sources, bad = parse(read_label_text(label))
@@ -106,7 +133,8 @@ def read_line_labels(
     for number, line, reason in bad:
         log.reject(reason, label, number, line)
     objects = place_objects(sources, label, width, height, log)
-    skipped = len(bad) + len(sources) - len(objects)
+    repeats = sum(1 for _, _, reason in bad if reason.startswith(DUPLICATE_LINE))
+    skipped = len(bad) - repeats + len(sources) - len(objects)  # a repeat leaves none out
     if skipped:
         meta["skipped_objects"] = skipped
     return objects
@@ -217,6 +245,15 @@ class ImageSetConverter(Converter):
     def annotation_gsd(self, root: Element) -> float | None:
         return None
 
+    def declared_size(self, root: Element, file: Path) -> tuple[float, float] | None:
+        """The image size the annotation's coordinates refer to (VOC ``<size>``), or None when
+        it gives none; 0 counts as none (written by tools that never opened the image)."""
+        sides = ("width", "height")
+        if not all((root.findtext(f"size/{side}") or "").strip() for side in sides):
+            return None
+        width, height = (child_float(root, f"size/{side}", file) for side in sides)
+        return None if width == 0 or height == 0 else (width, height)
+
     @property
     def dataset_name(self) -> str:
         """The dataset part of record ids (DESIGN.md: ``DATASET/SPLIT/NAME``)."""
@@ -286,8 +323,16 @@ class ImageSetConverter(Converter):
             return
         try:
             root = read_xml(annotation)
+            declared = self.declared_size(root, annotation)
         except InputError as error:
             reject_error(self.log, error, annotation)
+            return
+        if declared is not None and (
+            reason := size_mismatch("XML", declared, facts.width, facts.height)
+        ):
+            self.log.reject(
+                reason, annotation, value=self.relative_path(image), entry=f"/{root.tag}/size"
+            )
             return
         sources, found = read_xml_objects(
             root, self.OBJECT_PATH, annotation, self.read_object, self.log

@@ -32,7 +32,6 @@ Citation
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any, ClassVar
 from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import clip_bbox
+from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.schema import Object, Record
 
 # xview_class_labels.txt (DIUx-xView/data_utilities): type_id → class name.
@@ -190,13 +190,7 @@ class XviewConverter(Converter):
         """Features grouped by ``image_id``; malformed features are rejected by JSON path."""
         if not self.geojson.is_file():
             raise InputError("xView labels file not found", file=self.geojson)
-        try:
-            with self.geojson.open(encoding="utf-8") as handle:
-                data = json.load(handle, object_hook=_slim)
-        except json.JSONDecodeError as error:
-            raise InputError(
-                f"not valid JSON ({error.msg})", file=self.geojson, line=error.lineno
-            ) from None
+        data = load_json(self.geojson, what="xView labels file", object_hook=_slim)
         features = data.get("features") if isinstance(data, dict) else None
         if not isinstance(features, list):
             raise InputError("expected a GeoJSON FeatureCollection with features", self.geojson)

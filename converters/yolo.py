@@ -21,9 +21,10 @@ Quirks
     rule asks a negative question about it. Rejected with file and line: a class id not in
     ``names``, an odd number of coordinates, fewer than three polygon points, non-numeric or
     non-finite values, coordinates far above 1 (pixel coordinates written unnormalised), boxes
-    outside the image; a split file line whose image is missing. A split file line or a ``path``
-    outside ROOT is refused. Record ids are
-    ``yolo/SPLIT/NAME``, NAME the image path without ``images/SPLIT/`` and suffix
+    outside the image, a line that repeats an earlier one (the same class and numbers: a tool
+    glitch that would count the object twice); a split file line whose image is missing. A
+    split file line or a ``path`` outside ROOT is refused. Record ids are ``yolo/SPLIT/NAME``,
+    NAME the image path without ``images/SPLIT/`` and suffix
     (``images/train/part2/b.png`` → ``yolo/train/part2/b``).
 Citation
     Jocher et al., Ultralytics YOLO (github.com/ultralytics/ultralytics); cite your data's source.
@@ -43,6 +44,7 @@ from rsgpt4v.converters.base import Converter
 from rsgpt4v.converters.voc import (
     IMAGE_SUFFIXES,
     SourceObject,
+    duplicate_line,
     image_info,
     label_lines,
     read_label_text,
@@ -72,6 +74,7 @@ def parse_yolo_labels(
     """Objects in pixels and bad lines ``(line number, line, reason)`` of one label file."""
     objects: list[SourceObject] = []
     bad: list[tuple[int, str, str]] = []
+    seen: dict[tuple[int, tuple[float, ...]], int] = {}  # object → the line that gave it first
     for number, line in label_lines(text):
         fields = line.split()
         try:
@@ -83,6 +86,10 @@ def parse_yolo_labels(
         reason = _bad_values(class_id, values, names)
         if reason:
             bad.append((number, line, reason))
+            continue
+        first = seen.setdefault((class_id, tuple(values)), number)
+        if first != number:  # a tool glitch: counted twice, "how many" answers would be wrong
+            bad.append((number, line, duplicate_line(first)))
             continue
         category = names[class_id]
         if len(values) == 4:

@@ -106,6 +106,11 @@ class Components(_Section):
 class QuantSettings(_Section):
     """bitsandbytes 4-bit settings for QLoRA (the vision tower and projector stay unquantised)."""
 
+    bits: Literal[16, 4] = Field(
+        16,
+        description="4: load the base in bitsandbytes 4-bit, for any method (method qlora is "
+        "lora with bits 4; moe_lora with bits 4 is MoE-LoRA on a QLoRA base); 16: as stored.",
+    )
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
     double_quant: bool = Field(True, description="Quantise the quantisation constants too.")
 
@@ -241,6 +246,11 @@ class FinetuneConfig(_Section):
             square_pad=self.square_pad,
             max_pixels=self.max_pixels if resize else None,
         )
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the base is loaded in 4-bit (QLoRA)."""
+        return self.method == "qlora" or self.quant.bits == 4
 
     @model_validator(mode="after")
     def _family_defaults(self) -> FinetuneConfig:

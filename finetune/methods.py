@@ -96,13 +96,13 @@ def load_base_model(config: FinetuneConfig, *, quantized: bool | None = None) ->
     import torch
     from transformers import AutoModelForImageTextToText
 
-    quantized = config.method == "qlora" if quantized is None else quantized
+    quantized = config.quantized if quantized is None else quantized
     dtype = torch.bfloat16 if use_bf16(config) else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": config.trust_remote_code}
     if config.train.attn_implementation:
         kwargs["attn_implementation"] = config.train.attn_implementation
     if quantized:
-        require_cuda_for_qlora(config)
+        cuda = check_4bit_support(config)
         from transformers import BitsAndBytesConfig
 
         parts = config.components
@@ -114,10 +114,12 @@ def load_base_model(config: FinetuneConfig, *, quantized: bool | None = None) ->
             # transformers 5 matches these from the start of the full module path.
             llm_int8_skip_modules=[p for p in (parts.vision, parts.projector) if p] + ["lm_head"],
         )
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0")) if cuda else "cpu"}
     if not Path(config.model).is_dir():
         raise RsgptError(f"model folder not found: {config.model} (local paths only)")
     model = AutoModelForImageTextToText.from_pretrained(config.model, **kwargs)
+    if quantized and not cuda:
+        _check_cpu_4bit_widths(model)
     # No cache in training; without one, packed rows get block-diagonal attention.
     for config_part in (model.config, getattr(model.config, "text_config", None)):
         if config_part is not None:
@@ -125,15 +127,56 @@ def load_base_model(config: FinetuneConfig, *, quantized: bool | None = None) ->
     return model
 
 
-def require_cuda_for_qlora(config: FinetuneConfig) -> None:
-    """QLoRA trains a bitsandbytes 4-bit base, which needs a CUDA GPU."""
+CPU_4BIT_BLOCK = 64  # bitsandbytes' CPU 4-bit kernels quantise blocks of 64 inputs
+
+
+def check_4bit_support(config: FinetuneConfig) -> bool:
+    """Refuse a 4-bit base where bitsandbytes cannot run it; True when it runs on CUDA.
+
+    bitsandbytes trains 4-bit layers on CUDA GPUs and, in recent releases, on the CPU. A small
+    4-bit layer is run once on the device the model will use, so a missing package or backend is
+    one clear message before the base is loaded, not a failure in the first training step.
+    """
     import torch
 
-    if config.train.use_cpu or not torch.cuda.is_available():
+    label = "method qlora" if config.method == "qlora" else "quant.bits: 4"
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
         raise RsgptError(
-            "method qlora needs a CUDA GPU (bitsandbytes 4-bit training) and none is available; "
-            "use method: lora or dora on this machine"
-        )
+            f"{label} loads the base in 4-bit with bitsandbytes, which is not installed here "
+            "(Linux: pip install bitsandbytes); use method lora or dora, or quant.bits: 16"
+        ) from None
+    cuda = torch.cuda.is_available() and not config.train.use_cpu
+    device = "cuda" if cuda else "cpu"
+    try:
+        probe = bnb.nn.Linear4bit(
+            CPU_4BIT_BLOCK,
+            CPU_4BIT_BLOCK,
+            bias=False,
+            compute_dtype=torch.float32,
+            quant_type=config.quant.quant_type,
+        ).to(device)
+        probe(torch.zeros(1, CPU_4BIT_BLOCK, device=device))
+    except Exception as error:  # any failure of the backend means: not supported here
+        raise RsgptError(
+            f"{label}: bitsandbytes {bnb.__version__} cannot run 4-bit layers on the {device} of "
+            f"this machine ({type(error).__name__}: {error}); train on a CUDA GPU, or with "
+            "quant.bits: 16"
+        ) from None
+    return cuda
+
+
+def _check_cpu_4bit_widths(model: Any) -> None:
+    """bitsandbytes' CPU kernels need 4-bit layers a whole number of 64-input blocks wide."""
+    for name, module in model.named_modules():
+        width = getattr(module, "in_features", None)
+        if type(module).__name__ == "Linear4bit" and width and width % CPU_4BIT_BLOCK:
+            raise RsgptError(
+                f"bitsandbytes' CPU 4-bit kernels quantise blocks of {CPU_4BIT_BLOCK} inputs; "
+                f"{name} has {width} inputs. Train this model on a CUDA GPU, or with "
+                "quant.bits: 16"
+            )
 
 
 def add_adapters(model: Any, config: FinetuneConfig) -> Any:
@@ -141,17 +184,19 @@ def add_adapters(model: Any, config: FinetuneConfig) -> Any:
     import torch
 
     targets = lora_targets(model, config)
+    if config.quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=config.train.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     if config.method == "moe_lora":
         model = _add_moe_lora(model, config, targets)
     else:
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from peft import LoraConfig, get_peft_model
 
-        if config.method == "qlora":
-            model = prepare_model_for_kbit_training(
-                model,
-                use_gradient_checkpointing=config.train.gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False},
-            )
         full = [config.components.projector] if config.lora.projector == "full" else None
         lora = LoraConfig(
             r=config.lora.r,

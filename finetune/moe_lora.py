@@ -10,19 +10,31 @@ targeted ``nn.Linear`` becomes :class:`MoELoraLinear`::
 The gates come from a router (a bias-free linear map to ``num_experts`` logits, softmax, keep the
 ``top_k`` largest, renormalise):
 
-- ``routing="token"``: each token routes on its own hidden state;
-- ``routing="sequence"``: each sequence routes once, on the mean hidden state of its non-padding
-  tokens (task-level routing). The padding mask reaches the layers through a **forward pre-hook
-  on the model** that reads the ``attention_mask`` keyword of every forward call. Without a mask
-  (``attention_mask=None``) every position counts. Packed rows (``position_ids`` restarting inside
-  a row, no attention mask) hold several samples and are refused for sequence routing. In
-  cached generation each sequence keeps the experts its prompt chose (the hook sees the cache).
+- ``routing="token"``: each token routes on its own hidden state (causal, as the model is);
+- ``routing="sequence"``: each sequence routes once, on the mean hidden state of its **prompt**
+  (task-level routing): the non-padding positions before the first supervised label in training,
+  every non-padding position of the prefill at inference. So the route never sees the answer it
+  is trained to produce, and the same prompt gets the same route in training and generation. The
+  padding mask and the labels reach the layers through a **forward pre-hook on the model** that
+  reads the ``attention_mask`` and ``labels`` keywords of every forward call. Packed rows
+  (``position_ids`` restarting inside a row, no attention mask) hold several samples and are
+  refused for sequence routing. In cached generation each sequence keeps the experts its prompt
+  chose (the hook sees the cache).
 
-Every forward stores a Switch-Transformer load-balancing loss per layer,
+Only the chosen experts run (**sparse dispatch**): the tokens routed to an expert are gathered,
+pass through its ``A`` and ``B``, and are added back, so top-2 of 8 experts costs a quarter of
+the expert FLOPs of computing all 8 (``bench/moe_lora.py``).
+
+**Load balancing.** Each layer computes the Switch-Transformer loss
 ``num_experts * sum_e f_e * P_e`` (``f_e``: share of the top-k assignments that went to expert
-``e``; ``P_e``: mean router probability of ``e``; both over non-padding tokens, or sequences),
-which is 1 for perfectly balanced routing. :func:`moe_aux_loss` sums it over layers; the trainer
-adds ``load_balance_coef * moe_aux_loss(model)`` to the language-modelling loss.
+``e``; ``P_e``: mean router probability of ``e``; over the tokens, or sequences, that route),
+which is 1 for perfectly balanced routing. The loss used is ``load_balance_coef`` times its
+**mean over layers** (0.01 times about 1 at initialisation, whatever the depth). It is not added
+to the returned loss: each layer injects its share's gradient in the backward pass (Megatron-LM's
+``MoEAuxLossAutoScaler``), so nothing captured in a forward outlives it and activation
+checkpointing's recompute frees what it builds. The trainer divides that share by the gradient
+accumulation steps, as it divides the language-modelling loss (:func:`set_aux_loss_scale`), and
+logs the loss apart (:func:`moe_aux_loss`: the detached mean over layers of the last forward).
 
 MoE-LoRA cannot be merged into the base weights (the update depends on the input through the
 gates); :func:`save_moe_lora` writes only the experts and routers, :func:`load_moe_lora` puts
@@ -45,6 +57,9 @@ from rsgpt4v.errors import RsgptError
 
 WEIGHTS_NAME = "moe_lora.safetensors"
 CONFIG_NAME = "moe_lora_config.json"
+# (num_experts - top_k) * rank, the expert width sparse dispatch skips per token, from which it
+# is faster than dense on the CPU build machine (bench/moe_lora.py); GPUs are not measured yet.
+SPARSE_FROM = 256
 LLAMA_LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -79,7 +94,17 @@ class MoELoraConfig(BaseModel):
         "Qwen-VL models out. None: anywhere. Full names in target_modules always match.",
     )
     load_balance_coef: float = Field(
-        0.01, ge=0, description="Weight of the load-balancing loss added to the LM loss."
+        0.01,
+        ge=0,
+        description="Weight of the load-balancing loss: coef x its mean over layers (1 when "
+        "balanced) joins the LM loss, divided like it under gradient accumulation.",
+    )
+    dispatch: Literal["auto", "sparse", "dense"] = Field(
+        "auto",
+        description="sparse: only the chosen experts run (gathered tokens); dense: every "
+        "expert runs, then the gates zero the others (one large matmul); auto: sparse from "
+        f"(num_experts - top_k) x rank >= {SPARSE_FROM} (bench/moe_lora.py: below that the "
+        "gathers cost more than the matmuls they save).",
     )
 
     @model_validator(mode="after")
@@ -92,11 +117,34 @@ class MoELoraConfig(BaseModel):
 
 
 class RoutingContext:
-    """The padding mask of the current forward, shared by every wrapped layer of one model."""
+    """What every wrapped layer of one model shares: the masks of the current forward and the
+    weight of the load-balancing gradient."""
 
-    def __init__(self) -> None:
+    def __init__(self, aux_scale: float = 0.0) -> None:
         self.attention_mask: torch.Tensor | None = None
+        self.prompt_mask: torch.Tensor | None = None  # (batch, seq): positions routing pools
         self.decoding = False  # a cached generation step after the prompt
+        self.aux_scale = aux_scale  # d(total loss) / d(one layer's balance loss)
+
+
+class _AuxLossGradient(torch.autograd.Function):
+    """Identity on a layer's output whose backward also sends ``scale`` into its aux loss.
+
+    The balance loss then trains the router without being summed into the returned loss, so no
+    layer keeps a reference to it (which under activation checkpointing would keep every
+    recomputed graph alive until the next step).
+    """
+
+    @staticmethod
+    def forward(ctx, output: torch.Tensor, aux: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(aux)
+        ctx.scale = scale
+        return output
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        (aux,) = ctx.saved_tensors
+        return grad, torch.full_like(aux, ctx.scale), None
 
 
 class MoELoraLinear(nn.Module):
@@ -117,7 +165,7 @@ class MoELoraLinear(nn.Module):
         for expert in self.lora_A:
             nn.init.kaiming_uniform_(expert, a=math.sqrt(5))
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
-        self.last_aux_loss: torch.Tensor | None = None
+        self.last_balance: torch.Tensor | None = None  # detached, for logging only
         self._prompt_gates: torch.Tensor | None = None
 
     @property
@@ -129,9 +177,9 @@ class MoELoraLinear(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.base.bias
 
-    def _token_mask(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The (batch, seq) padding mask when it matches this layer's input, else None."""
-        mask = self.context.attention_mask
+    def _token_mask(self, x: torch.Tensor, prompt: bool = False) -> torch.Tensor | None:
+        """The (batch, seq) padding (or prompt) mask when it matches this layer's input."""
+        mask = self.context.prompt_mask if prompt else self.context.attention_mask
         if mask is None or x.dim() != 3 or mask.shape != x.shape[:2]:
             return None
         return mask.to(device=x.device, dtype=torch.float32)
@@ -142,9 +190,9 @@ class MoELoraLinear(nn.Module):
         The router matmul runs in the input's dtype (no float32 copy of the activations is kept
         for backward); softmax, top-k and the loss run in float32.
         """
-        mask = self._token_mask(x)
-        weight = self.router.weight.to(x.dtype)
         sequence = self.cfg.routing == "sequence" and x.dim() == 3
+        mask = self._token_mask(x, prompt=sequence)
+        weight = self.router.weight.to(x.dtype)
         prompt = self._prompt_gates
         if sequence and self.context.decoding and prompt is not None and len(prompt) == len(x):
             return prompt, x.new_zeros((), dtype=torch.float32)
@@ -183,16 +231,67 @@ class MoELoraLinear(nn.Module):
         mean_prob = (probs * weights).sum(0) / total
         return experts * (dispatch_share * mean_prob).sum()
 
+    @property
+    def sparse(self) -> bool:
+        """Whether only the chosen experts run (:attr:`MoELoraConfig.dispatch`)."""
+        if self.cfg.dispatch == "auto":
+            return (self.cfg.num_experts - self.cfg.top_k) * self.cfg.rank >= SPARSE_FROM
+        return self.cfg.dispatch == "sparse"
+
+    def experts(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """``sum_e gate_e * B_e A_e x``, by the layer's dispatch."""
+        if self.sparse:
+            return self.sparse_experts(x, gates)
+        return self.dense_experts(x, gates)
+
+    def dense_experts(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """Every expert on every token as two stacked matmuls, the gates zeroing all but the
+        top-k: the most compute, but one large matmul each way (fast for small experts)."""
+        dtype = x.dtype
+        low = torch.einsum("...i,eri->...er", self.dropout(x), self.lora_A.to(dtype))
+        low = low * gates.to(dtype)[..., None]
+        return torch.einsum("...er,eor->...o", low, self.lora_B.to(dtype))
+
+    def sparse_experts(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """``sum_e gate_e * B_e A_e x`` over the chosen experts only (sparse dispatch).
+
+        The (token, expert) pairs of the top-k are sorted by expert, so each expert multiplies
+        one contiguous block of the gathered tokens; the results are put back in token order
+        and each token's k results summed. Experts run in the input's dtype (as under
+        autocast); their float32 parameters get float32 gradients through the casts.
+        """
+        dtype, width, k = x.dtype, x.shape[-1], self.cfg.top_k
+        rows = self.dropout(x).reshape(-1, width)
+        row_gates = gates.expand(*x.shape[:-1], gates.shape[-1]).reshape(-1, gates.shape[-1])
+        weights, chosen = row_gates.topk(k, dim=-1)  # the nonzero gates, k per token
+        experts = chosen.flatten()  # slot s = token * k + j
+        order = experts.argsort(stable=True)
+        gathered = rows.index_select(0, order // k)
+        scales = weights.reshape(-1)[order].to(dtype)[:, None]  # gate, applied at rank r
+        sizes = torch.bincount(experts, minlength=self.cfg.num_experts).tolist()
+        # unbind: one backward for all experts (indexing each would zero-fill a full-size grad)
+        down, up = self.lora_A.to(dtype).unbind(0), self.lora_B.to(dtype).unbind(0)
+        outputs = [
+            ((block @ down[expert].T) * scale) @ up[expert].T
+            for expert, (block, scale) in enumerate(
+                zip(gathered.split(sizes), scales.split(sizes), strict=True)
+            )
+            if block.shape[0]
+        ]
+        back = torch.empty_like(order)
+        back[order] = torch.arange(order.numel(), device=order.device)
+        slots = torch.cat(outputs).index_select(0, back)
+        update = slots.reshape(rows.shape[0], k, self.base.out_features).sum(dim=1)
+        return update.reshape(*x.shape[:-1], self.base.out_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        gates, self.last_aux_loss = self.route(x)
-        # Experts run in the input's dtype (as under autocast); their float32 parameters get
-        # float32 gradients through the casts.
-        dtype = x.dtype
-        low_rank = torch.einsum("...i,eri->...er", self.dropout(x), self.lora_A.to(dtype))
-        low_rank = low_rank * gates.to(dtype)[..., None]
-        update = torch.einsum("...er,eor->...o", low_rank, self.lora_B.to(dtype))
-        return out + (update * self.scaling).to(out.dtype)
+        gates, balance = self.route(x)
+        self.last_balance = balance.detach()
+        out = out + (self.experts(x, gates) * self.scaling).to(out.dtype)
+        if torch.is_grad_enabled() and balance.requires_grad:
+            out = _AuxLossGradient.apply(out, balance, self.context.aux_scale)
+        return out
 
 
 def _matches(name: str, cfg: MoELoraConfig) -> bool:
@@ -209,11 +308,44 @@ def moe_lora_layers(model: nn.Module) -> dict[str, MoELoraLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, MoELoraLinear)}
 
 
+def prompt_mask(attention_mask: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor:
+    """Positions a sequence route pools: non-padding and, in training, before the first label.
+
+    Labels of -100 mark what the model is not trained to write (system, question, image,
+    padding); everything from the first supervised label on is the answer, which the route of a
+    causal model must not see.
+    """
+    reference = labels if labels is not None else attention_mask
+    keep = (
+        torch.ones_like(reference, dtype=torch.bool)
+        if attention_mask is None
+        else attention_mask.bool()
+    )
+    if labels is not None:
+        supervised = labels != -100
+        length = labels.shape[1]
+        first = torch.where(
+            supervised.any(dim=1),
+            supervised.int().argmax(dim=1),
+            torch.full_like(labels[:, 0], length),
+        )
+        positions = torch.arange(length, device=labels.device)[None, :]
+        keep = keep & (positions < first[:, None])
+    return keep
+
+
 def _capture_mask(context: RoutingContext, routing: str):
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         mask = kwargs.get("attention_mask")
         context.attention_mask = (
             mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        )
+        labels = kwargs.get("labels")
+        labels = labels if isinstance(labels, torch.Tensor) and labels.dim() == 2 else None
+        context.prompt_mask = (
+            prompt_mask(context.attention_mask, labels)
+            if routing == "sequence" and (context.attention_mask is not None or labels is not None)
+            else None
         )
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         seen = cache.get_seq_length() if hasattr(cache, "get_seq_length") else 0
@@ -253,7 +385,7 @@ def apply_moe_lora(model: nn.Module, cfg: MoELoraConfig) -> nn.Module:
         )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    context = RoutingContext()
+    context = RoutingContext(aux_scale=cfg.load_balance_coef / len(targets))
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -264,13 +396,31 @@ def apply_moe_lora(model: nn.Module, cfg: MoELoraConfig) -> nn.Module:
 
 
 def moe_aux_loss(model: nn.Module) -> torch.Tensor:
-    """Sum over wrapped layers of the load-balancing loss of the last forward."""
-    losses = [
-        m.last_aux_loss for m in moe_lora_layers(model).values() if m.last_aux_loss is not None
-    ]
+    """The load-balancing loss of the last forward: mean over layers, detached (1 = balanced).
+
+    For logging: its gradient, ``load_balance_coef`` times this mean, already reaches the
+    routers in the backward pass of the model's own loss (module docstring).
+    """
+    losses = [m.last_balance for m in moe_lora_layers(model).values() if m.last_balance is not None]
     if not losses:
         raise RsgptError("no MoE-LoRA forward has run yet (or the model has no MoE-LoRA layers)")
-    return torch.stack([loss.float() for loss in losses]).sum()
+    return torch.stack([loss.float() for loss in losses]).mean()
+
+
+def set_aux_loss_scale(model: nn.Module, accumulation_steps: int = 1) -> float:
+    """Weight the balance gradient as ``coef * mean over layers / accumulation_steps``.
+
+    The language-modelling loss of one micro-batch is divided by the accumulation steps (or by
+    the items of the whole accumulated batch), so the balance loss, a mean per micro-batch, is
+    divided the same way; the returned value is what one layer's balance loss is weighted by.
+    """
+    layers = moe_lora_layers(model)
+    if not layers:
+        raise RsgptError("the model carries no MoE-LoRA layers")
+    first = next(iter(layers.values()))
+    scale = first.cfg.load_balance_coef / len(layers) / max(1, accumulation_steps)
+    first.context.aux_scale = scale
+    return scale
 
 
 def moe_lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

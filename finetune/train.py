@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import shutil
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +35,11 @@ from rsgpt4v.finetune.data import PackedDataset, Sample, SampleDataset, stage_sa
 from rsgpt4v.finetune.methods import (
     ADAPTER_DIR,
     add_adapters,
+    check_4bit_support,
     component_of,
     load_adapters,
     load_base_model,
     moe_module,
-    require_cuda_for_qlora,
     save_adapters,
     use_bf16,
 )
@@ -56,6 +57,7 @@ class FinetuneTrainer(Trainer):
     def __init__(self, *args: Any, finetune: FinetuneConfig, lengths: list[int], **kwargs: Any):
         self.finetune = finetune
         self.lengths = lengths
+        self._moe_aux: list[float] = []  # coef x balance loss of each training forward
         super().__init__(*args, **kwargs)
 
     def compute_loss(
@@ -65,13 +67,28 @@ class FinetuneTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> Any:
+        moe = self.finetune.method == "moe_lora"
+        if moe:  # the balance gradient is divided like the LM loss (moe_lora module docstring)
+            steps = getattr(self, "current_gradient_accumulation_steps", None)
+            moe_module().set_aux_loss_scale(
+                self.accelerator.unwrap_model(model),
+                steps or self.args.gradient_accumulation_steps,
+            )
         loss, outputs = super().compute_loss(
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
-        if self.finetune.method == "moe_lora":
-            coef = self.accelerator.unwrap_model(model).moe_lora_config.load_balance_coef
-            loss = loss + coef * moe_module().moe_aux_loss(model).to(loss.device)
+        if moe and model.training:
+            unwrapped = self.accelerator.unwrap_model(model)
+            coef = unwrapped.moe_lora_config.load_balance_coef
+            self._moe_aux.append(coef * moe_module().moe_aux_loss(unwrapped).item())
         return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Training logs carry the MoE load-balancing loss apart from the LM loss."""
+        if self._moe_aux and "loss" in logs:
+            logs["moe_aux_loss"] = sum(self._moe_aux) / len(self._moe_aux)
+            self._moe_aux.clear()
+        super().log(logs, *args, **kwargs)
 
     def create_optimizer(self, model: Any = None) -> Any:
         """Adapters at the stage LR; a fully trained projector at ``train.projector_lr``."""
@@ -170,10 +187,30 @@ def _training_arguments(
     )
 
 
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is whole.
+
+    The Trainer writes ``trainer_state.json`` after the weights and the optimizer, and
+    ``torch.save`` files are zip archives whose directory is written last, so a save cut by a
+    kill lacks the state file or has a ``.pt``/``.bin`` file that is no complete zip.
+    """
+    if not (checkpoint / "trainer_state.json").is_file():
+        return "no trainer_state.json (the save did not finish)"
+    for path in sorted(checkpoint.glob("*.pt")) + sorted(checkpoint.glob("*.bin")):
+        if not zipfile.is_zipfile(path):
+            return f"{path.name} is cut short (no complete torch.save archive)"
+    return None
+
+
 def newest_checkpoint(stage_dir: Path) -> Path | None:
-    """The checkpoint-N folder with the largest N, if any."""
+    """The whole checkpoint-N folder with the largest N, if any; cut ones are skipped."""
     found = [p for p in stage_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    for checkpoint in sorted(found, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        problem = checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint
+        log.warning("not resuming from %s: %s", checkpoint, problem)
+    return None
 
 
 def _resume_point(config: FinetuneConfig, stage_dir: Path) -> str | None:
@@ -187,6 +224,9 @@ def _resume_point(config: FinetuneConfig, stage_dir: Path) -> str | None:
         return None
     if not checkpoint.is_dir():
         raise RsgptError(f"resume checkpoint not found: {checkpoint}")
+    problem = checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise RsgptError(f"cannot resume from {checkpoint}: {problem}; give an earlier one")
     return str(checkpoint)
 
 
@@ -267,8 +307,8 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     """Train every stage in order; the adapter ends in ``output_dir/adapter``."""
     if not Path(config.model).is_dir():
         raise RsgptError(f"model folder not found: {config.model} (local paths only)")
-    if config.method == "qlora":
-        require_cuda_for_qlora(config)
+    if config.quantized:
+        check_4bit_support(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(config.resume, Path) and not config.resume.is_dir():

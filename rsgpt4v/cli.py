@@ -174,6 +174,23 @@ def convert(
         typer.echo(f"{len(summary.rejects)} rejected items listed in {summary.rejects_file}")
 
 
+def _finite(low: float, *, above: bool = False) -> Callable[[float | None], float | None]:
+    """An option callback refusing NaN, infinities and numbers below ``low``: NaN compares false
+    with everything, so a NaN budget or timeout would silently limit nothing."""
+
+    def check(value: float | None) -> float | None:
+        import math
+
+        if value is not None and (
+            not math.isfinite(value) or value < low or (above and value == low)
+        ):
+            relation = "greater than" if above else "at least"
+            raise typer.BadParameter(f"must be a finite number {relation} {low:g}, got {value}")
+        return value
+
+    return check
+
+
 @app.command()
 def instruct(
     records: Path = typer.Argument(..., help="Records file written by `rsgpt4v convert`."),
@@ -224,7 +241,11 @@ def instruct(
         "a rerun pays nothing for finished work.",
     ),
     budget_usd: float | None = typer.Option(
-        None, "--budget-usd", help="llm: stop cleanly before spending more than this (USD)."
+        None,
+        "--budget-usd",
+        callback=_finite(0.0),
+        help="llm: stop cleanly before the runs writing this output spend more than this in all "
+        "(USD).",
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="llm: print one rendered prompt and the run's estimate; no call."
@@ -240,13 +261,19 @@ def instruct(
         None, "--prices", help="llm: price table YAML (default: the bundled, dated one)."
     ),
     timeout: float = typer.Option(
-        120.0, "--timeout", help="llm: seconds per attempt before it is retried."
+        120.0,
+        "--timeout",
+        callback=_finite(0.0, above=True),
+        help="llm: seconds per attempt before it is retried.",
     ),
     max_retries: int = typer.Option(
-        4, "--max-retries", help="llm: retries per request after the first attempt."
+        4, "--max-retries", min=0, help="llm: retries per request after the first attempt."
     ),
     poll_interval: float = typer.Option(
-        30.0, "--poll-interval", help="llm --batch: seconds between batch status polls."
+        30.0,
+        "--poll-interval",
+        callback=_finite(0.0, above=True),
+        help="llm --batch: seconds between batch status polls.",
     ),
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
@@ -310,6 +337,7 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
     from rsgpt4v.instruct.llm.command import GENERATORS, run_llm_instruct, write_shard
     from rsgpt4v.instruct.llm.generate import parse_shard
     from rsgpt4v.instruct.llm.settings import LlmSettings
+    from rsgpt4v.scale.manifests import drop_manifest, write_manifest
 
     shard = parse_shard(options["shard"])
     if generator not in GENERATORS:
@@ -317,6 +345,8 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
     if generator == "rules":
         with tempfile.TemporaryDirectory(prefix="rsgpt4v-shard-") as folder:
             _echo_rules_summary(run_rules(write_shard(records, shard, Path(folder)), output))
+        if shard is not None:  # the whole shard is written: merge-shards can prove the set
+            write_manifest(output, shard, {"records": records})
         return
     if not options["model"]:
         raise RsgptError("--generator llm and both need --model")
@@ -352,6 +382,13 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
 
         run = partial(run_llm_instruct_ray, address=options["ray_address"])
     report = run(generator, records, output, settings, dry_run=options["dry_run"], rules=rules_line)
+    if shard is not None and not options["dry_run"]:
+        # a run that stopped early (budget, errors) has not written its whole shard
+        stopped = report.error or any(w.startswith("stopped:") for w in report.warnings)
+        if stopped:
+            drop_manifest(output)
+        else:
+            write_manifest(output, shard, {"records": records})
     for line in report.lines:
         typer.echo(line)
     for warning in report.warnings:
@@ -898,6 +935,8 @@ def merge_shards(
     """Join shards (of `--shard I/N` runs on several machines) into one file.
 
     The result is the same file whatever the number of shards or the machines that wrote them.
+    A missing or repeated shard stops it (exit 2) before anything is written: shards' manifests
+    (PART.shard.json) prove the set, else their ids do (see docs/scale.md).
     """
     from rsgpt4v.scale.merge import merge_shards as merge_files
 

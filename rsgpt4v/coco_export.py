@@ -31,7 +31,6 @@ not kept; a box rectangle as the segmentation of annotations that had none.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any, TextIO
 
 import shapely
 
+from rsgpt4v.atomic import atomic_text
 from rsgpt4v.schema import Object, Record, read_jsonl
 
 CORE_KEYS = ("id", "image_id", "category_id", "bbox", "segmentation", "area", "iscrowd")
@@ -99,20 +99,14 @@ def records_to_coco(records_path: str | Path, output: str | Path) -> CocoSummary
     """Write the records file as a COCO instances JSON; return what was written."""
     output = Path(output)
     summary = CocoSummary(output=output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8") as handle:
-            names = _write_images(records_path, handle, summary)
-            summary.categories = sorted(names)
-            category_ids = {name: i for i, name in enumerate(summary.categories, start=1)}
-            categories = [{"id": i, "name": name} for name, i in category_ids.items()]
-            handle.write('],\n"categories": ' + json.dumps(categories) + ',\n"annotations": [')
-            _write_annotations(records_path, handle, category_ids, summary)
-            handle.write("\n]}\n")
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_text(output) as handle:  # a new staged file: nothing at a fixed name is followed
+        names = _write_images(records_path, handle, summary)
+        summary.categories = sorted(names)
+        category_ids = {name: i for i, name in enumerate(summary.categories, start=1)}
+        categories = [{"id": i, "name": name} for name, i in category_ids.items()]
+        handle.write('],\n"categories": ' + json.dumps(categories) + ',\n"annotations": [')
+        _write_annotations(records_path, handle, category_ids, summary)
+        handle.write("\n]}\n")
     return summary
 
 

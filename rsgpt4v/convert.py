@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from pathlib import Path
 from rsgpt4v.collector import older_objects_frozen
 from rsgpt4v.converters import get_converter
 from rsgpt4v.errors import InputError
+from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
 from rsgpt4v.schema import JsonlWriter, Record
 
@@ -33,12 +33,7 @@ class ConversionSummary:
 def load_captions(path: str | Path) -> dict[str, list[str]]:
     """Read a captions file: a JSON object mapping an image path (or file stem) to captions."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("captions file not found", file=path) from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON ({error.msg})", file=path, line=error.lineno) from None
+    data = load_json(path, what="captions file")
     if not isinstance(data, dict):
         raise InputError("expected an object mapping image paths to caption lists", file=path)
     for key, captions in data.items():

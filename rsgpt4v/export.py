@@ -23,7 +23,7 @@ from rsgpt4v.exporters.common import (
 from rsgpt4v.exporters.llava import to_llava
 from rsgpt4v.exporters.rendered import ImageRenderer
 from rsgpt4v.families import BoxConvention
-from rsgpt4v.problems import ProblemLog, write_rejects
+from rsgpt4v.problems import LineNumbers, ProblemLog, write_rejects
 from rsgpt4v.schema import Instruction, count_lines, read_jsonl
 
 RENDERED_FORMATS = ("llava", "sharegpt")  # formats whose trainers open the image files with PIL
@@ -101,20 +101,26 @@ def export_instructions(
     if progress is not None:
         instructions = progress(instructions, count_lines(instructions_path))
 
-    def items() -> Iterator[dict[str, object]]:
-        for instruction in instructions:
+    def items(line_of: LineNumbers) -> Iterator[dict[str, object]]:
+        for number, instruction in enumerate(instructions):
             try:
                 image = resolve_image(instruction, root, output.parent)
                 if renderer is not None:
                     image = renderer(image, instruction.image_size)
                 item = exporter.item(instruction, image)
             except ValueError as error:
-                log.reject(f"instruction {instruction.id}: {error}", instructions_path)
+                log.reject(
+                    f"instruction {instruction.id}: {error}",
+                    instructions_path,
+                    line_of(number),
+                    instruction.id,
+                )
                 continue
             summary.add(instruction)
             yield item
 
-    exporter.write(items())
+    with LineNumbers(instructions_path) as line_of:
+        exporter.write(items(line_of))
     summary.rejects = log.problems
     summary.rejects_file = write_rejects(output, log.problems)
     summary.side_files = exporter.finish(summary)

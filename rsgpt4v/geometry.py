@@ -12,6 +12,13 @@ One module owns the coordinate conventions so converters, tiling, validation and
 - :func:`obb_to_polygon` returns the corners (-w/2,-h/2), (+w/2,-h/2), (+w/2,+h/2), (-w/2,+h/2) of
   the box frame, rotated by angle and moved to (cx, cy): clockwise on screen starting from the
   top-left corner when angle = 0, the order DOTA labels use (positive shoelace area).
+- Coordinates must be finite: NaN would drop a box silently and inf would stretch it to the image
+  edge, so the box and polygon functions raise :class:`GeometryError` for them. Before GEOS
+  work on source shapes (repair, overlays) converters call :func:`check_coordinates`, which
+  also refuses values beyond ``MAX_COORDINATE``: squared in areas they overflow float64, and
+  GEOS then fails on NaN/Inf with a traceback that would lose the whole scene. A
+  ``GeometryError`` is an ``InputError``, so a converter rejects the one object
+  (``--skip-bad``) or stops naming it.
 
 The many-object functions run on arrays with shapely 2's vectorised functions, because tiling asks
 for the IoF of thousands of polygons per window. They also take an array of shapely polygons, so a
@@ -30,6 +37,58 @@ from shapely.geometry.polygon import orient
 from rsgpt4v.errors import InputError
 
 _SQUARE_TOL = 1e-9
+# Beyond any real image (1e9 px is 10,000 km at 1 cm) or map CRS (metres, feet, degrees); squared
+# in areas (1e18) still exact enough, where 1e300 overflows to inf inside GEOS.
+MAX_COORDINATE = 1e9
+
+
+class GeometryError(InputError):
+    """Coordinates no geometry can be built from: not finite, or too large for float64 work."""
+
+
+def _finite(values: np.ndarray, what: str, shown: object = None) -> None:
+    """GeometryError naming the first NaN or inf of ``values`` (``shown``: the value to report)."""
+    if not np.isfinite(values).all():
+        bad = float(values[~np.isfinite(values)].flat[0])
+        raise GeometryError(f"{what} must be finite numbers, not {bad!r}", value=shown)
+
+
+def check_coordinates(values: object, what: str = "coordinates") -> np.ndarray:
+    """``values`` as a float array once all are finite and within ``MAX_COORDINATE``.
+
+    Raises :class:`GeometryError` naming the first bad value, for the caller to reject the one
+    object or feature (converters call it before GEOS repairs or clips a source shape).
+    """
+    try:
+        array = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise GeometryError(f"{what} must be numbers") from None
+    _finite(array, what)
+    if array.size and (too_large := np.abs(array) > MAX_COORDINATE).any():
+        bad = float(array[too_large].flat[0])
+        raise GeometryError(f"{what} must lie within ±{MAX_COORDINATE:,.0f}, not {bad!r}")
+    return array
+
+
+def size_mismatch(
+    source: str, declared: tuple[float, float], width: int, height: int
+) -> str | None:
+    """Why an annotation's own image size rules it out, or None when it agrees with the file.
+
+    Its coordinates are in the pixels of the size it declares: on an image of another size (a
+    resized copy, the wrong file) every box would land wrong, so the image is rejected whole.
+    """
+    if tuple(declared) == (width, height) and not any(isinstance(v, bool) for v in declared):
+        return None
+    shown = "x".join(_size_text(v) for v in declared)
+    return f"the {source} gives {shown} but the image is {width}x{height}"
+
+
+def _size_text(value: object) -> str:
+    """640 and 640.0 as ``640``, anything else as written (``'640'``, ``True``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return repr(value)
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _as_points(polygon: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
@@ -37,8 +96,7 @@ def _as_points(polygon: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     points = np.asarray(polygon, dtype=float)
     if points.ndim != 2 or points.shape[0] < 3 or points.shape[1] != 2:
         raise InputError("a polygon needs at least 3 [x, y] points", value=polygon)
-    if not np.isfinite(points).all():
-        raise InputError("polygon coordinates must be finite numbers", value=polygon)
+    _finite(points, "polygon coordinates", polygon)
     return points
 
 
@@ -78,8 +136,12 @@ def polygon_bbox(polygon: Sequence[Sequence[float]] | np.ndarray) -> list[float]
 
 
 def clip_bbox(bbox: Sequence[float], width: float, height: float) -> list[float] | None:
-    """COCO box clipped to the image ``[0, width] x [0, height]``; None if no area remains."""
+    """COCO box clipped to the image ``[0, width] x [0, height]``; None if no area remains.
+
+    A non-finite value raises :class:`GeometryError`: inf would clip to the image edge and pass.
+    """
     x, y, w, h = (float(v) for v in bbox)
+    _finite(np.array([x, y, w, h]), "box coordinates", list(bbox))
     box = _clip_bounds(np.array([[x, y, x + w, y + h]]), width, height)[0]
     return None if np.isnan(box).any() else [float(v) for v in box]
 
@@ -115,8 +177,7 @@ def polygons_to_clipped_bboxes(
         for k in range(1, points.shape[1]):
             low, high = np.minimum(low, points[:, k]), np.maximum(high, points[:, k])
         bounds = np.concatenate([low, high], axis=1)
-        if not np.isfinite(bounds).all():
-            raise InputError("polygon coordinates must be finite")
+        _finite(bounds, "polygon coordinates")
         return _clip_bounds(bounds, width, height)
     return _clip_bounds(shapely.bounds(_as_polygons(polygons)).reshape(-1, 4), width, height)
 

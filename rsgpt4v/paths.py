@@ -22,7 +22,12 @@ def under_root(
 ) -> Path:
     """``root / relative``; InputError (naming ``file``, ``entry`` and the path) if it escapes."""
     path = Path(root) / relative
-    if not path.resolve().is_relative_to(_resolved(str(root))):
+    try:
+        inside = path.resolve().is_relative_to(_resolved(str(root)))
+    except (ValueError, OSError, RuntimeError) as error:  # a NUL byte, a symlink loop
+        reason = f"image path cannot be resolved ({error})"
+        raise InputError(reason, file=file, entry=entry, value=relative) from None
+    if not inside:
         raise InputError("image path leaves the image root", file=file, entry=entry, value=relative)
     return path
 
@@ -30,3 +35,16 @@ def under_root(
 @lru_cache(maxsize=16)
 def _resolved(root: str) -> Path:
     return Path(root).resolve()
+
+
+def record_path_problem(relative: str) -> str | None:
+    """Why ``relative`` cannot be a record's image path, or None when it can.
+
+    Records keep POSIX paths that every platform reads the same way, so ``ImageInfo`` refuses a
+    backslash (a separator on Windows). On Linux it is a valid file-name character; a converter
+    that built a record from such a name would crash validating it, so it checks the name first
+    and rejects that image, named, like any other bad item.
+    """
+    if "\\" in relative:
+        return "image path has a backslash, which a record's POSIX path cannot hold (rename it)"
+    return None

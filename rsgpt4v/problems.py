@@ -11,7 +11,9 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
+from rsgpt4v.atomic import atomic_text
 from rsgpt4v.errors import InputError
 
 
@@ -74,17 +76,82 @@ class ProblemLog:
 
 
 def rejects_path(output: str | Path) -> Path:
-    """``records.jsonl`` → ``records.rejects.jsonl``, ``llava.json`` → ``llava.rejects.jsonl``."""
+    """``train.jsonl`` → ``train.jsonl.rejects.jsonl``: named from the whole file name.
+
+    Named from the stem, ``validate -o train.jsonl`` and ``export -o train.json`` would share one
+    rejects file, and the second run would delete the first one's rejects.
+    """
     output = Path(output)
-    return output.with_name(output.stem + ".rejects.jsonl")
+    return output.with_name(output.name + ".rejects.jsonl")
 
 
 def write_rejects(output: str | Path, problems: list[Problem]) -> Path | None:
-    """One JSON line per reject next to output; a stale file from an earlier run is removed."""
+    """One JSON line per reject next to output; a stale file from an earlier run is removed.
+
+    Written to a fresh temporary file and renamed into place, so a killed run leaves the earlier
+    rejects whole.
+    """
     path = rejects_path(output)
-    path.unlink(missing_ok=True)
     if not problems:
+        path.unlink(missing_ok=True)
         return None
-    with path.open("w", encoding="utf-8") as handle:
+    with atomic_text(path) as handle:
         handle.writelines(json.dumps(p.as_dict(), ensure_ascii=False) + "\n" for p in problems)
     return path
+
+
+class LineNumbers:
+    """The line numbers of a JSONL file's non-blank lines, counted as ``read_jsonl`` counts them.
+
+    A stage that streams models from ``read_jsonl`` knows only the how-manieth one it holds; this
+    turns that into the line a user can open. Lines are read only when a problem asks, forward
+    from the last one asked, so a run with no problem pays nothing. Use as a context manager.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._handle: TextIO | None = None
+        self._index = -1  # the last non-blank line read, counting from 0
+        self._line = 0
+
+    def __call__(self, index: int) -> int | None:
+        """The line number of non-blank line ``index`` (0: the first), None past the end."""
+        if self._handle is None or index < self._index:
+            self.close()
+            # errors="replace": bytes that are not UTF-8 split into lines exactly as they would
+            self._handle = self.path.open(encoding="utf-8", errors="replace")
+            self._index, self._line = -1, 0
+        while self._index < index:
+            text = self._handle.readline()
+            if not text:
+                return None
+            self._line += 1
+            self._index += bool(text.strip())
+        return self._line
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> LineNumbers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def at_line(
+    error: InputError, file: str | Path, line: int | None, entry: str | None = None
+) -> InputError:
+    """``error`` said at the line of ``file`` that led to it, e.g. the record of a missing image.
+
+    The error's own place (the image file) stays in the message, so the user sees both the line
+    to fix and the file that failed. An error already about ``file`` is returned as it is.
+    """
+    if error.file == str(file):
+        return error
+    reason = error.reason
+    if error.file is not None and error.file not in reason:
+        reason = f"{error.file}: {reason}"
+    return InputError(reason, file=file, line=line, entry=error.entry or entry, value=error.value)

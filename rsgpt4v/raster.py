@@ -3,14 +3,16 @@
 Only the header is read to describe an image, so describing a 20000-px DOTA v2.0 scene costs as
 little as a thumbnail. Plain PNG/JPEG images have no georeferencing: their CRS and transform stay
 None (never invented). :func:`read_rgb8` turns any raster (16-bit multispectral, one grey band,
-a palette PNG) into the 8-bit RGB picture a vision model is shown.
+a palette PNG) into the 8-bit RGB picture a vision model is shown, and refuses a file that is cut
+short or corrupt (:func:`check_complete`) rather than show black or partial pixels.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from PIL import Image
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.gsd import ground_sample_distance
@@ -147,21 +152,27 @@ def read_rgb8(path: str | Path, max_side: int | None = None) -> np.ndarray:
     non-finite values are black), the usual display stretch of GIS viewers. With ``max_side``,
     an image whose longer side exceeds it is read decimated (``out_shape``, area averaging), so a
     large scene is never read whole into memory; its aspect ratio is kept.
+
+    Raises InputError naming the file when it cannot be opened, or when it is truncated or
+    corrupt (:func:`check_complete`, or GDAL failing to decode a block).
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with open_raster(path) as source:
+                check_complete(source, path)
                 width, height = _fit_size(source.width, source.height, max_side)
                 palette = source.count < 3 and source.colorinterp[0] == ColorInterp.palette
                 indexes = rgb_bands(source)
                 shrink = (width, height) != (source.width, source.height)
-                data = source.read(
-                    indexes,
-                    out_shape=(len(indexes), height, width),
-                    resampling=Resampling.average if shrink and not palette else Resampling.nearest,
-                    masked=True,
-                )
+                average = shrink and not palette
+                with decode_errors(path):
+                    data = source.read(
+                        indexes,
+                        out_shape=(len(indexes), height, width),
+                        resampling=Resampling.average if average else Resampling.nearest,
+                        masked=True,
+                    )
                 colormap = source.colormap(1) if palette else None
     except RasterioIOError as error:
         raise InputError(f"cannot read image: {error}", file=path) from None
@@ -175,6 +186,161 @@ def read_rgb8(path: str | Path, max_side: int | None = None) -> np.ndarray:
         bands = [_to_uint8(band) for band in data]
         rgb = np.stack(bands * 3 if len(bands) == 1 else bands, axis=-1)
     return np.ascontiguousarray(rgb)
+
+
+TRUNCATED = "image is truncated or corrupt"
+
+
+@contextmanager
+def decode_errors(path: str | Path) -> Iterator[None]:
+    """Turn GDAL's failure to decode pixels into InputError naming the file.
+
+    rasterio says only "Read failed. See previous exception for details."; GDAL's own message
+    (the block, the codec's complaint) is the exception's cause.
+    """
+    try:
+        yield
+    except (RasterioIOError, CPLE_BaseError) as error:
+        detail = error.__cause__ if isinstance(error.__cause__, CPLE_BaseError) else error
+        raise InputError(f"{TRUNCATED}: {detail}", file=path) from None
+
+
+def check_complete(source: rasterio.io.DatasetReader, path: str | Path) -> None:
+    """Raise InputError naming the file when a PNG or TIFF holds less data than its header says.
+
+    GDAL alone does not notice every cut: GDAL 3.10 decodes a whole non-interlaced PNG in one go
+    and leaves the rows past the cut as zeros without an error, and a decimated read of a
+    tiled GeoTIFF is served from overviews written before the (missing) full-resolution tiles.
+    Only the chunk headers and tile tables are read (no pixel is decoded), which costs well
+    under 1 % of decoding a large scene. Other formats, and paths GDAL reads through a virtual
+    file system, are left to GDAL's own read errors.
+    """
+    if source.driver not in ("PNG", "GTiff") or not os.path.isfile(path):
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:  # pread, not mmap: a file cut while it is mapped would kill the process (SIGBUS)
+        size = os.fstat(descriptor).st_size
+        problem = _missing_data(
+            lambda at, length: os.pread(descriptor, length, at), size, source.driver
+        )
+    finally:
+        os.close(descriptor)
+    if problem:
+        raise InputError(f"{TRUNCATED}: {problem}", file=path)
+
+
+def check_image_bytes(data: bytes, path: str | Path) -> None:
+    """Raise InputError naming ``path`` unless ``data`` (a whole image file) decodes in full.
+
+    For bytes stored as they are (parquet ``--embed-images``): nothing else decodes them before a
+    trainer does, which would then learn from the grey or black rows of a cut file. Decoded
+    with GDAL in bands of rows, so a large scene is never held whole in memory.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with MemoryFile(data) as memory, memory.open() as source:
+                view = memoryview(data)
+                problem = _missing_data(
+                    lambda at, length: view[at : at + length], len(data), source.driver
+                )
+                if problem:
+                    raise InputError(f"{TRUNCATED}: {problem}", file=path)
+                rows = max(1, 2**24 // max(1, source.width * source.count))  # about 16 MB a read
+                with decode_errors(path):
+                    for top in range(0, source.height, rows):
+                        height = min(rows, source.height - top)
+                        source.read(window=Window(0, top, source.width, height))
+    except RasterioIOError as error:
+        raise InputError(f"cannot read image: {error}", file=path) from None
+
+
+# (offset, length) -> at most that many bytes of the file from the offset
+ReadAt = Callable[[int, int], bytes]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# TIFF tags of the pixel data: (offsets, byte counts) of strips, then of tiles.
+_TIFF_DATA_TAGS = ((273, 279), (324, 325))
+_TIFF_INTEGERS = {3: "u2", 4: "u4", 16: "u8"}  # SHORT, LONG, LONG8: the types these tags use
+
+
+def _missing_data(read_at: ReadAt, size: int, driver: str) -> str | None:
+    """Why a PNG or TIFF file's bytes hold less than their structure promises; None if whole."""
+    if size == 0:
+        return "the file is empty"
+    if driver == "PNG":
+        return _png_missing(read_at, size)
+    if driver == "GTiff":
+        return _tiff_missing(read_at, size)
+    return None
+
+
+def _png_missing(read_at: ReadAt, size: int) -> str | None:
+    """Walk the chunk headers to IEND: a cut file ends inside a chunk or before IEND."""
+    if bytes(read_at(0, 8)) != _PNG_SIGNATURE:
+        return None  # not a plain PNG file: GDAL decides
+    position = 8
+    while position + 8 <= size:
+        length, kind = struct.unpack(">I4s", read_at(position, 8))
+        position += 12 + length  # length, type, data, CRC
+        if position > size:
+            name = kind.decode("latin-1")
+            return f"its {name} chunk runs past the end of the file ({size} bytes)"
+        if kind == b"IEND":
+            return None
+    return f"the file ends after {size} bytes, before the PNG's IEND chunk"
+
+
+def _tiff_missing(read_at: ReadAt, size: int) -> str | None:
+    """Every image directory, and every strip or tile it points to, must lie inside the file."""
+    header = bytes(read_at(0, 16))
+    order = {b"II": "<", b"MM": ">"}.get(header[:2])
+    if order is None or len(header) < 16:
+        return None
+    (magic,) = struct.unpack_from(order + "H", header, 2)
+    if magic not in (42, 43):  # classic TIFF, BigTIFF
+        return None
+    big = magic == 43
+    word = order + ("Q" if big else "I")
+    entry, head, inline = (20, 8, 8) if big else (12, 2, 4)
+    (offset,) = struct.unpack_from(word, header, 8 if big else 4)
+    seen: set[int] = set()
+    while offset and offset not in seen:
+        seen.add(offset)
+        if offset + head > size:
+            return f"an image directory lies past the end of the file ({size} bytes)"
+        (entries,) = struct.unpack(order + ("Q" if big else "H"), read_at(offset, head))
+        table_end = offset + head + entries * entry
+        if table_end + inline > size:
+            return f"an image directory runs past the end of the file ({size} bytes)"
+        table = bytes(read_at(offset + head, entries * entry + inline))
+        arrays: dict[int, np.ndarray] = {}
+        for at in range(0, entries * entry, entry):
+            tag, kind = struct.unpack_from(order + "HH", table, at)
+            dtype = _TIFF_INTEGERS.get(kind)
+            if dtype is None or not any(tag in pair for pair in _TIFF_DATA_TAGS):
+                continue
+            (count,) = struct.unpack_from(word, table, at + 4)
+            length = count * int(dtype[1])
+            if length <= inline:
+                values = table[at + 4 + inline : at + 4 + inline + length]
+            else:
+                (start,) = struct.unpack_from(word, table, at + 4 + inline)
+                if start + length > size:
+                    return f"its strip or tile table runs past the end of the file ({size} bytes)"
+                values = read_at(start, length)
+            if len(values) != length:
+                return f"its strip or tile table runs past the end of the file ({size} bytes)"
+            arrays[tag] = np.frombuffer(values, dtype=order + dtype).astype(np.uint64)
+        for offsets_tag, counts_tag in _TIFF_DATA_TAGS:
+            offsets, counts = arrays.get(offsets_tag), arrays.get(counts_tag)
+            if offsets is None or counts is None or len(offsets) != len(counts):
+                continue
+            used = counts > 0  # a sparse block (offset and count 0) holds no data to lose
+            if used.any() and int((offsets[used] + counts[used]).max()) > size:
+                return f"its pixel data runs past the end of the file ({size} bytes)"
+        (offset,) = struct.unpack_from(word, table, entries * entry)
+    return None
 
 
 def _fit_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

@@ -7,7 +7,6 @@ whole dataset in memory, and a malformed line is reported with its file and line
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rsgpt4v.atomic import atomic_text
 from rsgpt4v.errors import InputError
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]  # [x, y]
@@ -205,14 +205,42 @@ class Instruction(_Model):
 def read_jsonl(path: str | Path, model: type[ModelT]) -> Iterator[ModelT]:
     """Yield one validated model per non-blank line; raise InputError naming file and line."""
     path = existing_file(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    for number, line in jsonl_lines(path):
+        try:
+            yield model.model_validate_json(line)
+        except ValidationError as error:
+            raise line_error(error, model, path, number, line) from None
+
+
+def jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every non-blank line; a line that is not UTF-8 raises InputError.
+
+    Lines are split on ``\\n`` in bytes and decoded one at a time, so the error names the line
+    (a text-mode reader fails on a read-ahead block, with no line to report) and the numbers
+    agree with readers that seek by byte offset (``count_lines``, the validate record table).
+    """
+    path = existing_file(path)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                yield model.model_validate_json(line)
-            except ValidationError as error:
-                raise line_error(error, model, path, number, line) from None
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise not_utf8(error, path, number) from None
+            yield number, text
+
+
+def not_utf8(error: UnicodeDecodeError, path: str | Path, line: int) -> InputError:
+    """The InputError of a JSON Lines line that is not UTF-8, with the offending bytes."""
+    bad = error.object[error.start : error.end]
+    return InputError(
+        f"not UTF-8 text ({error.reason} at byte {error.start + 1} of the line); "
+        "save the file as UTF-8",
+        file=path,
+        line=line,
+        value=bad,
+    )
 
 
 def line_error(
@@ -250,20 +278,19 @@ def existing_file(path: str | Path) -> Path:
 
 
 class JsonlWriter:
-    """Write models one per line to a temporary file, renamed into place on success.
+    """Write models one per line to a staged file, renamed into place on success.
 
     A run that fails halfway leaves no truncated output behind that a later stage could
-    mistake for a complete file.
+    mistake for a complete file (:func:`rsgpt4v.atomic.atomic_text`).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.count = 0
-        self._partial = self.path.with_name(self.path.name + ".partial")
 
     def __enter__(self) -> JsonlWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self._partial.open("w", encoding="utf-8", newline="\n")
+        self._staged = atomic_text(self.path)
+        self._handle = self._staged.__enter__()
         return self
 
     def write(self, item: BaseModel) -> None:
@@ -281,12 +308,8 @@ class JsonlWriter:
             write(line)
         self.count += len(lines)
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._handle.close()
-        if exc_type is None:
-            os.replace(self._partial, self.path)
-        else:
-            self._partial.unlink(missing_ok=True)
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._staged.__exit__(exc_type, exc, tb)
 
 
 def write_jsonl(path: str | Path, items: Iterable[BaseModel]) -> int:

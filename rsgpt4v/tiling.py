@@ -13,6 +13,10 @@ blocks) and their own georeferencing (the scene's transform moved to the window,
 mirror the scene's folder under ``--tiles-dir``; tile records carry ``parent`` (the scene's record
 id) and ``window``. The manifest (``OUT.manifest.jsonl``) lists tile id, scene id, source image,
 tile image, window and transform, one line per tile.
+
+Tile images are staged under new temporary names and renamed into place, with the records and
+the manifest, only when the run succeeds: a rerun that fails or is killed leaves the previous
+tiles whole and the previous tiles file true (meanwhile the disk holds both runs' tiles).
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from rsgpt4v.atomic import StagedFiles
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
+from rsgpt4v.raster import check_complete, decode_errors
 from rsgpt4v.schema import ImageInfo, JsonlWriter, Object, Record, count_lines, read_jsonl
 from rsgpt4v.tile_windows import SceneObjects, TileWindow, check_tiling, plan_windows
 
@@ -45,6 +51,7 @@ from rsgpt4v.tile_windows import SceneObjects, TileWindow, check_tiling, plan_wi
 BLOCK_CACHE_MB = 256
 PNG_DTYPES = ("uint8", "uint16")
 _PROFILE_KEYS = ("compress", "predictor", "interleave", "photometric", "tiled", "zlevel")
+_Tile = tuple[TileWindow, Path, Path]  # window, tile image, its staged file
 
 
 class ManifestEntry(BaseModel):
@@ -118,9 +125,10 @@ def tile_records(
         ThreadPoolExecutor(settings.threads()) as pool,
         JsonlWriter(output) as writer,
         JsonlWriter(summary.manifest) as manifest,
+        StagedFiles(sidecars=(".aux.xml",)) as staged,  # renamed first: before what points to them
     ):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG scenes and tiles
-        tiler.pool = pool
+        tiler.pool, tiler.staged = pool, staged
         for record in records:
             summary.records += 1
             for tile, entry in tiler.tile(record):
@@ -138,6 +146,7 @@ class _SceneTiler:
     """Tiles one scene at a time; a scene that fails halfway leaves no tiles and no records."""
 
     pool: ThreadPoolExecutor
+    staged: StagedFiles
 
     def __init__(
         self,
@@ -165,8 +174,7 @@ class _SceneTiler:
         try:
             return self._tile(record, image, written)
         except InputError as error:
-            for path in written:
-                path.unlink(missing_ok=True)
+            self.staged.discard(written)
             file = error.file or image
             self.log.reject(error.reason, file, value=error.value, entry=record.id)
             return []
@@ -192,9 +200,10 @@ class _SceneTiler:
             (scene.parent / f"{scene.stem}{w.suffix}{writer.suffix}").as_posix() for w in windows
         ]
         written.extend(self.tiles_dir / name for name in names)
-        for folder in {path.parent for path in written}:
-            folder.mkdir(parents=True, exist_ok=True)
-        tiles = list(zip(windows, written, strict=True))
+        tiles = [
+            (window, path, self.staged.stage(path))
+            for window, path in zip(windows, written, strict=True)
+        ]
         jobs = [
             self.pool.submit(_write_tiles, image, band, writer)
             for band in _row_bands(tiles, settings.threads())
@@ -290,12 +299,13 @@ class TileWriter:
             return None
         return self._scene_transform @ Affine.translation(window.x, window.y)
 
-    def write(self, path: Path, data: np.ndarray, window: TileWindow) -> None:
+    def write(self, path: Path, data: np.ndarray, window: TileWindow, staged: Path) -> None:
+        """The tile at path, written to its staged file (renamed at the end of the run)."""
         profile = {**self.profile, "width": window.width, "height": window.height}
         if self.geotiff and self.georeferenced:
             profile["transform"] = self.transform(window)
         try:
-            with rasterio.open(path, "w", **profile) as tile:
+            with rasterio.open(staged, "w", **profile) as tile:
                 tile.write(data)
                 if self.colorinterp is not None:
                     tile.colorinterp = self.colorinterp
@@ -310,15 +320,24 @@ def _rasterio_window(window: TileWindow) -> Window:
 
 
 def _open(image: Path) -> rasterio.DatasetReader:
+    """The scene, refused when its file holds less than its header says (:func:`check_complete`).
+
+    GDAL reads the missing rows of a cut PNG as zeros without an error: a scene no bigger than
+    one tile would otherwise become one black tile.
+    """
     try:
-        return rasterio.open(image)
+        source = rasterio.open(image)
     except RasterioIOError as error:
         raise InputError(f"cannot read image: {error}", file=image) from None
+    try:
+        check_complete(source, image)
+    except BaseException:
+        source.close()
+        raise
+    return source
 
 
-def _row_bands(
-    tiles: list[tuple[TileWindow, Path]], parts: int
-) -> list[list[tuple[TileWindow, Path]]]:
+def _row_bands(tiles: list[_Tile], parts: int) -> list[list[_Tile]]:
     """Whole rows of tiles split into at most ``parts`` contiguous bands, one per thread.
 
     Contiguous rows keep one dataset handle on the blocks that vertically overlapping windows
@@ -329,21 +348,21 @@ def _row_bands(
     return [list(itertools.chain(*rows[a:b])) for a, b in itertools.pairwise(bounds)]
 
 
-def _write_tiles(image: Path, tiles: list[tuple[TileWindow, Path]], writer: TileWriter) -> None:
+def _write_tiles(image: Path, tiles: list[_Tile], writer: TileWriter) -> None:
     """A band of tiles, read one window at a time through this thread's own dataset handle.
 
     A thread per band of rows, rather than one reader feeding writers, keeps the threads busy
     without hand-offs, which matters on a machine whose cores are shared.
     """
     with _open(image) as source:
-        for window, path in tiles:
-            writer.write(path, _read(source, window, image), window)
+        for window, path, staged in tiles:
+            writer.write(path, _read(source, window, image), window, staged)
 
 
 def _read(source: rasterio.DatasetReader, window: TileWindow, image: Path) -> np.ndarray:
     """One window of every band; a corrupt block surfaces here, not at open."""
     try:
-        return source.read(window=_rasterio_window(window))
-    except RasterioIOError as error:
-        reason = f"cannot read window {window.bounds}: {error}"
-        raise InputError(reason, file=image) from None
+        with decode_errors(image):
+            return source.read(window=_rasterio_window(window))
+    except InputError as error:
+        raise InputError(f"window {window.bounds}: {error.reason}", file=image) from None

@@ -85,7 +85,10 @@ class FakeOpenAIServer:
     waits), ``reply_hook(pass_name, reply_dict, body) -> str | None`` (the content to send
     instead, e.g. malformed JSON), ``reject_json_schema``, ``quota_after`` (chat calls that
     succeed before every call answers 429 insufficient_quota), ``bad_request_echoing_key``
-    (400s whose message quotes the caller's key, as real servers do), ``batch_fail_lines``.
+    (400s whose message quotes the caller's key, as real servers do), ``batch_fail_lines``,
+    ``omit_usage`` (replies without ``usage``, as some servers send), ``usage_scale`` (usage
+    reported that many times larger: a server that bills above any estimate) and
+    ``retry_after`` (every chat call answers 429 with this ``Retry-After``, in seconds).
     """
 
     def __init__(self, *, latency: float = 0.0, seed: int = 0, keep_bodies: bool = True) -> None:
@@ -98,6 +101,9 @@ class FakeOpenAIServer:
         self.quota_after: int | None = None
         self.bad_request_echoing_key = False  # every chat call: 400 quoting the bearer token
         self.batch_fail_lines = 0  # the next batch lines to answer in an error file instead
+        self.omit_usage = False
+        self.usage_scale = 1.0
+        self.retry_after: str | None = None
         self.keep_bodies = keep_bodies
         self.calls: Counter[str] = Counter()
         self.bodies: list[dict] = []
@@ -166,6 +172,10 @@ class FakeOpenAIServer:
         if self.bad_request_echoing_key:
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             return _error(400, f"Invalid request from key {token}; malformed image", None)
+        if self.retry_after is not None:
+            self.calls["retry_after"] += 1
+            headers = {"retry-after": self.retry_after}
+            return _error(429, "Rate limit reached.", "rate_limit_exceeded", headers=headers)
         fault = self._fault()
         if fault == "429":
             self.calls["fault_429"] += 1
@@ -219,9 +229,9 @@ class FakeOpenAIServer:
             content = self.reply_hook(pass_name, reply, body)
         if content is None:
             content = json.dumps(reply)
-        prompt_tokens = len(text) // 4 + 85 * images
-        completion_tokens = len(content) // 4 + 1
-        return {
+        prompt_tokens = round((len(text) // 4 + 85 * images) * self.usage_scale)
+        completion_tokens = round((len(content) // 4 + 1) * self.usage_scale)
+        completion = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -241,6 +251,9 @@ class FakeOpenAIServer:
                 "prompt_tokens_details": {"cached_tokens": 0},
             },
         }
+        if self.omit_usage:
+            del completion["usage"]
+        return completion
 
     @staticmethod
     def _pass_of(body: dict, text: str) -> str:
@@ -350,9 +363,14 @@ def _file_object(file_id: str, data: bytes, purpose: str) -> dict:
 
 
 def _error(
-    status: int, message: str, code: str | None, retry_ms: int | None = None
+    status: int,
+    message: str,
+    code: str | None,
+    retry_ms: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
-    headers = {"retry-after-ms": str(retry_ms)} if retry_ms is not None else None
+    if retry_ms is not None:
+        headers = (headers or {}) | {"retry-after-ms": str(retry_ms)}
     body = {"error": {"message": message, "type": "fake_error", "param": None, "code": code}}
     return web.json_response(body, status=status, headers=headers)
 

@@ -102,7 +102,7 @@ def test_skip_bad_reports_the_rejects_file(dota_root: Path, tmp_path: Path) -> N
         ["convert", "dota", str(dota_root / "DOTA"), "-o", str(tmp_path / "r.jsonl"), "--skip-bad"],
     )
     assert result.exit_code == 0
-    assert f"1 rejected items listed in {tmp_path / 'r.rejects.jsonl'}" in result.output
+    assert f"1 rejected items listed in {tmp_path / 'r.jsonl.rejects.jsonl'}" in result.output
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from rsgpt4v.cli import app
 from rsgpt4v.converters import ProblemLog, get_converter
 from rsgpt4v.converters.coco import ISAID_CLASSES
 from rsgpt4v.errors import InputError
-from rsgpt4v.schema import Record
+from rsgpt4v.problems import rejects_path
+from rsgpt4v.schema import Record, read_jsonl
 from tests.conftest import load_fixture_module
 
 
@@ -183,3 +184,114 @@ def test_isaid_cli_convert(isaid_root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "4 records (1 without object labels), 5 objects in 5 classes" in result.output
     assert "2 rejected items" in result.output
+
+
+# -- ambiguous images and ids (issue 21, class 6) ------------------------------------------------
+def _variant(coco_root: Path, tmp_path: Path, change) -> list[str]:
+    """CLI arguments converting a changed copy of the train file (images from ``train/``)."""
+    data = json.loads((coco_root / "annotations/instances_train.json").read_text())
+    change(data)
+    path = tmp_path / "variant.json"
+    path.write_text(json.dumps(data))
+    out = tmp_path / "records.jsonl"
+    return ["convert", "coco", str(coco_root), "-o", str(out), "-O", f"annotations={path}"]
+
+
+def test_coco_repeated_file_name_is_one_error_naming_both_ids(
+    coco_root: Path, tmp_path: Path
+) -> None:
+    """Two entries for a.png used to give two records ``coco/all/a``, each with part of the
+    objects (so "no ship here" answers were false)."""
+
+    def repeat_a(data: dict) -> None:
+        data["images"][2]["file_name"] = "a.png"  # c.png (id 12) now claims a.png too
+        data["annotations"].append({**data["annotations"][3], "id": 105, "image_id": 12})
+
+    args = [*_variant(coco_root, tmp_path, repeat_a), "-O", "images=train"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "[images[2].file_name]" in message and "images[0] (id 7), images[2] (id 12)" in message
+    assert "ambiguous, so none of them is converted (4 annotations with them)" in message
+    result = CliRunner().invoke(app, [*args, "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "records.jsonl"
+    assert [r.id for r in read_jsonl(out, Record)] == ["coco/all/sub/b"]
+    (reject,) = [json.loads(line) for line in rejects_path(out).open()]  # one, not 4 + 1
+    assert (reject["entry"], reject["value"]) == ("images[2].file_name", "a.png")
+
+
+def test_coco_names_differing_only_in_suffix_or_a_shared_id_are_refused(
+    coco_root: Path, tmp_path: Path
+) -> None:
+    def same_stem(data: dict) -> None:
+        data["images"][2]["file_name"] = "a.jpg"  # record id coco/all/a twice
+
+    log = ProblemLog(skip_bad=True)
+    path = tmp_path / "stem.json"
+    data = json.loads((coco_root / "annotations/instances_train.json").read_text())
+    same_stem(data)
+    path.write_text(json.dumps(data))
+    records = _records(
+        "coco", coco_root, log=log, options={"annotations": str(path), "images": "train"}
+    )
+    assert list(records) == ["coco/all/sub/b"]
+    assert "differ only in suffix" in log.problems[0].reason
+    data = json.loads((coco_root / "annotations/instances_train.json").read_text())
+    data["images"][2]["id"] = 7  # c.png and a.png both id 7: whose are its annotations?
+    data["images"].append(dict(data["images"][1]))  # an identical repeat is only a repeat
+    path.write_text(json.dumps(data))
+    log = ProblemLog(skip_bad=True)
+    records = _records(
+        "coco", coco_root, log=log, options={"annotations": str(path), "images": "train"}
+    )
+    assert list(records) == ["coco/all/sub/b"] and len(records["coco/all/sub/b"].objects) == 1
+    assert [(p.entry, p.reason.split(":")[0]) for p in log.problems] == [
+        ("images[2].id", "images[0], images[2] share id 7 but differ"),
+        ("images[3].id", "duplicate image id"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("image_id", "shown"),
+    [(True, "True"), (1.0, "1.0"), ([1], "[1]"), ({"id": 1}, "{'id': 1}")],
+)
+def test_coco_image_id_must_be_an_exact_id(
+    coco_root: Path, tmp_path: Path, image_id: object, shown: str
+) -> None:
+    """``true`` and ``1.0`` used to join image 1 silently; a list or dict crashed."""
+
+    def odd_id(data: dict) -> None:
+        data["images"][2]["id"] = 1  # c.png
+        data["annotations"].append({**data["annotations"][3], "id": 105, "image_id": image_id})
+
+    args = [*_variant(coco_root, tmp_path, odd_id), "-O", "images=train"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "[annotations[4].image_id]: image_id must be an integer id" in message
+    assert f"(got {image_id!r})" in message
+    result = CliRunner().invoke(app, [*args, "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "records.jsonl"
+    records = {r.id: r for r in read_jsonl(out, Record)}
+    assert records["coco/all/c"].objects == []  # not joined to image 1
+    (reject,) = [json.loads(line) for line in rejects_path(out).open()]
+    assert (reject["entry"], reject["value"]) == ("annotations[4].image_id", shown)
+
+
+def test_coco_coordinates_beyond_float64_sanity_are_rejected(coco_root: Path) -> None:
+    data = json.loads((coco_root / "annotations/instances_train.json").read_text())
+    data["annotations"][0]["segmentation"] = [[10, 5, 1e300, 5, 20, 11, 10, 11]]
+    data["annotations"][3]["bbox"] = [4.5, 4.5, 1e300, 16.0]
+    path = coco_root.parent / "huge.json"
+    path.write_text(json.dumps(data))
+    log = ProblemLog(skip_bad=True)
+    records = _records(
+        "coco", coco_root, log=log, options={"annotations": str(path), "images": "train"}
+    )
+    assert [(p.entry, p.reason.split(",")[0]) for p in log.problems] == [
+        ("annotations[0].segmentation[0]", "polygon coordinates must lie within ±1"),
+        ("annotations[3].bbox", "bbox must lie within ±1"),
+    ]
+    assert len(records["coco/all/a"].objects) == 2 and records["coco/all/sub/b"].objects == []

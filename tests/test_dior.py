@@ -189,5 +189,5 @@ def test_cli_convert(dior_root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "5 records (0 without object labels), 5 objects in 5 classes" in result.output
     assert len(list(read_jsonl(out, Record))) == 5
-    rejects = [json.loads(line) for line in (tmp_path / "records.rejects.jsonl").open()]
+    rejects = [json.loads(line) for line in (tmp_path / "records.jsonl.rejects.jsonl").open()]
     assert [r["entry"] for r in rejects] == ["/annotation/object[1]", "/annotation/object[2]", None]

@@ -93,7 +93,7 @@ def test_skip_bad_writes_rejects_and_flags_the_record(dota_root: Path, tmp_path:
     out = tmp_path / "records.jsonl"
     summary = convert_dataset("dota", dota_root / "DOTA", out, skip_bad=True)
     assert summary.records == 5 and summary.objects == 6
-    rejects = [json.loads(line) for line in (tmp_path / "records.rejects.jsonl").open()]
+    rejects = [json.loads(line) for line in (tmp_path / "records.jsonl.rejects.jsonl").open()]
     assert len(rejects) == 1 and rejects[0]["line"] == 4
     assert rejects[0]["file"].endswith("P0004.txt")
     val = next(r for r in read_jsonl(out, Record) if r.id == "dota-v1.0/val/P0004")

@@ -128,5 +128,5 @@ def test_cli_convert(fair1m_root: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "5 records (1 without object labels), 6 objects in 6 classes" in result.output
     assert len(list(read_jsonl(out, Record))) == 5
-    rejects = [json.loads(line) for line in (tmp_path / "records.rejects.jsonl").open()]
+    rejects = [json.loads(line) for line in (tmp_path / "records.jsonl.rejects.jsonl").open()]
     assert [r["entry"] for r in rejects] == ["objects/object[2]", "objects/object[3]", None]

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from rsgpt4v.cli import app
 from rsgpt4v.converters import ProblemLog, get_converter
 from rsgpt4v.errors import InputError
+from rsgpt4v.problems import rejects_path
 from rsgpt4v.schema import Record, read_jsonl
 from tests.conftest import load_fixture_module
 
@@ -238,3 +239,31 @@ def test_layer_option_picks_a_layer_of_a_geopackage(geo_root: Path, tmp_path: Pa
     assert not any("layers" in w.reason for w in log.warnings)
     with pytest.raises(InputError, match=r"no layer 'roads' .*the layers are: labels, vehicles"):
         _convert(root, options={"labels": "labels.gpkg", "layer": "roads"})
+
+
+def test_non_finite_or_huge_coordinates_reject_the_feature_not_the_scene(
+    geo_root: Path, tmp_path: Path
+) -> None:
+    """NaN, Infinity and 1e300 used to crash GEOS with a traceback, even under --skip-bad; a
+    latitude of 91 is finite in the file and infinite once reprojected to UTM."""
+    root, out = geo_root / "geo-nonfinite", tmp_path / "records.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(app, ["convert", "geo", str(root), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "scene.geojson [features[1]]: feature coordinates must be finite numbers, not nan" in (
+        " ".join(result.output.split())
+    )
+    result = runner.invoke(app, ["convert", "geo", str(root), "-o", str(out), "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    (scene,) = read_jsonl(out, Record)
+    assert [o.category for o in scene.objects] == ["building"]
+    rejects = [json.loads(line) for line in rejects_path(out).open()]
+    assert [(r["entry"], r["reason"].split(",")[0]) for r in rejects] == [
+        ("features[1]", "feature coordinates must be finite numbers"),
+        ("features[2]", "feature coordinates must be finite numbers"),
+        ("features[3]", "feature coordinates must lie within ±1"),
+        ("features[4]", "once placed on the scene"),
+    ]
+    assert "not inf" in rejects[1]["reason"] and "not 1e+300" in rejects[2]["reason"]
+    assert "pixel coordinates must be finite" in rejects[3]["reason"]
+    assert all(r["file"].endswith("scene.geojson") for r in rejects)

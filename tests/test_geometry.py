@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import (
+    MAX_COORDINATE,
+    GeometryError,
+    check_coordinates,
     clip_bbox,
     clip_polygon_to_window,
     intersection_over_object,
@@ -20,6 +23,7 @@ from rsgpt4v.geometry import (
     polygon_to_clipped_bbox,
     polygon_to_obb,
     polygons_to_clipped_bboxes,
+    size_mismatch,
 )
 
 # Real object lines of DOTA_devkit example/labelTxt/P0706.txt (image 1111 x 1182).
@@ -125,6 +129,42 @@ def test_bad_polygons_are_input_errors():
         polygon_bbox([[0, 0], [1, 1]])
     with pytest.raises(InputError):
         polygons_to_clipped_bboxes([[[0, 0], [1, 0], [1, float("nan")]]], 10, 10)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_box_is_a_geometry_error_not_a_box(bad):
+    """``xmax=inf`` used to clip to the image edge and pass as a full-width box."""
+    with pytest.raises(GeometryError, match=f"box coordinates must be finite numbers, not {bad}"):
+        clip_bbox([10, 12, bad, 28], 64, 48)
+    with pytest.raises(GeometryError, match="must be finite"):
+        polygons_to_clipped_bboxes(np.array([[[0, 0], [bad, 0], [1, 1]]]), 10, 10)
+    with pytest.raises(GeometryError, match="must be finite"):
+        polygon_to_clipped_bbox([[0, 0], [bad, 0], [1, 1]], 10, 10)
+    assert issubclass(GeometryError, InputError)  # callers that catch InputError keep working
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([[0, 0], [math.nan, 1]], "must be finite numbers, not nan"),
+        ([1, math.inf], "must be finite numbers, not inf"),
+        ([0, 1e300], r"must lie within ±1,000,000,000, not 1e\+300"),
+        ([0, -2 * MAX_COORDINATE], "not -2000000000.0"),
+        ([[0, 0], ["x", 1]], "must be numbers"),
+    ],
+)
+def test_check_coordinates_refuses_what_geos_cannot_use(values, message):
+    with pytest.raises(GeometryError, match=message):
+        check_coordinates(values)
+    np.testing.assert_array_equal(check_coordinates([[0, MAX_COORDINATE]]), [[0, 1e9]])
+
+
+def test_size_mismatch_says_both_sizes():
+    assert size_mismatch("XML", (64, 48.0), 64, 48) is None
+    assert size_mismatch("XML", (128, 96), 64, 48) == "the XML gives 128x96 but the image is 64x48"
+    assert (
+        size_mismatch("JSON", (True, 48), 1, 48) == "the JSON gives Truex48 but the image is 1x48"
+    )
 
 
 # --- clipping to a window ----------------------------------------------------------------------

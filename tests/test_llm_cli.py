@@ -116,6 +116,40 @@ def test_quota_exhaustion_exits_2_with_the_reason(
     assert (tmp_path / "out.jsonl").exists()  # what finished is written
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--budget-usd", "nan"),  # NaN compares false with everything: it capped nothing
+        ("--budget-usd", "inf"),
+        ("--budget-usd", "-1"),
+        ("--timeout", "nan"),
+        ("--timeout", "0"),
+        ("--max-retries", "-3"),  # was a ValueError traceback from the SDK
+        ("--poll-interval", "nan"),
+    ],
+)
+def test_numbers_that_would_disable_a_limit_are_refused_before_anything_runs(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path, option: str, value: str
+) -> None:
+    result = instruct(records, tmp_path / "out.jsonl", server, option, value)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"Invalid value for '{option}'" in result.output and "Traceback" not in result.output
+    assert sum(server.calls.values()) == 0 and not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_rerun_under_the_same_budget_pays_nothing_more_and_says_why(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    first = instruct(records, out, server, "--budget-usd", "0.03")
+    assert first.exit_code == 0 and "stopped: budget cap reached" in first.output
+    calls = server.calls["chat"]
+    again = instruct(records, out, server, "--budget-usd", "0.03")
+    assert again.exit_code == 0 and server.calls["chat"] == calls
+    assert "spent on this output over all its runs" in again.output
+    assert "0 API calls" in again.output and "stopped: budget cap reached" in again.output
+
+
 def test_llm_needs_a_model_and_an_image_root(records: Path, tmp_path: Path) -> None:
     base = ["instruct", str(records), "-o", str(tmp_path / "o.jsonl"), "--generator", "llm"]
     result = runner.invoke(app, base)

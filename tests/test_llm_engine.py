@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -177,6 +178,112 @@ def test_the_budget_cap_holds_and_a_rerun_pays_only_for_the_rest(
     config.budget_usd = None
     rest = generate_llm_instructions(records, tmp_path / "out.jsonl", config)
     assert rest.records_complete == RECORDS and rest.calls == RECORDS * PASSES - first
+
+
+def test_a_reply_without_usage_is_charged_its_worst_case_estimate(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    server.omit_usage = True  # was settled at $0: every request fitted a $0.02 cap
+    budget = 0.02
+    config = settings(server, records, tmp_path / "cache", budget_usd=budget)
+    summary = generate_llm_instructions(records, tmp_path / "out.jsonl", config)
+    assert summary.stopped and summary.stopped.startswith("budget cap reached")
+    assert 0 < summary.spent_usd <= budget and server.calls["chat"] < RECORDS * PASSES
+    rows = log_rows(summary)
+    assert rows and all(r["usage_estimated"] and r["cost_usd"] > 0 for r in rows)
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(summary.spent_usd)
+
+
+def test_a_batch_reply_without_usage_is_charged_its_estimate_too(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    server.omit_usage = True
+    config = settings(server, records, tmp_path / "cache", batch=True)
+    summary = generate_llm_instructions(records, tmp_path / "out.jsonl", config)
+    rows = log_rows(summary)
+    assert len(rows) == RECORDS * PASSES
+    assert all(r["usage_estimated"] and r["cost_usd"] > 0 for r in rows)
+    assert summary.spent_usd == pytest.approx(sum(r["cost_usd"] for r in rows))
+
+
+def test_usage_billed_above_the_estimate_does_not_carry_concurrent_calls_past_the_cap(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    server.usage_scale = 20  # every request billed about 3 times its worst-case estimate
+    budget = 0.10
+    config = settings(server, records, tmp_path / "cache", budget_usd=budget, concurrency=8)
+    summary = generate_llm_instructions(records, tmp_path / "out.jsonl", config)
+    assert summary.stopped and "the server billed up to 3." in summary.stopped
+    assert 0 < summary.spent_usd <= budget  # was $0.35: a first wave of calls all overshot
+    rows = log_rows(summary)
+    assert sum(r["cost_usd"] for r in rows) <= budget and not any(
+        r["usage_estimated"] for r in rows
+    )
+
+
+def test_the_cap_covers_every_run_writing_one_output(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    budget = 0.03
+    out = tmp_path / "out.jsonl"
+    config = settings(server, records, tmp_path / "cache", budget_usd=budget)
+    first = generate_llm_instructions(records, out, config)
+    assert first.stopped and 0 < first.spent_usd <= budget
+    calls = server.calls["chat"]
+    again = generate_llm_instructions(records, out, config)  # the same cap: nothing left
+    assert server.calls["chat"] == calls and again.calls == 0 and again.spent_usd == 0
+    assert again.stopped and "over all runs" in again.stopped
+    assert again.earlier_usd == pytest.approx(first.spent_usd)
+    config.budget_usd = 2 * budget  # a higher cap goes on from what was spent
+    more = generate_llm_instructions(records, out, config)
+    assert more.calls > 0 and first.spent_usd + more.spent_usd <= 2 * budget
+    other = generate_llm_instructions(records, tmp_path / "other.jsonl", config)
+    assert other.earlier_usd == 0  # another output has its own ledger (and the cache's replies)
+
+
+def test_a_retry_after_beyond_the_clients_limit_is_reported_as_no_retry(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    server.retry_after = "300"  # the SDK waits at most 120 s, so it does not retry
+    config = settings(server, records, tmp_path / "cache", max_retries=2)
+    summary = generate_llm_instructions(records, tmp_path / "out.jsonl", config)
+    assert server.calls["retry_after"] == RECORDS  # one attempt per record's local pass
+    reasons = {r["reason"] for r in log_rows(summary)}
+    assert reasons == {
+        "rate limited (429), not retried: the server asked to wait 300 s (Retry-After), "
+        "longer than the client waits (120 s)"
+    }
+    server.retry_after = None
+    server.inject_faults(1.0, ("429",))  # retried, then given up: the count is the SDK's
+    summary = generate_llm_instructions(records, tmp_path / "again.jsonl", config)
+    assert {r["reason"] for r in log_rows(summary)} == {"rate limited (429) after 2 retries"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"budget_usd": float("nan")}, "--budget-usd must be a finite number"),
+        ({"budget_usd": float("inf")}, "--budget-usd must be a finite number"),
+        ({"budget_usd": -1.0}, "--budget-usd must be a finite number at least 0"),
+        ({"timeout_s": float("nan")}, "--timeout must be a finite number greater than 0"),
+        ({"timeout_s": 0.0}, "--timeout must be a finite number greater than 0"),
+        ({"max_retries": -3}, "--max-retries must not be negative"),
+        ({"poll_interval_s": float("nan")}, "--poll-interval must be a finite number"),
+    ],
+)
+def test_settings_that_would_disable_a_limit_are_refused(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path, change: dict, message: str
+) -> None:
+    from rsgpt4v.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        settings(server, records, tmp_path / "cache", **change)
+    config = settings(server, records, tmp_path / "cache")
+    for name, value in change.items():
+        setattr(config, name, value)  # changed after the settings were made: checked again
+    with pytest.raises(InputError, match=re.escape(message)):
+        generate_llm_instructions(records, tmp_path / "out.jsonl", config)
+    assert server.calls["chat"] == 0
 
 
 def test_quota_exhaustion_stops_the_run_with_a_clear_message(

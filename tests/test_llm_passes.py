@@ -139,6 +139,32 @@ def test_check_rejects_replies_that_contradict_the_labels(reply, reason: str | N
         assert found is not None and reason in found
 
 
+@pytest.mark.parametrize(
+    ("reply", "malformed"),
+    [
+        (_desc("A plane <ref: 999> is parked."), "<ref: 999>"),
+        (_desc("The ship <REF:5> is moored."), "<REF:5>"),  # an id the record has, miscased
+        (_desc("A plane <ref:abc> waits."), "<ref:abc>"),
+        (_desc("Near <ref:05>, a ship."), "<ref:05>"),  # not the id as exports write it
+        (_desc("Near <ref:0 >, a ship."), "<ref:0 >"),
+        (_desc("Near <Ref:1>."), "<Ref:1>"),
+        (_desc("The ship <ref:5"), "<ref:5"),  # never closed
+        (_desc("Two planes <ref:0><ref:1 and <ref:5>."), "<ref:1 and"),
+        (
+            LocalReply(
+                objects=[{"id": 5, "attributes": ["grey"], "description": "Beside <ref:1>."}],
+                relations=[{"subject": 0, "predicate": "left of <ref=1>", "object": 1}],
+            ),
+            "<ref=1>",
+        ),
+        (DialogueReply(turns=[{"question": "Q <ref:x>?", "answer": "A."}] * 3), "<ref:x>"),
+    ],
+)
+def test_check_rejects_object_refs_that_are_not_exactly_ref_n(reply, malformed: str) -> None:
+    found = check(reply, _context(), VOCABULARY)
+    assert found is not None and "malformed object reference" in found and malformed in found
+
+
 def test_counts_and_absences_are_not_checked_when_labels_are_incomplete() -> None:
     reply = _desc("Three planes and a storage tank.")
     assert check(reply, _context({"objects_exhaustive": False}), VOCABULARY) is None
@@ -231,6 +257,7 @@ def test_the_redactor_removes_the_key_and_masked_pieces_of_it() -> None:
         ({"content": None, "refusal": "I cannot help with that."}, "refused", "cannot help"),
         ({"content": '{"descr', "finish_reason": "length"}, "parse_error", "hit max_tokens"),
         ({"content": '{"description": "<ref:8>"}'}, "rejected", "object id 8"),
+        ({"content": '{"description": "<REF:5>"}'}, "rejected", "malformed object reference"),
     ],
 )
 def test_a_stored_reply_is_judged_refused_parse_error_rejected_or_ok(

@@ -129,7 +129,7 @@ def test_sequence_routing_ignores_padding_and_picks_top_k_per_sequence():
         torch.nn.Linear(16, 8), MoELoraConfig(num_experts=4, top_k=1, routing="sequence"), context
     )
     x = torch.randn(2, 6, 16)
-    context.attention_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
+    context.prompt_mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]])
     gates, _ = layer.route(x)
     assert gates.shape == (2, 1, 4)
     assert torch.equal((gates > 0).sum(-1), torch.ones(2, 1, dtype=torch.long))

@@ -173,3 +173,67 @@ def test_viewer_filters_samples_by_task(demo, browser) -> None:
     assert listed and all("#counting-" in text for text in listed)
     assert "task counting" in browser.find_element("id", "meta").text
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+@pytest.fixture(scope="module")
+def broken_report(demo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo validated again with two images cut in half and one missing, under a folder
+    whose name is markup (a note names the file: its text must stay text)."""
+    from rsgpt4v.validate.run import ValidationOptions, validate_instructions
+
+    root = tmp_path_factory.mktemp("broken") / 'a<b>&"c'
+    shutil.copytree(demo.sample, root)
+    for name in ("scene_00.tif", "scene_01.tif"):
+        data = (root / "images" / name).read_bytes()
+        (root / "images" / name).write_bytes(data[: len(data) // 2])
+    (root / "images" / "scene_02.tif").unlink()
+    summary = validate_instructions(
+        demo.instructions.output,
+        demo.conversion.output,
+        report_dir=root.parent / "report",
+        options=ValidationOptions(image_root=root, leakage=False),
+    )
+    return summary.report
+
+
+def test_an_unreadable_image_shows_a_note_naming_it(broken_report: Path) -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    folder = broken_report.parent
+    data = (folder / "data.js").read_text(encoding="utf-8")
+    payload = json.loads(data.removeprefix("window.RSGPT4V_REPORT = ").rstrip().rstrip(";"))
+    sources = {s["image"]: s["src"] for s in payload["samples"]}
+    sizes = {s["image"]: s["image_size"] for s in payload["samples"]}
+    assert {image for image, src in sources.items() if src.endswith(".svg")} == {
+        "images/scene_00.tif",
+        "images/scene_01.tif",
+        "images/scene_02.tif",
+    }
+    assert all((folder / src).is_file() for src in sources.values())
+    root = folder.parent / 'a<b>&"c'
+    for image, reason in (
+        ("images/scene_00.tif", "image is truncated or corrupt"),
+        ("images/scene_02.tif", "cannot read image"),
+    ):
+        text = (folder / sources[image]).read_text(encoding="utf-8")
+        assert "<b>" not in text and "a&lt;b&gt;&amp;&quot;c" in text  # escaped, never markup
+        note = ElementTree.fromstring(text)
+        title = note.findtext("{http://www.w3.org/2000/svg}title")
+        assert title.startswith(f"{root / image}: {reason}"), title
+        # the image's size: the viewer draws the boxes over the note where they would be
+        assert [int(note.get("width")), int(note.get("height"))] == sizes[image]
+
+
+def test_a_note_is_shown_in_place_of_an_unreadable_image_in_chromium(
+    broken_report: Path, browser
+) -> None:
+    note = "return document.querySelector('#canvas img').src.endsWith('.svg')"
+    browser.get(broken_report.as_uri())
+    for _ in range(len(browser.find_elements("css selector", "#sample-list li"))):
+        if browser.execute_script(note):
+            break
+        browser.find_element("id", "next").click()
+    assert browser.execute_script(note)
+    drawn = _wait_for_image(browser)  # the note loads as the image does, boxes over it
+    assert drawn["natural"] > 0 and drawn["svg"] == pytest.approx(drawn["img"], abs=1)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

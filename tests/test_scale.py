@@ -17,6 +17,7 @@ from rsgpt4v.cli import app
 from rsgpt4v.instruct import generate_instructions
 from rsgpt4v.instruct.llm.generate import generate_llm_instructions
 from rsgpt4v.instruct.llm.settings import LlmSettings
+from rsgpt4v.problems import rejects_path
 from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
 from rsgpt4v.tiling import TileSettings, tile_records
 from tests.conftest import load_fixture_module
@@ -70,8 +71,8 @@ def test_convert_on_ray_writes_the_local_records_and_rejects(dota_root: Path, tm
     )
     assert text(tmp_path / "ray.jsonl") == text(tmp_path / "local.jsonl")
     assert text(tmp_path / "ray.jsonl").count("\n") == 5
-    local_rejects = tmp_path / "local.rejects.jsonl"
-    ray_rejects = tmp_path / "ray.rejects.jsonl"
+    local_rejects = rejects_path(tmp_path / "local.jsonl")
+    ray_rejects = rejects_path(tmp_path / "ray.jsonl")
     assert local_rejects.exists() == ray_rejects.exists()
     if local_rejects.exists():
         assert ray_rejects.read_text() == local_rejects.read_text()
@@ -258,8 +259,8 @@ def test_validate_on_ray_writes_the_local_clean_file_rejects_and_report(
         unit_lines=7,
     )  # fmt: skip
     assert (tmp_path / "ray.jsonl").read_text() == (tmp_path / "local.jsonl").read_text()
-    local_rejects = (tmp_path / "local.rejects.jsonl").read_text()
-    assert (tmp_path / "ray.rejects.jsonl").read_text() == local_rejects
+    local_rejects = rejects_path(tmp_path / "local.jsonl").read_text()
+    assert rejects_path(tmp_path / "ray.jsonl").read_text() == local_rejects
     assert set(local.reasons) == {"duplicate", "image_size", "schema", "leaked_image"}
     assert on_ray.leaked_records == local.leaked_records == 1
     assert on_ray.reasons == local.reasons and on_ray.kept == local.kept
@@ -314,3 +315,72 @@ def test_merge_shards_sorts_shards_written_in_any_order(tmp_path: Path):
         app, ["merge-shards", str(tmp_path / "s2.jsonl"), "-o", str(tmp_path / "x")]
     )
     assert result.exit_code == 2 and "no id field" in result.output
+
+
+def _with_text_boxes(records: Path, tmp_path: Path) -> Path:
+    """Rule instructions, three of whose answers write boxes as text (one far off any label)."""
+    generate_instructions(records, tmp_path / "rules.jsonl")
+    items = [json.loads(line) for line in (tmp_path / "rules.jsonl").read_text().splitlines()]
+    scene0 = [item for item in items if item["record_id"] == "scene0000"]
+    boxes = ("[4, 4, 19, 11]", "[60, 60, 90, 90]", "[0.04, 0.04, 0.2, 0.12]")
+    for item, box in zip(scene0, boxes, strict=False):  # scene0000 has more instructions
+        item["messages"][-1]["content"] += f" One is at {box}."
+    path = tmp_path / "boxes.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in items))
+    return path
+
+
+def test_validate_on_ray_reads_text_boxes_back_as_json_never_pickle(
+    records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Result shards sit on shared storage: nothing read from them may be unpickled."""
+    import pickle
+
+    from rsgpt4v.report.stats import ReportStats
+    from rsgpt4v.scale import validate as on_ray
+    from rsgpt4v.scale.units import line_units
+    from rsgpt4v.validate.records import RecordTable
+    from rsgpt4v.validate.run import ValidationOptions, ValidationSummary
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used for the result shards")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "dumps", refuse)
+    instructions = _with_text_boxes(records, tmp_path)
+    (unit,) = line_units(instructions, 1000)
+    options = ValidationOptions(samples=1000)
+    work = {"records": str(records.resolve()), "options": options, "leaks": {}}
+    shard = on_ray._check_unit(unit, folder=str(tmp_path), **work)["shard"]
+    rows = [json.loads(line) for line in Path(shard).read_text().splitlines()]
+    boxes = [box for row in rows for box in row.get("boxes", [])]
+    assert len(boxes) == 3 and all(isinstance(box, list) and len(box) == 8 for box in boxes)
+    stats = ReportStats(samples=1000)
+    summary = ValidationSummary(format="instructions", output=tmp_path / "clean.jsonl")
+    with RecordTable(records) as table:
+        on_ray._write([shard], instructions, summary, table, stats)
+    drawn = [box for sample in stats.samples() for box in sample["text_boxes"]]
+    assert len(drawn) == 3 and {box["object_id"] for box in drawn} == {0}
+    assert summary.reasons == {"text_box_mismatch": 1}
+
+
+def test_validate_on_ray_draws_the_local_text_boxes(records: Path, tmp_path: Path):
+    from rsgpt4v.scale.validate import validate_instructions_ray
+    from rsgpt4v.validate.run import ValidationOptions, validate_instructions
+
+    instructions = _with_text_boxes(records, tmp_path)
+    options = ValidationOptions(samples=1000)
+    local = validate_instructions(
+        instructions, records, tmp_path / "local.jsonl", report_dir=tmp_path / "a", options=options
+    )
+    on_ray = validate_instructions_ray(
+        instructions, records, tmp_path / "ray.jsonl", report_dir=tmp_path / "b", options=options,
+        unit_lines=7,
+    )  # fmt: skip
+    assert local.reasons == on_ray.reasons == {"text_box_mismatch": 1}
+    assert text(tmp_path / "ray.jsonl") == text(tmp_path / "local.jsonl")
+    assert text(rejects_path(tmp_path / "ray.jsonl")) == text(
+        rejects_path(tmp_path / "local.jsonl")
+    )
+    assert text(tmp_path / "b" / "data.js") == text(tmp_path / "a" / "data.js")
+    assert text(tmp_path / "a" / "data.js").count('"object_id"') == 3

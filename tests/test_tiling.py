@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -289,6 +290,38 @@ def test_tiles_are_shown_as_their_scene_band_tags_and_palette_kept(tmp_path: Pat
         tile = tiles[f"{scene.id}__1__36___16"]
         whole = read_rgb8(tmp_path / scene.image.path)
         assert np.array_equal(read_rgb8(tmp_path / "tiles" / tile.image.path), whole[16:80, 36:100])
+
+
+# -- reruns ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rerun", [{}, {"size": 800, "gap": 100}], ids=["same", "new settings"])
+def test_a_rerun_that_dies_mid_tile_leaves_the_previous_tiles_whole(
+    tmp_path: Path, cut_scene: Record, monkeypatch: pytest.MonkeyPatch, rerun: dict
+) -> None:
+    tiles, _ = _tile(tmp_path, [cut_scene], size=1024, gap=200)
+    before = {
+        t.image.path: (tmp_path / "tiles" / t.image.path).read_bytes() for t in tiles.values()
+    }
+    records = (tmp_path / "out" / "tiles.jsonl").read_bytes()
+    opened, writes = rasterio.open, itertools.count(1)
+
+    def dies_on_the_third_tile(path, mode="r", *args, **kwargs):
+        if mode == "w" and next(writes) == 3:  # killed with half a tile on disk
+            Path(path).write_bytes(b"\x89PNG\r\n\x1a\nhalf a tile")
+            raise KeyboardInterrupt
+        return opened(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", dies_on_the_third_tile)
+    with pytest.raises(KeyboardInterrupt):
+        _tile(tmp_path, [cut_scene], **({"size": 1024, "gap": 200} | rerun))
+    monkeypatch.undo()
+    assert (tmp_path / "out" / "tiles.jsonl").read_bytes() == records
+    for tile in tiles.values():
+        path = tmp_path / "tiles" / tile.image.path
+        assert path.read_bytes() == before[tile.image.path]
+        assert read_rgb8(path).shape == (tile.image.height, tile.image.width, 3)
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name]
 
 
 # -- bad input -------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_clean_pipeline_set_passes_untouched(clean_set: dict[str, Path], tmp_pat
     assert summary.rejected == 0 and summary.reasons == {}
     assert summary.leakage_checked and summary.leaked_records == 0
     assert summary.rejects_file is None
-    assert not (tmp_path / "clean.rejects.jsonl").exists()
+    assert not (tmp_path / "clean.jsonl.rejects.jsonl").exists()
     assert _lines(tmp_path / "clean.jsonl") == _lines(clean_set["instructions"])
     assert summary.kept == summary.instructions > 100
 
@@ -254,7 +254,7 @@ def test_unreadable_line_is_a_rejection_not_a_crash(
     rejects = _rejects(summary)
     assert summary.rejected == 1 and rejects[0]["reason"] == "schema"
     assert rejects[0]["line"] == len(text.splitlines())
-    assert summary.rejects_file == tmp_path / "instructions.rejects.jsonl"
+    assert summary.rejects_file == tmp_path / "instructions.jsonl.rejects.jsonl"
 
 
 def test_every_reason_code_is_documented() -> None:
@@ -273,7 +273,7 @@ def test_cli_validate_writes_clean_and_rejects(clean_set: dict[str, Path], tmp_p
     assert f"{len(items) - 1} kept, 1 rejected" in result.output
     assert "count_mismatch: 1" in result.output
     assert len(_lines(clean)) == len(items) - 1
-    assert _lines(tmp_path / "clean.rejects.jsonl")[0]["reason"] == "count_mismatch"
+    assert _lines(tmp_path / "clean.jsonl.rejects.jsonl")[0]["reason"] == "count_mismatch"
     strict = runner.invoke(app, [*args, "--strict"])
     assert strict.exit_code == 1
 

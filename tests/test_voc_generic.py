@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
+from rsgpt4v.cli import app
 from rsgpt4v.converters import ProblemLog, get_converter
 from rsgpt4v.errors import InputError
-from rsgpt4v.schema import Record
+from rsgpt4v.problems import rejects_path
+from rsgpt4v.schema import Record, read_jsonl
 from tests.conftest import load_fixture_module
 
 fixture = load_fixture_module("voc")
@@ -59,3 +64,54 @@ def test_a_folder_without_labels_says_what_it_expects(tmp_path: Path) -> None:
         InputError, match=r"no split files and no \*\.xml; expected ROOT/Annotations"
     ):
         _convert(tmp_path)
+
+
+def _cli(root: Path, out: Path, *flags: str) -> Result:
+    return CliRunner().invoke(app, ["convert", "voc", str(root), "-o", str(out), *flags])
+
+
+def test_a_non_finite_corner_is_refused_naming_file_and_value(
+    voc_root: Path, tmp_path: Path
+) -> None:
+    """``xmax=inf`` used to clip to the image edge and pass as a full-width box."""
+    out = tmp_path / "records.jsonl"
+    result = _cli(voc_root / "voc-bad" / "inf", out)
+    assert result.exit_code == 2, result.output
+    assert "inf.xml [/annotation/object[1]]" in result.output
+    assert "object coordinates must be finite numbers, not inf" in result.output
+    result = _cli(voc_root / "voc-bad" / "inf", out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    (record,) = read_jsonl(out, Record)
+    assert [(o.category, o.bbox) for o in record.objects] == [("car", [5, 5, 10, 5])]
+    assert record.meta["skipped_objects"] == 1
+    (reject,) = [json.loads(line) for line in rejects_path(out).open()]
+    assert reject["file"].endswith("inf.xml") and reject["entry"] == "/annotation/object[1]"
+    assert reject["value"] == "[10.0, 12.0, inf, 40.0]"
+
+
+def test_a_size_that_contradicts_the_image_is_refused(voc_root: Path, tmp_path: Path) -> None:
+    """The boxes are in the pixels of the size the XML declares: on another size they land
+    wrong, so the image is rejected as COCO rejects a contradicting width/height."""
+    out = tmp_path / "records.jsonl"
+    result = _cli(voc_root / "voc-bad" / "resized", out)
+    assert result.exit_code == 2, result.output
+    assert "resized.xml [/annotation/size]" in result.output
+    assert "the XML gives 128x96 but the image is 64x48" in result.output
+    result = _cli(voc_root / "voc-bad", out, "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert [r.id for r in read_jsonl(out, Record)] == ["voc/all/inf/inf"]
+    rejects = [json.loads(line) for line in rejects_path(out).open()]
+    assert [(Path(r["file"]).name, r["entry"], r["value"]) for r in rejects] == [
+        ("inf.xml", "/annotation/object[1]", "[10.0, 12.0, inf, 40.0]"),
+        ("resized.xml", "/annotation/size", "resized/resized.jpg"),
+    ]
+
+
+def test_size_zero_means_not_given(tmp_path: Path) -> None:
+    """Tools that never opened the image write ``<width>0</width>``: no size to compare."""
+    root = tmp_path / "zero"
+    fixture.noise_image(root / "z.jpg", 40, 30, 8)
+    xml = fixture.voc_xml("z.jpg", 0, 0, [("car", 1, 1, 9, 9, 0, 0)])
+    fixture.write_text(root / "z.xml", xml)
+    records, log = _convert(root)
+    assert len(records["voc/all/z"].objects) == 1 and log.problems == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from rsgpt4v.cli import app
 from rsgpt4v.converters import ProblemLog, get_converter
 from rsgpt4v.converters.yolo import label_path_of
 from rsgpt4v.errors import InputError
+from rsgpt4v.problems import rejects_path
 from rsgpt4v.schema import Record, read_jsonl
 from tests.conftest import load_fixture_module
 
@@ -121,4 +123,28 @@ def test_split_file_lines_are_reported_once_by_line(tmp_path: Path) -> None:
     assert [(p.reason, Path(p.file).name, p.line) for p in log.problems] == [
         ("image resolves outside the dataset root", "train.txt", 4),
         ("listed image not found", "train.txt", 3),
+    ]
+
+
+def test_a_repeated_label_line_is_rejected_not_counted_twice(
+    yolo_root: Path, tmp_path: Path
+) -> None:
+    """The same class and numbers twice in one file used to give the object twice, so "how
+    many planes" answers were wrong; ``0.50`` for ``0.5`` is the same object."""
+    out = tmp_path / "r.jsonl"
+    args = ["convert", "yolo", str(yolo_root / "yolo-dup"), "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "labels/train/x.txt:3: duplicate of line 1: the same object twice" in " ".join(
+        result.output.split()
+    )
+    result = CliRunner().invoke(app, [*args, "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    (record,) = read_jsonl(out, Record)
+    assert [o.category for o in record.objects] == ["plane", "ship"]
+    assert "skipped_objects" not in record.meta  # each object is there, once: counts hold
+    rejects = [json.loads(line) for line in rejects_path(out).open()]
+    assert [(r["line"], r["value"], r["reason"]) for r in rejects] == [
+        (3, "0 0.5 0.5 0.2 0.2", "duplicate of line 1: the same object twice"),
+        (4, "0 0.50 0.5 0.2 0.2", "duplicate of line 1: the same object twice"),
     ]

@@ -108,15 +108,32 @@ def load_model(
     except (OSError, ValueError, ImportError) as error:
         raise RsgptError(f"cannot load a vision-language model from {model_dir}: {error}") from None
     if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter))
+        model = with_adapter(model, Path(adapter))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     if getattr(processor, "chat_template", None) is None:
         raise RsgptError(f"the processor in {model_dir} has no chat template to build prompts")
     processor.tokenizer.padding_side = "left"
     return model, processor
+
+
+def with_adapter(model: Any, adapter: Path) -> Any:
+    """The model with a finetune adapter: peft's (LoRA, DoRA, QLoRA) or MoE-LoRA's own."""
+    from rsgpt4v.finetune.moe_lora import CONFIG_NAME
+
+    if (adapter / CONFIG_NAME).is_file():
+        from safetensors.torch import load_file
+
+        from rsgpt4v.finetune.methods import PROJECTOR_FILE
+        from rsgpt4v.finetune.moe_lora import load_moe_lora
+
+        load_moe_lora(model, adapter)
+        if (adapter / PROJECTOR_FILE).is_file():  # a fully trained projector
+            model.load_state_dict(load_file(str(adapter / PROJECTOR_FILE)), strict=False)
+        return model
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter))
 
 
 def prompt_inputs(processor: Any, images: Sequence[Any], prompts: Sequence[str]) -> Any:
@@ -272,7 +289,13 @@ def write_predictions(
 
 
 # small files that identify a model or adapter (hashing multi-GB weights would cost minutes)
-VERSION_FILES = ("config.json", "adapter_config.json", "adapter_model.safetensors")
+VERSION_FILES = (
+    "config.json",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "moe_lora_config.json",
+    "moe_lora.safetensors",
+)
 FINETUNE_CONFIG = RUN_CONFIG
 
 

@@ -12,7 +12,6 @@ file to ``evaluate --items``: the two are joined by ``id``.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rsgpt4v.errors import InputError
 from rsgpt4v.evaluate.references import EvalItem
 from rsgpt4v.families import BoxConvention
+from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.schema import read_jsonl
 
 RUN_SUFFIX = ".run.json"
@@ -57,10 +57,7 @@ def read_run_info(predictions: str | Path) -> dict[str, object]:
     path = run_file(predictions)
     if not path.is_file():
         return {}
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"not valid JSON ({error.msg})", file=path, line=error.lineno) from None
+    info = load_json(path, what="run file")
     if not isinstance(info, dict):
         raise InputError("expected a JSON object", file=path)
     return info
@@ -86,7 +83,12 @@ def read_predictions(path: str | Path, items: str | Path | None = None) -> Itera
         yield from read_jsonl(path, Prediction)
         return
     by_id = {item.id: item for item in read_jsonl(items, Prediction)}
+    if not by_id:
+        raise InputError("no items to join the predictions to", file=items)
     answers = dict(_answer_lines(Path(path)))
+    if not answers:
+        # every item would be scored as unanswered: a wrong file, not a model that said nothing
+        raise InputError("no predictions to evaluate: the file has no answer lines", file=path)
     unknown = sorted(set(answers) - set(by_id))
     if unknown:
         raise InputError(

@@ -46,7 +46,13 @@ def evaluate_predictions(
     """
     loaded = list(read_predictions(predictions, items))
     if not loaded:
-        raise InputError("no predictions to evaluate", file=Path(predictions))
+        raise InputError("no predictions to evaluate: the file is empty", file=Path(predictions))
+    if all(p.prediction is None for p in loaded):
+        # scored, every item would count as a wrong answer: a wrong file, not a silent model
+        raise InputError(
+            "no predictions to evaluate: no line has a prediction (the --items-only file?)",
+            file=Path(predictions),
+        )
     # another system's answers have no run file; the items' (predict --items-only) tells the data
     run = read_run_info(predictions) or (read_run_info(items) if items is not None else {})
     benchmark = run.get("benchmark") or loaded[0].benchmark
@@ -147,7 +153,11 @@ def results_markdown(result: dict[str, Any]) -> str:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """A ``results.json`` (or the folder holding one)."""
+    """A ``results.json`` (or the folder holding one), checked to have what a comparison reads.
+
+    The file may come from elsewhere or be cut short; anything malformed is an InputError naming
+    the file (and the entry), never a traceback halfway through the comparison.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_JSON
@@ -155,11 +165,42 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise InputError("results file not found", file=path)
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise InputError(f"not UTF-8 text (byte {error.start})", file=path) from None
     except json.JSONDecodeError as error:
         raise InputError(f"not valid JSON ({error.msg})", file=path, line=error.lineno) from None
-    if not isinstance(result, dict) or "tasks" not in result or "run" not in result:
-        raise InputError("not an rsgpt4v results.json (no run and tasks)", file=path)
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)", file=path) from None
+    problem = _results_problem(result)
+    if problem is not None:
+        entry, reason = problem
+        raise InputError(f"not an rsgpt4v results.json: {reason}", file=path, entry=entry)
     return result
+
+
+def _results_problem(result: object) -> tuple[str | None, str] | None:
+    """(entry, what is wrong) with what :func:`compare_runs` reads, or None when it is sound."""
+    if not isinstance(result, dict):
+        return None, f"expected a JSON object, got {type(result).__name__}"
+    run, tasks = result.get("run"), result.get("tasks")
+    if not isinstance(run, dict):
+        return "run", "no run object"
+    if not isinstance(run.get("name"), str):
+        return "run.name", "the run has no name"
+    if not isinstance(tasks, dict):
+        return "tasks", "no tasks object"
+    for task, scores in tasks.items():
+        if not isinstance(scores, dict):
+            return f"tasks.{task}", "a task's scores are not an object"
+    return None
+
+
+def _source_digest(run: dict[str, Any]) -> str | None:
+    """The first 12 hex digits of the benchmark source's SHA-256, when the run records it."""
+    data = run.get("data")
+    source = data.get("source") if isinstance(data, dict) else None
+    digest = source.get("sha256") if isinstance(source, dict) else None
+    return digest[:12] if isinstance(digest, str) else None
 
 
 def compare_runs(paths: Sequence[str | Path]) -> tuple[str, dict[str, Any]]:
@@ -172,9 +213,8 @@ def compare_runs(paths: Sequence[str | Path]) -> tuple[str, dict[str, Any]]:
     names = [f"{r['run']['name']} ({Path(p).name})" for r, p in zip(results, paths, strict=True)]
     table: dict[str, list[Any]] = {}
     for column, result in enumerate(results):
-        rows = {"benchmark": result["run"]["benchmark"], "items": result["items"]}
-        source = (result["run"]["data"] or {}).get("source")
-        rows["data sha256"] = source["sha256"][:12] if source else None
+        rows = {"benchmark": result["run"].get("benchmark"), "items": result.get("items")}
+        rows["data sha256"] = _source_digest(result["run"])
         for task, scores in result["tasks"].items():
             for metric, value in headline(scores).items():
                 if isinstance(value, int | float) and not isinstance(value, bool):

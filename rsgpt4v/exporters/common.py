@@ -12,11 +12,11 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import ClassVar
 
+from rsgpt4v.atomic import atomic_text  # re-exported: the exporters write through it
 from rsgpt4v.families import BoxConvention
 from rsgpt4v.geometry import polygon_to_obb
 from rsgpt4v.problems import Problem
@@ -192,22 +192,6 @@ def write_json_lines(items: Iterable[dict[str, object]], output: Path) -> None:
     with atomic_text(output) as handle:
         for item in items:
             handle.write(json.dumps(item, ensure_ascii=False) + "\n")
-
-
-@contextmanager
-def atomic_text(path: Path) -> Iterator[TextIO]:
-    """Write text to ``PATH.partial``, renamed to PATH only when the block succeeds.
-
-    A failed run leaves no truncated file that a trainer could mistake for a complete one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 class Exporter:

@@ -34,14 +34,15 @@ JPEG_QUALITY = 90
 def jpeg_data_url(path: Path, size: list[int], max_side: int | None) -> tuple[str, tuple[int, int]]:
     """The image as a JPEG data URL and the (width, height) it was encoded at.
 
-    Raises ValueError when the file cannot be read or is not the size the instruction's boxes
-    were made for (its boxes would then point at the wrong pixels).
+    Raises ValueError, naming the file, when it cannot be read, is truncated or corrupt
+    (:func:`read_rgb8` checks; a cut image would be sent as black rows), or is not the size the
+    instruction's boxes were made for (its boxes would then point at the wrong pixels).
     """
     try:
         facts = describe_raster(path)
         rgb = read_rgb8(path, max_side)
     except InputError as error:
-        raise ValueError(error.reason) from None
+        raise ValueError(str(error)) from None
     if [facts.width, facts.height] != list(size):
         raise ValueError(
             f"image {path} is {facts.width}x{facts.height}, "

@@ -11,12 +11,12 @@ Parquet; ``datasets.load_dataset("parquet", data_files=OUT)`` reads the result.
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from rsgpt4v.atomic import staged_path
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.exporters.card import check_card_is_ours, write_card
 from rsgpt4v.exporters.common import (
@@ -27,7 +27,7 @@ from rsgpt4v.exporters.common import (
     conversation,
     with_image_token,
 )
-from rsgpt4v.raster import describe_raster, read_rgb8
+from rsgpt4v.raster import check_image_bytes, describe_raster, read_rgb8
 from rsgpt4v.schema import Instruction
 
 
@@ -35,7 +35,10 @@ def embedded_image(path: Path, dataset_path: str, size: list[int]) -> dict[str, 
     """The ``{bytes, path}`` of a ``datasets.Image``: PNG and JPEG files as they are, anything
     else (GeoTIFFs, 16-bit data) rendered to 8-bit RGB PNG at full size, so boxes stay true.
 
-    Raises ValueError when the file cannot be read or is not the instruction's size.
+    Bytes stored as they are are decoded once here first (:func:`check_image_bytes`): a cut file
+    would otherwise reach the trainer, which sees its missing rows as black.
+    Raises ValueError, naming the file, when it cannot be read, is truncated or corrupt, or is
+    not the instruction's size.
     """
     try:
         facts = describe_raster(path)
@@ -46,6 +49,7 @@ def embedded_image(path: Path, dataset_path: str, size: list[int]) -> dict[str, 
             )
         if path.suffix.lower() in WEB_IMAGES:
             data = path.read_bytes()
+            check_image_bytes(data, path)  # the very bytes that are stored
         else:
             from PIL import Image
 
@@ -53,12 +57,13 @@ def embedded_image(path: Path, dataset_path: str, size: list[int]) -> dict[str, 
             Image.fromarray(read_rgb8(path)).save(buffer, format="PNG")
             data = buffer.getvalue()
     except InputError as error:
-        raise ValueError(error.reason) from None
+        raise ValueError(str(error)) from None
     return {"bytes": data, "path": dataset_path}
 
 
 class ParquetExporter(Exporter):
     NAME = "parquet"
+    _last: tuple[tuple[Path, tuple[int, ...]], dict[str, object]] | None = None
 
     def check(self) -> None:
         if self.output.suffix != ".parquet":
@@ -70,7 +75,7 @@ class ParquetExporter(Exporter):
     def item(self, instruction: Instruction, image: ImageRef) -> dict[str, object]:
         turns = with_image_token(conversation(instruction, self.options))
         if self.options.embed_images:
-            picture: object = embedded_image(image.file, image.dataset_path, instruction.image_size)
+            picture: object = self._embedded(image, instruction.image_size)
         else:
             picture = image.written
         return {
@@ -82,6 +87,13 @@ class ParquetExporter(Exporter):
             "source_template": instruction.source.template,
             "record_id": instruction.record_id,
         }
+
+    def _embedded(self, image: ImageRef, size: list[int]) -> dict[str, object]:
+        """Read and check once per image: an image's instructions are consecutive in the file."""
+        key = (image.file, tuple(size))
+        if self._last is None or self._last[0] != key:
+            self._last = (key, embedded_image(image.file, image.dataset_path, size))
+        return self._last[1]
 
     def write(self, items: Iterator[dict[str, object]]) -> None:
         import datasets
@@ -100,7 +112,6 @@ class ParquetExporter(Exporter):
             }
         )
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.output.with_name(self.output.name + ".partial")
         first = next(items, None)
 
         def rows() -> Iterator[dict[str, object]]:
@@ -111,22 +122,24 @@ class ParquetExporter(Exporter):
         datasets.disable_progress_bars()  # the stage shows its own progress
         try:
             # A fresh cache folder and fingerprint: never reuse rows cached by an earlier run.
-            with tempfile.TemporaryDirectory(prefix=".rsgpt4v-", dir=self.output.parent) as cache:
+            # A new staged file renamed at the end: nothing left at a fixed name is followed.
+            with (
+                tempfile.TemporaryDirectory(prefix=".rsgpt4v-", dir=self.output.parent) as cache,
+                staged_path(self.output) as staged,
+            ):
                 if first is None:  # from_generator refuses an empty generator
                     dataset = datasets.Dataset.from_dict({k: [] for k in features}, features)
                 else:
                     dataset = datasets.Dataset.from_generator(
                         rows, features=features, cache_dir=cache, fingerprint=uuid.uuid4().hex
                     )
-                dataset.to_parquet(str(partial))
+                dataset.to_parquet(str(staged))
                 del dataset
-            os.replace(partial, self.output)
         except DatasetGenerationError as error:
             if isinstance(error.__cause__, RsgptError):
                 raise error.__cause__ from None
             raise
         finally:
-            partial.unlink(missing_ok=True)
             if bars:
                 datasets.enable_progress_bars()
 

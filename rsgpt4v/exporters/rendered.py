@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from rsgpt4v.atomic import staged_path
 from rsgpt4v.errors import InputError
 from rsgpt4v.exporters.common import WEB_IMAGES, ImageRef
 from rsgpt4v.raster import read_rgb8
@@ -76,18 +77,13 @@ class ImageRenderer:
         try:
             rgb = read_rgb8(source)
         except InputError as error:
-            raise ValueError(error.reason) from None
+            raise ValueError(str(error)) from None  # the reject names the file
         _check_size((rgb.shape[1], rgb.shape[0]), size, source)
         picture = Image.fromarray(rgb)
         if picture.size != shown:  # the processor's own resampling (bicubic)
             picture = picture.resize(shown, Image.Resampling.BICUBIC)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        try:
-            picture.save(partial, format="PNG")
-            os.replace(partial, target)
-        finally:  # a failed write leaves no half file behind
-            partial.unlink(missing_ok=True)
+        with staged_path(target) as staged:  # a failed write leaves no half file behind
+            picture.save(staged, format="PNG")
         self.rendered += 1
         return target
 

@@ -26,6 +26,7 @@ from rsgpt4v.exporters.common import (
     write_json_lines,
 )
 from rsgpt4v.families import BoxConvention
+from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.schema import Instruction
 
 DATASET_INFO = "dataset_info.json"
@@ -68,10 +69,11 @@ def read_dataset_info(path: Path) -> dict[str, object]:
     if not path.exists():
         return {}
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+        info = load_json(path, what="dataset_info.json")
+    except InputError as error:  # located after the name, as before: "FILE: … at line N; fix …"
+        at = f" at line {error.line}" if error.line is not None else ""
         raise InputError(
-            f"not valid JSON ({error.msg} at line {error.lineno}); fix or remove it", file=path
+            f"{error.reason}{at}; fix or remove it", file=path, value=error.value
         ) from None
     if not isinstance(info, dict):
         raise InputError("expected a JSON object of dataset descriptions", file=path)

@@ -21,6 +21,7 @@ from rsgpt4v.instruct.rules import (
     rule_instructions,
 )
 from rsgpt4v.instruct.vocabulary import dataset_vocabulary
+from rsgpt4v.problems import LineNumbers, at_line
 from rsgpt4v.schema import JsonlWriter, Record, count_lines, read_jsonl
 
 __all__ = [
@@ -92,28 +93,49 @@ def generate_instructions(
         image_root=Path(image_root) if image_root is not None else None,
     )
     summary = InstructionSummary(output=Path(output))
-    records: Iterable[Record] = read_jsonl(records_path, Record)
+    numbers: dict[int, int] = {}  # id(record) → its place in the file, for the current batch
+    records: Iterable[Record] = _numbered(read_jsonl(records_path, Record), numbers)
     if progress is not None:
         records = progress(records, count_lines(records_path))
-    with JsonlWriter(output) as writer, fewer_collections():
-        for batch in batches_with_facts(records, task_names, context):
+    with (
+        JsonlWriter(output) as writer,
+        fewer_collections(),
+        LineNumbers(records_path) as line_of,
+    ):
+
+        def locate(record: Record, error: InputError) -> InputError:
+            """The error at the record's line: a missing image alone does not say which record."""
+            return at_line(error, records_path, line_of(numbers[id(record)]), record.id)
+
+        for batch in batches_with_facts(records, task_names, context, locate):
             for record in batch:
                 summary.records += 1
                 before = writer.count
-                if mixer is None:
-                    lines, tasks_of_lines = rule_lines(record, task_names, seed, context)
-                    writer.write_lines(lines)
-                    summary.per_task.update(tasks_of_lines)
-                else:
-                    for generated in rule_instructions(record, task_names, seed, context):
-                        for instruction in mixer.apply(generated, record.dataset):
-                            writer.write(instruction)
-                            summary.per_task[instruction.task] += 1
+                try:
+                    if mixer is None:
+                        lines, tasks_of_lines = rule_lines(record, task_names, seed, context)
+                        writer.write_lines(lines)
+                        summary.per_task.update(tasks_of_lines)
+                    else:
+                        for generated in rule_instructions(record, task_names, seed, context):
+                            for instruction in mixer.apply(generated, record.dataset):
+                                writer.write(instruction)
+                                summary.per_task[instruction.task] += 1
+                except InputError as error:
+                    raise locate(record, error) from None
                 summary.records_without_instructions += writer.count == before
+            numbers.clear()
         summary.instructions = writer.count
     if mixer is not None:
         summary.mix = mixer.finish()
     return summary
+
+
+def _numbered(records: Iterable[Record], numbers: dict[int, int]) -> Iterator[Record]:
+    """The records, each one's place in the file noted in ``numbers`` (cleared per batch)."""
+    for number, record in enumerate(records):
+        numbers[id(record)] = number
+        yield record
 
 
 def rule_lines(
@@ -129,16 +151,31 @@ def rule_lines(
 
 
 def batches_with_facts(
-    records: Iterable[Record], tasks: Sequence[str], context: RuleContext
+    records: Iterable[Record],
+    tasks: Sequence[str],
+    context: RuleContext,
+    locate: Callable[[Record, InputError], InputError] | None = None,
 ) -> Iterator[list[Record]]:
     """Records in small batches, their object facts computed per batch when a task needs them.
 
-    Facts are vectorised over FACTS_BATCH records at once; the batches are read lazily.
+    Facts are vectorised over FACTS_BATCH records at once; the batches are read lazily. When a
+    batch fails (an image missing or outside the root), its records are tried one by one to find
+    the one to blame, and ``locate`` turns the error into one that names it.
     """
     uses_facts = bool(FACT_TASKS.intersection(tasks))
     for batch in _batches(records, FACTS_BATCH if uses_facts else 1):
         if uses_facts:
-            cache_object_facts(batch, context.image_root)
+            try:
+                cache_object_facts(batch, context.image_root)
+            except InputError:
+                if locate is None:
+                    raise
+                for record in batch:
+                    try:
+                        cache_object_facts([record], context.image_root)
+                    except InputError as error:
+                        raise locate(record, error) from None
+                raise
         yield batch
 
 

@@ -36,7 +36,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.raster import gdal_env, rgb_bands
+from rsgpt4v.raster import check_complete, decode_errors, gdal_env, rgb_bands
 
 PALETTE: dict[str, tuple[int, int, int]] = {
     "white": (240, 240, 240),
@@ -111,7 +111,17 @@ class ColourReader:
         except RasterioIOError as error:
             self._open.close()
             raise InputError(f"cannot read image: {error}", file=self.path) from None
+        try:
+            self._prepare()
+        except BaseException:
+            self._open.close()
+            raise
+        return self
+
+    def _prepare(self) -> None:
+        """Bands, palette and stretch of the open image; refuses a cut file before any read."""
         source = self._source
+        check_complete(source, self.path)  # a cut PNG reads as black rows, not as an error
         self._indexes = rgb_bands(source)
         self._lookup = None
         if source.count < 3 and source.colorinterp[0] == ColorInterp.palette:
@@ -124,7 +134,6 @@ class ColourReader:
         )
         self._eight_bit = all(source.dtypes[i - 1] == "uint8" for i in self._indexes)
         self._range = None if self._eight_bit else self._display_range()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self._open.close()
@@ -141,13 +150,14 @@ class ColourReader:
             return None
         scale = max(1.0, max(w, h) / SAMPLE_SIDE)
         out_w, out_h = max(1, round((x1 - x0) / scale)), max(1, round((y1 - y0) / scale))
-        data = self._source.read(
-            self._indexes,
-            window=Window(x0, y0, x1 - x0, y1 - y0),
-            out_shape=(len(self._indexes), out_h, out_w),
-            resampling=Resampling.nearest,
-            masked=True,
-        )
+        with decode_errors(self.path):
+            data = self._source.read(
+                self._indexes,
+                window=Window(x0, y0, x1 - x0, y1 - y0),
+                out_shape=(len(self._indexes), out_h, out_w),
+                resampling=Resampling.nearest,
+                masked=True,
+            )
         valid = ~np.ma.getmaskarray(data).any(axis=0)
         rgb = self._to_rgb8(data, valid)
         ring = [list(p) for p in polygon] if polygon is not None else _box_ring(bbox)
@@ -177,7 +187,8 @@ class ColourReader:
         source = self._source
         scale = max(1.0, max(source.width, source.height) / OVERVIEW_SIDE)
         shape = (len(self._indexes), round(source.height / scale), round(source.width / scale))
-        data = source.read(self._indexes, out_shape=shape, masked=True)
+        with decode_errors(self.path):
+            data = source.read(self._indexes, out_shape=shape, masked=True)
         values = np.ma.compressed(data).astype(float)
         values = values[np.isfinite(values)]
         if values.size == 0:

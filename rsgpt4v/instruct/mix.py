@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.jsonfiles import decode_utf8
 from rsgpt4v.schema import Instruction
 
 
@@ -56,13 +57,15 @@ def load_mix(path: str | Path, known_tasks: Iterable[str]) -> MixConfig:
     if not path.is_file():
         raise InputError("mix file not found", file=path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(decode_utf8(path.read_bytes(), path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise InputError(
             f"not valid YAML ({getattr(error, 'problem', error)})", file=path, line=line
         ) from None
+    except RecursionError:
+        raise InputError("YAML nested too deeply to read", file=path) from None
     try:
         config = MixConfig.model_validate(data or {})
     except ValidationError as error:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from rsgpt4v.schema import existing_file, line_error
+from rsgpt4v.schema import existing_file, jsonl_lines, line_error
 
 _CATEGORY = re.compile(r'"category":"([^"\\]*)"')
 _DATASET = re.compile(r'"dataset":"([^"\\]*)"')
@@ -52,15 +52,14 @@ def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
 def _seen_classes(path: Path) -> dict[str, set[str]]:
     """Every class string of each dataset's objects, datasets in order of first appearance."""
     seen: dict[str, set[str]] = {}
-    with path.open(encoding="utf-8") as handle:  # lines as read_jsonl splits them
-        for number, line in enumerate(handle, start=1):
-            if _adds_nothing(line, seen) or not line.strip():
-                continue
-            try:
-                record = _RecordClasses.model_validate_json(line)
-            except ValidationError as error:
-                raise line_error(error, _RecordClasses, path, number, line) from None
-            seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
+    for number, line in jsonl_lines(path):  # lines as read_jsonl splits and decodes them
+        if _adds_nothing(line, seen):
+            continue
+        try:
+            record = _RecordClasses.model_validate_json(line)
+        except ValidationError as error:
+            raise line_error(error, _RecordClasses, path, number, line) from None
+        seen.setdefault(record.dataset, set()).update(o.category for o in record.objects)
     return seen
 
 

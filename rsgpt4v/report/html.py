@@ -3,15 +3,18 @@
 The folder is self-contained and opens from disk (``file://``) without a server: the summary is
 rendered into ``index.html`` with Jinja2, the viewer's samples are a script (``data.js``, not a
 ``fetch`` of a JSON file, which browsers block on ``file://``), and every sampled image is copied
-as a downscaled JPEG into ``images/``. The viewer draws each sample's regions, the boxes parsed
-from its text and the other labelled boxes over its image, beside the conversation.
+as a downscaled JPEG into ``images/`` (one that cannot be read, as a note saying why). The
+viewer draws each sample's regions, the boxes parsed from its text and the other labelled boxes
+over its image, beside the conversation.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import textwrap
 from dataclasses import asdict
+from html import escape
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,8 +82,9 @@ def _copy_images(
 ) -> dict[str, str]:
     """Downscaled JPEG copies of the sampled images: {image path: path inside the report}.
 
-    Images that cannot be read (no image root, a missing file) are left out; the viewer then
-    draws the boxes on a blank canvas of the image's size.
+    Without an image root there is nothing to copy: the viewer draws the boxes on a blank canvas
+    of the image's size. An image that cannot be read (missing, cut, outside the root) gets a
+    note in its place instead (:func:`_note_svg`), so a broken image is seen, not just absent.
     """
     if image_root is None:
         return {}
@@ -89,13 +93,41 @@ def _copy_images(
     from rsgpt4v.raster import read_rgb8
 
     folder.mkdir(parents=True, exist_ok=True)
+    sizes: dict[str, list[int]] = {}
+    for sample in samples:
+        sizes.setdefault(sample["image"], sample["image_size"])
     copied: dict[str, str] = {}
-    for image in dict.fromkeys(sample["image"] for sample in samples):
-        name = hashlib.sha1(image.encode("utf-8")).hexdigest()[:16] + ".jpg"
+    for image, size in sizes.items():
+        stem = hashlib.sha1(image.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         try:
             pixels = read_rgb8(under_root(image_root, image), max_side=IMAGE_MAX_SIDE)
-        except InputError:
+        except InputError as error:
+            (folder / f"{stem}.svg").write_text(_note_svg(str(error), size), encoding="utf-8")
+            copied[image] = f"images/{stem}.svg"
             continue
-        Image.fromarray(pixels).save(folder / name, format="JPEG", quality=JPEG_QUALITY)
-        copied[image] = f"images/{name}"
+        Image.fromarray(pixels).save(folder / f"{stem}.jpg", format="JPEG", quality=JPEG_QUALITY)
+        copied[image] = f"images/{stem}.jpg"
     return copied
+
+
+def _note_svg(note: str, size: list[int]) -> str:
+    """A picture of the image's size saying why the image is not shown (file and reason).
+
+    The viewer shows it where the image would be and draws the boxes over it. The text is
+    XML-escaped, and characters XML cannot hold (controls, undecodable bytes of a file name)
+    are written as Python escapes, so a hostile file name neither breaks nor injects markup.
+    """
+    width, height = (max(1, int(side)) for side in size)
+    printable = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in note)
+    lines = ["image not shown:", *textwrap.wrap(printable, 60, break_on_hyphens=False)]
+    font = min(width / 36, height / (1.4 * len(lines) + 1))
+    texts = "".join(
+        f'<text x="{font:.2f}" y="{font * 1.4 * (number + 1):.2f}">{escape(line)}</text>'
+        for number, line in enumerate(lines)
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><title>{escape(printable)}</title>'
+        '<rect width="100%" height="100%" fill="#eceff3"/>'
+        f'<g font-family="sans-serif" font-size="{font:.2f}" fill="#b3261e">{texts}</g></svg>\n'
+    )

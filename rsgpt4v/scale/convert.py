@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from rsgpt4v.convert import ConversionSummary, convert_dataset
 from rsgpt4v.converters import Converter, get_converter
-from rsgpt4v.problems import ProblemLog, write_rejects
+from rsgpt4v.problems import ProblemLog, rejects_path, write_rejects
 from rsgpt4v.scale.merge import concatenate
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shards import as_given, remove_shards, shard_path, shards_folder, write_shard
@@ -103,7 +103,7 @@ def _convert_unit(unit: Unit, *, job: _Job) -> dict:
             job.name, job.root, shard, split=job.split, skip_bad=job.skip_bad,
             captions=job.captions, options=job.options,
         )  # fmt: skip
-        shard.with_name(shard.stem + ".rejects.jsonl").unlink(missing_ok=True)
+        rejects_path(shard).unlink(missing_ok=True)
         return _result(str(shard), summary)
     log = ProblemLog(skip_bad=job.skip_bad)
     splitter = splitter_of(job.converter(log))

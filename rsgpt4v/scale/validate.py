@@ -3,8 +3,9 @@ computed on the cluster.
 
 Each task checks a line range of the instructions file against the records (one record table
 per worker process, kept for its later tasks) with the local engine's checker, and writes one
-result row per line: the instruction as the clean file holds it, its rejections and the digest
-of its conversation. What depends on the order of the whole file stays with the driver, which
+result row per line, as JSON (never pickle: the shards are on shared storage): the instruction as
+the clean file holds it, its rejections, the text boxes it writes and the digest of its
+conversation. What depends on the order of the whole file stays with the driver, which
 reads the result shards in line order: the duplicate check (the first of equal conversations is
 kept), the clean and rejects files and the report statistics. The leakage pass fingerprints the
 images on the workers and pairs them on the driver. The output is therefore the local engine's,
@@ -13,16 +14,15 @@ line for line. Rsgpt4v instruction files only: LLaVA / ShareGPT imports run loca
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
-import pickle
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from rsgpt4v.boxfmt import TextBox
 from rsgpt4v.errors import InputError
 from rsgpt4v.paths import under_root
 from rsgpt4v.report.stats import ReportStats
@@ -43,6 +43,7 @@ from rsgpt4v.validate.run import (
     maybe_writer,
     schema_rejection,
 )
+from rsgpt4v.validate.text_boxes import BoxMatch
 
 #: Instructions per task: checks take well under a millisecond each.
 DEFAULT_INSTRUCTIONS_PER_UNIT = 20000
@@ -100,7 +101,7 @@ def _check_unit(
             }
         )
         if findings.text_boxes:  # drawn by the report's viewer
-            rows[-1]["boxes"] = base64.b64encode(pickle.dumps(findings.text_boxes)).decode()
+            rows[-1]["boxes"] = [_box_row(match) for match in findings.text_boxes]
     lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
     return {"shard": write_shard(shard_path(folder, unit["index"]), lines)}
 
@@ -199,7 +200,9 @@ def _write(
         for row in _rows(shards):
             findings = Findings([Rejection(*r) for r in row["rejections"]])
             if "boxes" in row:
-                findings.text_boxes = pickle.loads(base64.b64decode(row["boxes"]))
+                findings.text_boxes = [
+                    _box_match(box, instructions, row["line"]) for box in row["boxes"]
+                ]
             if "key" in row:
                 _duplicate(row, duplicates, findings)
             summary.instructions += 1
@@ -211,6 +214,28 @@ def _write(
                 summary.kept += 1
                 if clean is not None:
                     clean.write_lines([row["instruction"] + "\n"])
+
+
+def _box_row(match: BoxMatch) -> list:
+    """A text box as plain JSON values: shards live on shared storage, which a worker or anyone
+    with write access could alter, so nothing read back from them is unpickled."""
+    box = match.box
+    return [box.x1, box.y1, box.x2, box.y2, box.angle, match.style, match.object_id, match.iou]
+
+
+def _box_match(row: list, file: Path, line: int) -> BoxMatch:
+    """A text box back from its JSON row (``_box_row``); JSON keeps ints and floats apart, so
+    the report gets the local engine's values."""
+    try:
+        x1, y1, x2, y2, angle, style, object_id, iou = row
+    except (TypeError, ValueError):
+        raise InputError(
+            "the result shard of this line holds a malformed text box",
+            file=file,
+            line=line,
+            value=row,
+        ) from None
+    return BoxMatch(TextBox(x1, y1, x2, y2, angle), style, object_id, iou)
 
 
 def _rows(shards: list[str]) -> Iterator[dict]:

@@ -27,6 +27,8 @@ REASONS: dict[str, str] = {
     "empty_answer": "an assistant message is empty, or the conversation ends on a question",
     "unknown_record": "the instruction's record (by id or image path) is not in the records",
     "image_size": "image_size differs from the record's image size",
+    "malformed_ref": "text has a <ref that is not exactly <ref:N> (a space, upper case, N not a "
+    "number; InternVL's <ref>phrase</ref> tags excepted); export would copy it verbatim",
     "unknown_ref": "a <ref:N> with no region, or a region that is no object of the record",
     "box_outside_image": "a region's box is not inside the image",
     "ref_box_mismatch": "a region's box is not the record's box of that object",
@@ -42,6 +44,10 @@ COUNTING_TASKS = frozenset({"counting", "presence"})
 COUNTING_QUESTION = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b|\bcounting\b", re.I)
 _REF = re.compile(r"<ref:(\d+)>")
 _REF_AFTER = re.compile(r"\s*<ref:(\d+)>")
+# "<ref" in any case where the exact "<ref:N>" (N without leading zeros) does not start.
+# InternVL's phrase tags (<ref>ship</ref>, rsgpt4v.families) are no object refs.
+_MALFORMED_REF = re.compile(r"(?!<ref:(?:0|[1-9]\d*)>)(?!(?i:<ref>))(?i:<ref)")
+_REF_TOKEN = re.compile(r"<[^<>\n]{0,24}>?")  # the malformed token, for the message
 _CLAUSE = re.compile(r"[.!?;:,\n]+|\bbut\b", re.I)
 _NEGATION = re.compile(
     r"\b(?:no|not|none|without|never|neither|nor|zero|absent|lacks?|cannot)\b|n't\b", re.I
@@ -115,8 +121,13 @@ def check_structure(instruction: Instruction, findings: Findings) -> None:
 
 
 def check_regions(instruction: Instruction, record: Record | None, findings: Findings) -> None:
-    """Every ``<ref:N>`` has a region inside the image that is the record's box of object N."""
+    """Every ``<ref:N>`` has a region inside the image that is the record's box of object N.
+
+    Anything else that opens like a ref (``<ref: 3>``, ``<REF:3>``, ``<ref:a>``) is rejected:
+    export expands the exact form only and would leave the rest in the training text.
+    """
     width, height = instruction.image_size
+    _check_malformed_refs(instruction, findings)
     for ref in sorted({int(n) for m in instruction.messages for n in _REF.findall(m.content)}):
         if str(ref) not in instruction.regions:
             findings.add("unknown_ref", instruction, f"<ref:{ref}> has no region", ref)
@@ -151,6 +162,17 @@ def check_regions(instruction: Instruction, record: Record | None, findings: Fin
                 f"region {key} box {region.bbox} is not object {key}'s box {obj.bbox}",
                 region.bbox,
             )
+
+
+def _check_malformed_refs(instruction: Instruction, findings: Findings) -> None:
+    tokens = {
+        _REF_TOKEN.match(message.content, match.start())[0]: None
+        for message in instruction.messages
+        for match in _MALFORMED_REF.finditer(message.content)
+    }
+    for token in tokens:
+        message = f"{token!r} is not an object reference; write <ref:N> with N a region number"
+        findings.add("malformed_ref", instruction, message, token)
 
 
 def quoted_texts(record: Record) -> set[str]:

@@ -12,13 +12,15 @@ takes its image size from it. An item that cannot be read is a rejection, not a 
 
 from __future__ import annotations
 
-import json
+import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.jsonfiles import load_json, loads
+from rsgpt4v.schema import jsonl_lines
 
 FORMATS = ("auto", "instructions", "llava", "sharegpt")
 _ROLES = {
@@ -108,28 +110,19 @@ def _raw_items(path: Path) -> Iterator[tuple[int | None, int, Any]]:
     """(line, index, parsed item) of a JSON Lines file, or (None, index, item) of a JSON array."""
     if not path.is_file():
         raise InputError("file not found", file=path)
-    with path.open(encoding="utf-8") as handle:
-        head = handle.read(4096).lstrip()
-    if head.startswith("["):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            message = f"not valid JSON ({error.msg})"
-            raise InputError(message, file=path, line=error.lineno) from None
+    with path.open("rb") as handle:  # bytes: the sniff needs no decoding (a BOM is allowed)
+        head = handle.read(4096).removeprefix(codecs.BOM_UTF8).lstrip()
+    if head.startswith(b"["):
+        data = load_json(path, what="instruction file")
         for index, item in enumerate(data if isinstance(data, list) else [data]):
             yield None, index, item
         return
-    index = 0
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                item = json.loads(text)
-            except json.JSONDecodeError as error:  # a rejection of its own; the rest goes on
-                item = _UnreadableLine(f"not valid JSON ({error.msg})")
-            yield number, index, item
-            index += 1
+    for index, (number, text) in enumerate(jsonl_lines(path)):
+        try:
+            item = loads(text, file=path, line=number)
+        except InputError as error:  # a rejection of its own; the rest goes on
+            item = _UnreadableLine(error.reason)
+        yield number, index, item
 
 
 class ImageIndex:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -20,11 +21,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from rsgpt4v.atomic import commit, create_staged
 from rsgpt4v.errors import InputError
 from rsgpt4v.paths import under_root
-from rsgpt4v.problems import rejects_path
+from rsgpt4v.problems import LineNumbers, at_line, rejects_path
 from rsgpt4v.report.stats import ReportStats
-from rsgpt4v.schema import Instruction, JsonlWriter, Record, Source, count_lines
+from rsgpt4v.schema import Instruction, JsonlWriter, Record, Source, count_lines, jsonl_lines
 from rsgpt4v.validate.checks import (
     CheckSettings,
     Findings,
@@ -88,7 +90,8 @@ def validate_instructions(
     """Check every instruction against its record; write CLEAN, the rejects and the report.
 
     Without ``output`` nothing is kept, and the rejects go next to the instructions file
-    (``INSTR.rejects.jsonl``). Leakage needs the pixels, so it runs only with an image root.
+    (``instructions.jsonl.rejects.jsonl``). Leakage needs the pixels, so it runs only with an
+    image root.
     """
     options = options or ValidationOptions()
     instructions = Path(instructions)
@@ -145,19 +148,19 @@ def _stream(
 class RejectsWriter:
     """The rejects file beside the output, and the count of each reason.
 
-    Written to ``.partial`` and renamed at the end only when something was rejected (a run with
-    nothing rejected leaves no rejects file, and a failed run none half-written).
+    Written to a temporary file and renamed at the end only when something was rejected (a run
+    with nothing rejected leaves no rejects file, and a failed run leaves the earlier one whole,
+    as it leaves the earlier clean file).
     """
 
     def __init__(self, summary: ValidationSummary, instructions: Path) -> None:
         self.summary, self.instructions = summary, instructions
         self.path = rejects_path(summary.output or instructions)
-        self.partial = self.path.with_name(self.path.name + ".partial")
         self.reasons: dict[str, int] = {}
 
     def __enter__(self) -> RejectsWriter:
-        self.path.unlink(missing_ok=True)
-        self._handle = self.partial.open("w", encoding="utf-8")
+        descriptor, self.partial = create_staged(self.path)  # new: a planted link is not followed
+        self._handle = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
         return self
 
     def reject(self, rejections: list[Rejection], line: int | None) -> None:
@@ -169,14 +172,16 @@ class RejectsWriter:
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         self._handle.close()
-        if kind is not None:
-            self.partial.unlink(missing_ok=True)
-            return
-        if self.summary.rejected:
-            self.partial.replace(self.path)
-            self.summary.rejects_file = self.path
-        else:
-            self.partial.unlink()
+        try:
+            if kind is not None:
+                return
+            if self.summary.rejected:
+                commit(self.partial, self.path)
+                self.summary.rejects_file = self.path
+            else:
+                self.path.unlink(missing_ok=True)  # an earlier run's, stale now
+        finally:
+            self.partial.unlink(missing_ok=True)  # gone already once committed
         self.summary.reasons = dict(sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -276,28 +281,38 @@ def schema_rejection(number: int, error: ValidationError) -> Rejection:
 def _instruction_lines(
     path: Path, table: RecordTable
 ) -> Iterator[tuple[int, Instruction | None, Record | None, list[Rejection]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                instruction = Instruction.model_validate_json(text)
-            except ValidationError as error:
-                yield number, None, None, [schema_rejection(number, error)]
-                continue
-            yield number, instruction, table.find(instruction.record_id, instruction.image), []
+    for number, text in jsonl_lines(path):  # a line that is not UTF-8: InputError naming it
+        try:
+            instruction = Instruction.model_validate_json(text)
+        except ValidationError as error:
+            yield number, None, None, [schema_rejection(number, error)]
+            continue
+        yield number, instruction, table.find(instruction.record_id, instruction.image), []
 
 
 def _leaks(
     table: RecordTable, options: ValidationOptions, progress: Callable[[str], Progress] | None
 ) -> dict[str, Leak]:
+    """The records whose image also appears in another split, by record id.
+
+    An image that escapes the root or cannot be read is an error naming the records file, the
+    record's line and id: the image path alone does not say which record to fix.
+    """
     root = options.image_root or Path()
-    items = [
-        (record_id, split, under_root(root, image, entry=record_id))
-        for record_id, split, image in table.places()
-    ]
-    bar = progress("fingerprint images") if progress is not None else None
-    entries = fingerprint_records(items, bar)
+    places = list(table.places())
+    items: list[tuple[str, str, Path]] = []
+    try:
+        for record_id, split, image in places:
+            items.append((record_id, split, under_root(root, image, entry=record_id)))
+        bar = progress("fingerprint images") if progress is not None else None
+        entries = fingerprint_records(items, bar)
+    except InputError as error:
+        # under_root failed on the next item; a read failure names the image file
+        at = next((n for n, item in enumerate(items) if str(item[2]) == error.file), len(items))
+        if at >= len(places):
+            raise
+        with LineNumbers(table.path) as lines:
+            raise at_line(error, table.path, lines(at), places[at][0]) from None
     return find_leaks(entries, options.max_distance)
 
 

@@ -124,8 +124,10 @@ def test_resumed_run_equals_uninterrupted_run(llava_dir, demo, tmp_path):
     )
     run = tmp_path / "b"
     run_finetune(_config(llava_dir, demo, run, "max_steps=2", "train.save_steps=1"))
-    # Interrupt after step 1: drop everything written later, then run again with resume.
-    shutil.rmtree(run / "stages" / "00-main" / "checkpoint-2")
+    # Killed while saving step 2: its optimizer.pt is cut short; the run must resume from
+    # step 1 (not fail with a traceback in torch.load), then equal the uninterrupted run.
+    optimizer = run / "stages" / "00-main" / "checkpoint-2" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
     shutil.rmtree(run / "stages" / "00-main" / "final")
     shutil.rmtree(run / "adapter")
     resumed = run_finetune(_config(llava_dir, demo, run, "max_steps=2", "train.save_steps=1"))
@@ -226,7 +228,8 @@ def test_component_targets_and_qlora_refusal(llava_dir, demo, tmp_path):
     assert sum(".multi_modal_projector." in n for n in names) == 2
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present: QLoRA is allowed")
-    with pytest.raises(RsgptError, match="qlora needs a CUDA GPU"):
+    # bitsandbytes' CPU kernels run 4-bit layers 64 inputs wide; the tiny model is 32 wide
+    with pytest.raises(RsgptError, match="quantise blocks of 64 inputs"):
         load_base_model(_config(llava_dir, demo, tmp_path, "method=qlora"))
 
 

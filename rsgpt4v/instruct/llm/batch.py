@@ -6,7 +6,8 @@ writes them as JSONL files (``custom_id`` = the request key, at most 50,000 line
 file), uploads, submits, polls and ingests the output and error files into the same cache as the
 synchronous path. Each submitted batch is recorded in the cache before it is polled, so a restarted
 run polls its open batches and never submits the same work twice. The output is then written
-from the cache exactly as a synchronous run writes it.
+from the cache exactly as a synchronous run writes it. A reply whose output line reports no usage
+is charged the request's worst-case estimate, as on the synchronous path.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Iterator
+from functools import partial
 
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import PendingRequest, Requester, reply_of, usage_of
 from rsgpt4v.instruct.llm.passes import PASSES, response_format
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
-from rsgpt4v.instruct.llm.pricing import PriceTable
+from rsgpt4v.instruct.llm.pricing import PriceTable, Usage
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
 from rsgpt4v.schema import Record, read_jsonl
 
@@ -39,12 +41,18 @@ def run_batches(
     redact: Redactor,
     vocabulary: dict,
     summary,
+    ledger: str | None = None,
 ) -> None:
-    """Fill the cache through batches, one round per pass; ``summary`` gets batch ids and spend."""
-    asyncio.run(_run(records_path, settings, cache, prices, key, redact, vocabulary, summary))
+    """Fill the cache through batches, one round per pass; ``summary`` gets batch ids and spend,
+    and the budget ``ledger`` (an output's, see generate.ledger_of) what each reply cost."""
+    asyncio.run(
+        _run(records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger)
+    )
 
 
-async def _run(records_path, settings, cache, prices, key, redact, vocabulary, summary) -> None:
+async def _run(
+    records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger
+) -> None:
     import openai
 
     from rsgpt4v.instruct.llm.generate import (
@@ -58,8 +66,9 @@ async def _run(records_path, settings, cache, prices, key, redact, vocabulary, s
     client = make_client(settings, key)
     preparer = Preparer(settings, pool_size(settings, records_path))
     try:
+        finish = partial(_finish, client, cache, prices, settings, ledger=ledger)
         for open_batch, entries in cache.open_batches():
-            summary.spent_usd += await _finish(client, cache, prices, settings, open_batch, entries)
+            summary.spent_usd += await finish(open_batch, entries)
         for _ in settings.passes:
             requester = Requester(settings, cache, prices, None, redact, mode="collect")
             requester.vocabulary = vocabulary
@@ -69,16 +78,15 @@ async def _run(records_path, settings, cache, prices, key, redact, vocabulary, s
             pending = list({p.key: p for p in requester.pending}.values())
             if not pending:
                 break
-            pending, stopped = _within_budget(pending, settings.budget_usd, summary.spent_usd)
+            spent = summary.earlier_usd + summary.spent_usd
+            pending, stopped = _within_budget(pending, settings.budget_usd, spent)
             submitted = []
             for chunk in _chunks(pending, requester.format_mode):
                 batch_id = await _submit(client, cache, chunk, requester.format_mode)
                 summary.batches.append(batch_id)
-                submitted.append((batch_id, [[p.key, p.record_id, p.pass_name] for p in chunk]))
+                submitted.append((batch_id, [_entry(p) for p in chunk]))
             for batch_id, entries in submitted:
-                summary.spent_usd += await _finish(
-                    client, cache, prices, settings, batch_id, entries
-                )
+                summary.spent_usd += await finish(batch_id, entries)
             if stopped:
                 summary.stopped = stopped
                 break
@@ -133,12 +141,19 @@ async def _submit(client, cache: ReplyCache, chunk: list[PendingRequest], mode: 
     batch = await client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
     )
-    entries = [[p.key, p.record_id, p.pass_name] for p in chunk]
+    entries = [_entry(p) for p in chunk]
     cache.add_batch(batch.id, hashlib.sha256(data).hexdigest(), entries)
     return batch.id
 
 
-async def _finish(client, cache, prices, settings, batch_id: str, entries) -> float:
+def _entry(request: PendingRequest) -> list:
+    """A manifest line: key, record, pass and the worst-case cost (charged if no usage comes)."""
+    return [request.key, request.record_id, request.pass_name, request.estimate_usd]
+
+
+async def _finish(
+    client, cache, prices, settings, batch_id: str, entries, ledger: str | None = None
+) -> float:
     """Poll a batch to its end and store its replies; returns what they cost."""
     batch = await client.batches.retrieve(batch_id)
     while batch.status not in TERMINAL:
@@ -157,18 +172,23 @@ async def _finish(client, cache, prices, settings, batch_id: str, entries) -> fl
             if entry is None or response.get("status_code") != 200:
                 continue  # not ours, or failed: the request stays uncached and is asked again
             completion = response["body"]
-            usage = usage_of(completion)
-            cost = prices.cost(settings.model, usage, batch=True)
+            reply, usage = reply_of(completion), usage_of(completion)
+            if usage is None:  # manifests written before estimates were kept charge 0
+                usage, cost = Usage(), float(entry[3]) if len(entry) > 3 else 0.0
+                reply["usage_estimated"] = True
+            else:
+                cost = prices.cost(settings.model, usage, batch=True)
             spent += cost
             cache.put(
                 entry[0],
                 record_id=entry[1],
                 pass_name=entry[2],
                 model=settings.model,
-                reply=reply_of(completion),
+                reply=reply,
                 usage=usage,
                 cost_usd=cost,
                 via="batch",
+                charge_to=ledger,
             )
     cache.close_batch(batch_id, batch.status)
     return spent

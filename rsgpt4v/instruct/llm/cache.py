@@ -5,7 +5,8 @@ rendered text, the image digest and detail, the reply schema and the sampling pa
 the API key, base URL, concurrency or the structured-output mode. A rerun with the same inputs
 finds every finished reply here and makes no call; a reply that failed to parse stays here with
 its raw text, so it can be re-parsed without paying again. Batch manifests live here too, so a
-restarted ``--batch`` run polls its batches instead of submitting them twice.
+restarted ``--batch`` run polls its batches instead of submitting them twice, and so does the
+budget's ledger: what each output's runs paid (``charges``), which ``--budget-usd`` caps.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ CREATE TABLE IF NOT EXISTS replies(
 CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS batches(
     batch_id TEXT PRIMARY KEY, input_sha256 TEXT, entries TEXT, status TEXT, created REAL);
+CREATE TABLE IF NOT EXISTS charges(
+    ledger TEXT, key TEXT, cost_usd REAL, created REAL, PRIMARY KEY (ledger, key));
 """
 
 
@@ -123,24 +126,46 @@ class ReplyCache:
         usage: Usage,
         cost_usd: float,
         via: str = "sync",
+        charge_to: str | None = None,
     ) -> None:
-        """Store a reply (committed at once: a crash right after loses nothing paid for)."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                record_id,
-                pass_name,
-                model,
-                json.dumps(reply, ensure_ascii=False),
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.cached_tokens,
-                cost_usd,
-                via,
-                time.time(),
-            ),
+        """Store a reply, and its cost in the ledger ``charge_to`` names, in one commit (at once:
+        a crash right after loses nothing paid for, nor its charge)."""
+        now = time.time()
+        row = (
+            key,
+            record_id,
+            pass_name,
+            model,
+            json.dumps(reply, ensure_ascii=False),
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            cost_usd,
+            via,
+            now,
         )
+        insert = "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        if charge_to is None:
+            self._db.execute(insert, row)
+            return
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute(insert, row)
+            self._db.execute(
+                "INSERT OR REPLACE INTO charges VALUES (?, ?, ?, ?)",
+                (charge_to, key, cost_usd, now),
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def charged(self, ledger: str) -> float:
+        """USD charged to a ledger so far, by every run."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0) FROM charges WHERE ledger = ?", (ledger,)
+        ).fetchone()
+        return float(row[0])
 
     def setting(self, name: str) -> str | None:
         row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()

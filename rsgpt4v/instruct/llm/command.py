@@ -96,6 +96,11 @@ def summary_lines(summary: LlmSummary, settings: LlmSettings) -> list[str]:
         f"{settings.model}",
         f"generation log: {summary.log}",
     ]
+    if settings.budget_usd is not None and summary.earlier_usd:
+        lines.append(
+            f"budget: ${summary.earlier_usd + summary.spent_usd:.4f} of "
+            f"${settings.budget_usd:.4f} spent on this output over all its runs"
+        )
     if summary.batches:
         lines.append(f"batches: {', '.join(summary.batches)}")
     return lines

@@ -4,8 +4,8 @@ One retry layer: the openai SDK's (``max_retries``, ``timeout``, exponential bac
 ``Retry-After``); nothing here retries. What the SDK gives up on is classified: quota exhaustion
 (429 ``insufficient_quota``) and rejected credentials stop the whole run; anything else fails
 that request, which a rerun tries again. Every reply is written to the cache before it is parsed,
-so a reply is never paid twice; the budget is reserved from a high estimate before each call and
-settled from the reported usage after it, so the spend never passes the cap.
+so a reply is never paid twice; the budget reserves a worst-case estimate before each call and
+settles the reported cost after it (the estimate itself when the server reports no usage).
 """
 
 from __future__ import annotations
@@ -28,46 +28,73 @@ from rsgpt4v.instruct.llm.passes import (
     prompt_version,
     reply_schema,
     response_format,
+    schema_tokens_bound,
 )
 from rsgpt4v.instruct.llm.pricing import PriceTable, Usage, estimate_tokens, image_tokens
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
 from rsgpt4v.instruct.llm.to_instructions import Provenance
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """What :meth:`Budget.reserve` holds for one request, handed back to :meth:`Budget.settle`."""
+
+    amount: float  # USD held: the estimate times the highest billed/estimated ratio seen
+    estimate: float  # the request's own worst-case estimate
+
+
 class Budget:
-    """A spending cap: reserve an upper estimate before a call, settle the real cost after.
+    """A spending cap: reserve a worst-case estimate before a call, settle the real cost after.
 
     A request that does not fit while others are in flight waits for them to settle (their
     real cost is usually below the estimate); one that does not fit with nothing in flight
-    means the cap is reached.
+    means the cap is reached. ``earlier`` is what earlier runs of the same output spent (the
+    ledger in the reply cache), so a rerun goes on from there rather than from zero.
+
+    A server may bill above any estimate (a price table that understates a model's image tokens,
+    say): the first request therefore goes alone, and every later one is reserved at the highest
+    billed/estimated ratio seen so far, so concurrent requests cannot all overshoot together.
     """
 
-    def __init__(self, limit_usd: float | None) -> None:
+    def __init__(self, limit_usd: float | None, earlier_usd: float = 0.0) -> None:
         self.limit = limit_usd
-        self.spent = 0.0
+        self.earlier = earlier_usd
+        self.spent = 0.0  # by this run
         self.reserved = 0.0
+        self.ratio = 1.0
+        self._settles = 0
         self._in_flight = 0
         self._settled = asyncio.Condition()
 
-    async def reserve(self, amount: float) -> bool:
+    async def reserve(self, estimate: float) -> Reservation | bool:
+        """A reservation for a request of this worst-case estimate, or False: the cap is reached."""
         if self.limit is None:
             return True
         async with self._settled:
-            while self.spent + self.reserved + amount > self.limit:
+            while True:
+                amount = estimate * self.ratio
+                first_alone = self._settles == 0 and self._in_flight > 0
+                fits = self.earlier + self.spent + self.reserved + amount <= self.limit
+                if fits and not first_alone:
+                    break
                 if self._in_flight == 0:
                     return False
                 await self._settled.wait()
             self.reserved += amount
             self._in_flight += 1
-            return True
+            return Reservation(amount, estimate)
 
-    async def settle(self, reserved: float, actual: float) -> None:
+    async def settle(self, reserved: Reservation | float | bool, actual: float) -> None:
         self.spent += actual
         if self.limit is None:
             return
+        held = reserved if isinstance(reserved, Reservation) else Reservation(reserved, reserved)
         async with self._settled:
-            self.reserved -= reserved
+            self.reserved -= held.amount
             self._in_flight -= 1
+            self._settles += 1
+            if held.estimate > 0:
+                self.ratio = max(self.ratio, actual / held.estimate)
             self._settled.notify_all()
 
 
@@ -82,6 +109,7 @@ class Outcome:
     key: str = ""
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    usage_estimated: bool = False  # the server reported no usage: charged the worst case
     cached: bool = False
     provenance: Provenance | None = None
 
@@ -113,6 +141,7 @@ class Requester:
         redact: Redactor,
         mode: str = "call",
         budget: Budget | None = None,
+        ledger: str | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache
@@ -122,6 +151,7 @@ class Requester:
         self.redact = redact
         self.mode = mode
         self.budget = budget if budget is not None else Budget(settings.budget_usd)
+        self.ledger = ledger  # the output whose budget ledger paid replies are charged to
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.stopped: str | None = None
         self.fatal = False
@@ -140,10 +170,18 @@ class Requester:
             "seed": self.settings.seed,
         }
 
-    def estimate_usd(self, body: dict, image: RenderedImage | None, batch: bool = False) -> float:
-        """An upper estimate of a request's cost (input by bound, output at max_tokens)."""
+    def estimate(self, spec: PassSpec, body: dict, image: RenderedImage | None) -> Usage:
+        """Worst-case usage of a request: input by bound (the reply schema included, which the
+        server adds to the prompt), output at max_tokens."""
         each = image_tokens(image.width, image.height, image.detail, self.price) if image else 0
-        usage = Usage(estimate_tokens(body["messages"], each), body["max_tokens"], 0)
+        prompt = estimate_tokens(body["messages"], each) + schema_tokens_bound(spec)
+        return Usage(prompt, body["max_tokens"], 0)
+
+    def estimate_usd(
+        self, spec: PassSpec, body: dict, image: RenderedImage | None, batch: bool = False
+    ) -> float:
+        """The worst-case cost of a request (:meth:`estimate` at the model's price)."""
+        usage = self.estimate(spec, body, image)
         return self.prices.cost(self.settings.model, usage, batch=batch)
 
     async def run(
@@ -164,7 +202,7 @@ class Requester:
             if self.stopped:
                 return Outcome(spec.name, "unsent", self.stopped, key=key)
             if self.mode == "collect":
-                estimate = self.estimate_usd(body, image, batch=True)
+                estimate = self.estimate_usd(spec, body, image, batch=True)
                 self.pending.append(PendingRequest(key, record.id, spec.name, body, estimate))
                 return Outcome(spec.name, "unsent", "collected for a batch", key=key)
             if self.mode == "cache_only":
@@ -192,6 +230,7 @@ class Requester:
             key=key,
             usage=cached.usage,
             cost_usd=cached.cost_usd,
+            usage_estimated=bool(cached.reply.get("usage_estimated")),
             cached=not fresh,
             provenance=provenance,
         )
@@ -202,23 +241,26 @@ class Requester:
         self, spec: PassSpec, body: dict, key: str, record_id: str, image: RenderedImage | None
     ) -> CachedReply | None:
         """Call the API within the budget; the reply is cached before anyone parses it."""
-        estimate = self.estimate_usd(body, image)
-        if not await self.budget.reserve(estimate):
-            self.stopped = (
-                f"budget cap reached: ${self.budget.spent:.4f} spent of "
-                f"${self.settings.budget_usd:.4f} (the next request may cost up to "
-                f"${estimate:.4f})"
-            )
+        worst = self.estimate(spec, body, image)
+        estimate = self.prices.cost(self.settings.model, worst)
+        reservation = await self.budget.reserve(estimate)
+        if not reservation:
+            self.stopped = self._cap_reached(estimate)
             return None
+        held = reservation.amount if isinstance(reservation, Reservation) else estimate
         actual = 0.0
         try:
             async with self.slots:
                 if self.stopped and self.fatal:
                     return None
                 reply, usage = await self._create(spec, body)
-            actual = self.prices.cost(self.settings.model, usage)
+            if usage is None:  # nothing reported: charge the worst case held, and say so
+                usage, actual = Usage(), held
+                reply["usage_estimated"] = True
+            else:
+                actual = self.prices.cost(self.settings.model, usage)
         finally:
-            await self.budget.settle(estimate, actual)
+            await self.budget.settle(reservation, actual)
         self.cache.put(
             key,
             record_id=record_id,
@@ -227,10 +269,32 @@ class Requester:
             reply=reply,
             usage=usage,
             cost_usd=actual,
+            charge_to=self.ledger,
         )
         return CachedReply(reply, usage, actual, "sync")
 
-    async def _create(self, spec: PassSpec, body: dict) -> tuple[dict, Usage]:
+    def _cap_reached(self, estimate: float) -> str:
+        """Why the run stops: what was spent of the cap, and by whom, and whether the server
+        billed above the estimates (which later reservations were raised for)."""
+        budget = self.budget
+        earlier = getattr(budget, "earlier", 0.0)  # a shared (Ray) budget keeps no ledger
+        ratio = getattr(budget, "ratio", 1.0)
+        spent = earlier + budget.spent
+        where = (
+            f" on this output over all runs (${budget.spent:.4f} by this one)" if earlier else ""
+        )
+        billed = (
+            f"; the server billed up to {ratio:.1f} times the worst-case estimate, which later "
+            "reservations allowed for"
+            if ratio > 1
+            else ""
+        )
+        return (
+            f"budget cap reached: ${spent:.4f} spent{where} of ${self.settings.budget_usd:.4f} "
+            f"(the next request may cost up to ${estimate * ratio:.4f}){billed}"
+        )
+
+    async def _create(self, spec: PassSpec, body: dict) -> tuple[dict, Usage | None]:
         import openai
 
         mode = self.format_mode
@@ -258,9 +322,8 @@ class Requester:
                     fatal=True,
                 )
                 raise _RequestFailed("insufficient_quota") from None
-            raise _RequestFailed(
-                f"rate limited (429) after {self.settings.max_retries} retries"
-            ) from None
+            retried = _retried(error, self.settings.max_retries)
+            raise _RequestFailed(f"rate limited (429){retried}") from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
             self._stop(
                 f"the server refused the credentials (HTTP {error.status_code}): check "
@@ -269,13 +332,14 @@ class Requester:
             )
             raise _RequestFailed(f"HTTP {error.status_code}") from None
         except openai.APIStatusError as error:
+            retried = _retried(error, self.settings.max_retries)
             raise _RequestFailed(
-                self.redact(f"HTTP {error.status_code}: {error.message}")[:300]
+                self.redact(f"HTTP {error.status_code}{retried}: {error.message}")[:300]
             ) from None
-        except openai.APITimeoutError:
+        except openai.APITimeoutError as error:
+            retried = _retried(error, self.settings.max_retries)
             raise _RequestFailed(
-                f"timed out after {self.settings.max_retries} retries "
-                f"({self.settings.timeout_s:g} s each)"
+                f"timed out{retried} ({self.settings.timeout_s:g} s per attempt)"
             ) from None
         except openai.APIConnectionError as error:
             raise _RequestFailed(self.redact(f"connection error: {error}")[:300]) from None
@@ -314,14 +378,53 @@ def reply_of(completion: dict) -> dict:
     }
 
 
-def usage_of(completion: dict) -> Usage:
+def usage_of(completion: dict) -> Usage | None:
+    """The usage the server reported, or None where it reported none (some servers omit it)."""
     usage = completion.get("usage") or {}
+    if usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
+        return None
     details = usage.get("prompt_tokens_details") or {}
     return Usage(
-        usage.get("prompt_tokens") or 0,
-        usage.get("completion_tokens") or 0,
-        details.get("cached_tokens") or 0,
+        usage["prompt_tokens"], usage["completion_tokens"], details.get("cached_tokens") or 0
     )
+
+
+def _retried(error: Exception, max_retries: int) -> str:
+    """`` after N retries`` as the SDK counted them (the retry-count header of its last attempt),
+    or why it did not retry: the server asked for a longer wait than the SDK allows."""
+    try:
+        headers = error.request.headers  # type: ignore[attr-defined]
+        retries = int(headers.get("x-stainless-retry-count", ""))
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return ""
+    said = f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+    response = getattr(error, "response", None)
+    wait = _retry_after_s(response.headers) if response is not None else None
+    if retries < max_retries and wait is not None and wait > _max_retry_after():
+        return (
+            f"{said}{', then' if retries else ','} not retried: the server asked to wait "
+            f"{wait:g} s (Retry-After), longer than the client waits ({_max_retry_after():g} s)"
+        )
+    return said
+
+
+def _retry_after_s(headers) -> float | None:
+    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return float(value) / divisor
+            except ValueError:
+                return None  # an HTTP date: the SDK decides, and the count says what it did
+    return None
+
+
+def _max_retry_after() -> float:
+    try:
+        from openai._constants import MAX_RETRY_AFTER_DELAY
+    except ImportError:  # an SDK without the limit
+        return float("inf")
+    return float(MAX_RETRY_AFTER_DELAY)
 
 
 def judge(

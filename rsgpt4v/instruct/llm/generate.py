@@ -27,6 +27,7 @@ from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import load_prices
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
 from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF, qa_pairs
+from rsgpt4v.jsonfiles import decode_utf8
 from rsgpt4v.raster import gdal_env
 from rsgpt4v.schema import Instruction, JsonlWriter, Record, read_jsonl
 
@@ -46,6 +47,7 @@ class LlmSummary:
     statuses: Counter[str] = field(default_factory=Counter)
     per_task: Counter[str] = field(default_factory=Counter)
     spent_usd: float = 0.0  # paid by this run
+    earlier_usd: float = 0.0  # paid for this output by earlier runs (the budget's ledger)
     cost_usd: float = 0.0  # of every reply used, cached ones included
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -162,6 +164,7 @@ def log_row(result: RecordResult, outcome: Outcome) -> str:
             "request_hash": outcome.key or None,
             "cached": outcome.cached,
             "usage": outcome.usage.as_dict(),
+            "usage_estimated": outcome.usage_estimated,
             "cost_usd": round(outcome.cost_usd, 8),
         },
         ensure_ascii=False,
@@ -172,6 +175,11 @@ def log_path_of(output: Path) -> Path:
     return output.with_name(output.name.removesuffix(".jsonl") + ".generation.jsonl")
 
 
+def ledger_of(output: Path) -> str:
+    """The budget ledger of an output: its absolute path (the cap covers every run writing it)."""
+    return str(Path(output).resolve())
+
+
 def generate_llm_instructions(
     records_path: str | Path,
     output: str | Path,
@@ -179,12 +187,15 @@ def generate_llm_instructions(
     *,
     prepend: Path | None = None,
     budget: Budget | None = None,
+    ledger: str | None = None,
 ) -> LlmSummary:
     """Write the LLM instructions of every record (of the shard) to output, and the log beside.
 
     ``prepend`` is a file of instructions (the rules' ones for ``--generator both``) copied first.
     ``budget`` is one shared by several runs (the Ray engine's ledger: same ``reserve`` and
-    ``settle``); by default the run keeps its own ``settings.budget_usd``.
+    ``settle``); by default ``settings.budget_usd`` caps what every run writing this output paid,
+    this one included (the ledger in the reply cache). ``ledger`` names the ledger that paid
+    replies are charged to when the budget is shared (default: none; else the output's own).
     """
     from rsgpt4v.instruct import dataset_vocabulary
 
@@ -200,11 +211,20 @@ def generate_llm_instructions(
     redact = Redactor(key)
     vocabulary = dataset_vocabulary(records_path)
     summary = LlmSummary(output=output, log=log_path_of(output))
+    own_budget = budget is None
+    if own_budget:
+        ledger = ledger_of(output)
     with ReplyCache(settings.cache_dir or output.parent / DEFAULT_CACHE_DIR) as cache:
+        if own_budget:
+            summary.earlier_usd = cache.charged(ledger_of(output))
         if settings.batch:
             from rsgpt4v.instruct.llm.batch import run_batches
 
-            run_batches(records_path, settings, cache, prices, key, redact, vocabulary, summary)
+            run_batches(
+                records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger
+            )
+        if budget is None:
+            budget = Budget(settings.budget_usd, summary.earlier_usd + summary.spent_usd)
         # The collector skips what the imports made and runs less often; GDAL keeps one
         # environment for every image read (rsgpt4v.raster.gdal_env).
         with older_objects_frozen(), fewer_collections(), gdal_env():
@@ -221,6 +241,7 @@ def generate_llm_instructions(
                     summary,
                     prepend,
                     budget,
+                    ledger,
                 )
             )
     return summary
@@ -252,11 +273,24 @@ def make_client(settings: LlmSettings, key: str):
 
 
 async def _generate(
-    records_path, output, settings, cache, prices, key, redact, vocabulary, summary, prepend, budget
+    records_path,
+    output,
+    settings,
+    cache,
+    prices,
+    key,
+    redact,
+    vocabulary,
+    summary,
+    prepend,
+    budget,
+    ledger,
 ) -> None:
     client = None if settings.batch else make_client(settings, key)
     mode = "cache_only" if settings.batch else "call"
-    requester = Requester(settings, cache, prices, client, redact, mode, budget=budget)
+    requester = Requester(
+        settings, cache, prices, client, redact, mode, budget=budget, ledger=ledger
+    )
     requester.vocabulary = vocabulary
 
     def on_result(result: RecordResult) -> None:
@@ -287,8 +321,8 @@ async def _generate(
         ):
             generator = RecordGenerator(settings, requester, preparer)
             if prepend is not None:
-                with prepend.open(encoding="utf-8") as handle:
-                    writer.write_lines(list(handle))
+                text = decode_utf8(prepend.read_bytes(), prepend)
+                writer.write_lines(text.splitlines(keepends=True))
             await run_records(records, generator, on_result, _workers(settings))
     finally:
         if client is not None:
@@ -306,10 +340,9 @@ def _workers(settings: LlmSettings) -> int:
 
 
 def _check(settings: LlmSettings) -> None:
+    settings.check()  # again: a field may have been changed since the settings were made
     if settings.concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, got {settings.concurrency}")
-    if settings.budget_usd is not None and settings.budget_usd < 0:
-        raise InputError(f"--budget-usd must not be negative, got {settings.budget_usd}")
     unknown = [p for p in settings.passes if p not in PASSES]
     if unknown or not settings.passes:
         raise InputError(

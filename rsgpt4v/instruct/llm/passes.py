@@ -6,8 +6,9 @@
 - multi_turn: the image, the local notes and the description → a 3-5 turn reasoning dialogue.
 
 The labels are given to the model so it describes rather than guesses, and are then used to check
-its reply: a reply that refers to an id the record does not have, writes coordinates, contradicts
-a label count or names a class absent from the record is rejected, with the reason.
+its reply: a reply that refers to an object other than as ``<ref:N>`` or to an id the record does
+not have, writes coordinates, contradicts a label count or names a class absent from the record
+is rejected, with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.attributes import ObjectFacts
 from rsgpt4v.instruct.llm.images import RenderedImage
+from rsgpt4v.instruct.llm.pricing import text_tokens_bound
 from rsgpt4v.instruct.llm.replies import AnswerReply, DialogueReply, GlobalReply, LocalReply
 from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.schema import Record
@@ -34,6 +36,11 @@ MAX_TABLE_OBJECTS = 60  # objects listed in the local prompt; counts always cove
 DIALOGUE_TURNS = (3, 5)
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
 REF = re.compile(r"<ref:(\d+)>")
+# Any reference the model may have meant, whatever its case or spacing; only the exact form
+# (the id as exports look it up, no leading zero) is kept: anything else would reach the
+# training files verbatim, as text no exporter turns into a box.
+_REF_LIKE = re.compile(r"<\s*ref", re.IGNORECASE)
+_REF_EXACT = re.compile(r"<ref:(?:0|[1-9]\d*)>")
 _COORDINATES = re.compile(
     r"\[\s*-?\d+(?:\.\d+)?\s*(?:,\s*-?\d+(?:\.\d+)?\s*)+\]|\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)"
 )
@@ -225,6 +232,12 @@ def response_format(spec: PassSpec, mode: str) -> dict:
     }
 
 
+@cache
+def schema_tokens_bound(spec: PassSpec) -> int:
+    """Prompt tokens the reply schema may add: servers put a json_schema into the prompt."""
+    return text_tokens_bound(json.dumps(response_format(spec, "json_schema")))
+
+
 class ParseError(Exception):
     """A reply that is not the JSON the pass asked for; the message says why."""
 
@@ -260,6 +273,13 @@ def parse(spec: PassSpec, text: str | None) -> BaseModel:
 def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...]) -> str | None:
     """Why a parsed reply is rejected, or None when it agrees with the record's labels."""
     texts = reply.texts()  # type: ignore[attr-defined]
+    for text in texts:
+        malformed = malformed_ref(text)
+        if malformed is not None:
+            return (
+                f"malformed object reference {malformed!r}: objects are written <ref:N>, "
+                "N an id of the table"
+            )
     known = context.ids
     ids = list(reply.ids()) + [int(n) for t in texts for n in REF.findall(t)]  # type: ignore[attr-defined]
     unknown = sorted({i for i in ids if i not in known})
@@ -294,6 +314,21 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
             number = NUMBER_WORDS.get(said, int(said) if said.isdigit() else None)
             if number is not None and number != count:
                 return f"says {found.group(0)!r} but the labels have {count} {category}"
+    return None
+
+
+def malformed_ref(text: str) -> str | None:
+    """The first ``<ref`` of the text (any case) that is not exactly ``<ref:N>``, as written."""
+    if "<" not in text:
+        return None
+    for found in _REF_LIKE.finditer(text):
+        if _REF_EXACT.match(text, found.start()) is None:
+            end = text.find(">", found.start())
+            cut = found.start() + 24 if end < 0 else min(end + 1, found.start() + 24)
+            following = text.find("<", found.end())
+            if following >= 0:
+                cut = min(cut, following)
+            return text[found.start() : cut].strip()
     return None
 
 

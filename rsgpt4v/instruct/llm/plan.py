@@ -2,9 +2,9 @@
 
 Nothing is read but the records: image token counts come from the records' image sizes and the
 vision tile formula, and later passes are sized as if the earlier replies took their whole
-``max_tokens``. Two figures are given: an upper bound (text at 2 characters per token, every
-reply at ``max_tokens``; what ``--budget-usd`` reserves) and a typical one (4 characters per
-token, replies at half their ``max_tokens``).
+``max_tokens``. Two figures are given: an upper bound (text and reply schema at one token per
+UTF-8 byte, every reply at ``max_tokens``; what ``--budget-usd`` reserves) and a typical one
+(4 characters per token, replies at half their ``max_tokens``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from pathlib import Path
 from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.generate import shard_records
 from rsgpt4v.instruct.llm.images import render_side
-from rsgpt4v.instruct.llm.passes import PASSES, Earlier, RecordContext, system_text, user_text
+from rsgpt4v.instruct.llm.passes import (
+    PASSES,
+    Earlier,
+    RecordContext,
+    schema_tokens_bound,
+    system_text,
+    user_text,
+)
 from rsgpt4v.instruct.llm.pricing import (
     MESSAGE_OVERHEAD_TOKENS,
     Usage,
@@ -85,7 +92,12 @@ def plan_run(records_path: str | Path, settings: LlmSettings) -> Plan:
             fixed = 2 * MESSAGE_OVERHEAD_TOKENS + image
             chars = len(system) + len(text)
             max_tokens = spec.max_tokens(len(record.objects))
-            bound_in = fixed + text_tokens_bound(system + text) + earlier_tokens
+            bound_in = (
+                fixed
+                + text_tokens_bound(system + text)
+                + schema_tokens_bound(spec)
+                + earlier_tokens
+            )
             typical_in = fixed + math.ceil(chars / 4) + earlier_tokens // 2
             plan.requests += 1
             plan.input_tokens_bound += bound_in

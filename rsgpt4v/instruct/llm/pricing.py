@@ -1,8 +1,8 @@
 """Token and dollar accounting from a dated price table (``prompts/llm/prices.yaml``).
 
 Costs are computed from the usage the server reports; before a call, :func:`estimate_tokens`
-gives a deliberately high estimate (text at 2 characters per token, the image by the vision
-tile formula, the output at ``max_tokens``) so a budget reserved from it is never overrun.
+gives a worst case (text at one token per UTF-8 byte, which no byte-level tokenizer exceeds, the
+image by the vision tile formula, the output at ``max_tokens``) for the budget to reserve.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.jsonfiles import decode_utf8
 
-CHARS_PER_TOKEN_BOUND = 2.0  # English text is ~4 characters per token, JSON numbers fewer
 MESSAGE_OVERHEAD_TOKENS = 8
 
 
@@ -79,7 +79,7 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
     else:
         if not Path(path).is_file():
             raise InputError("price table not found", file=path)
-        text = Path(path).read_text(encoding="utf-8")
+        text = decode_utf8(Path(path).read_bytes(), path)
     try:
         data = yaml.safe_load(text) or {}
         models = {
@@ -92,7 +92,14 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
             )
             for name, entry in (data.get("models") or {}).items()
         }
-    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as error:
+    except (
+        yaml.YAMLError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        RecursionError,
+    ) as error:
         raise InputError(
             f"not a price table (models: NAME: {{input, output}} in USD per 1M tokens): {error}",
             file=path or "prices.yaml",
@@ -117,8 +124,9 @@ def image_tokens(width: int, height: int, detail: str, price: ModelPrice | None)
 
 
 def text_tokens_bound(text: str) -> int:
-    """An upper estimate of the tokens of a text (no tokenizer needed)."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN_BOUND)
+    """At most this many tokens (no tokenizer needed): every token of a byte-level BPE holds at
+    least one byte. A per-character guess is no bound: CJK text and digits run denser."""
+    return len(text.encode("utf-8"))
 
 
 def estimate_tokens(messages: list[dict], image_tokens_each: int) -> int:

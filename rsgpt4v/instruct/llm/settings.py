@@ -7,11 +7,12 @@ every text rsgpt4v prints or writes.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rsgpt4v.errors import RsgptError
+from rsgpt4v.errors import InputError, RsgptError
 
 NO_KEY = "unused"  # local servers (vLLM, Ollama) take any key; the SDK wants one
 
@@ -40,6 +41,29 @@ class LlmSettings:
     poll_interval_s: float = 30.0
     colour_facts: bool = False  # read each object's palette colour for the table (~5 ms each)
     prepare_workers: int | None = None  # image-rendering processes; None: by the run's size
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuse numbers that would silently disable a limit (NaN compares false with
+        everything, so a NaN budget caps nothing) or fail deep in the client later."""
+        _at_least("--budget-usd", self.budget_usd, 0.0, open_=False)
+        _at_least("--timeout", self.timeout_s, 0.0, open_=True)
+        _at_least("--poll-interval", self.poll_interval_s, 0.0, open_=True)
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise InputError(f"--max-retries must be a whole number, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise InputError(f"--max-retries must not be negative, got {self.max_retries}")
+
+
+def _at_least(option: str, value: float | None, low: float, *, open_: bool) -> None:
+    """``value`` (None: unset) finite and >= low (> low when ``open_``), else a one-line error."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value < low or (open_ and value == low):
+        relation = "greater than" if open_ else "at least"
+        raise InputError(f"{option} must be a finite number {relation} {low:g}, got {value}")
 
 
 def read_api_key(settings: LlmSettings) -> str:

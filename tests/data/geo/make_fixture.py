@@ -15,10 +15,14 @@ brings it back to the same pixels.
 - ``OUT/geo-bad/<case>/``: one problem each: ``shapes`` (point, line, null geometry, no class),
   ``nocrs`` (Shapefile without .prj), ``noclass`` (no class column), ``outside`` (a feature off
   the scene).
+- ``OUT/geo-nonfinite/scene.tif`` + ``scene.geojson`` (written as text: GeoJSON has no NaN, but
+  GDAL reads ``NaN`` and ``Infinity``): a good building, then a corner that is ``NaN``,
+  ``Infinity``, ``1e300``, and a latitude of 91 (finite in the file, infinite once in UTM).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -160,11 +164,42 @@ def make_bad(root: Path) -> None:
     )
 
 
+NON_FINITE = ("NaN", "Infinity", "1e300", "LAT91")
+
+
+def make_nonfinite(root: Path) -> None:
+    folder = root / "geo-nonfinite"
+    transform = scene_transform()
+    write_scene(folder / "scene.tif", 32, 32, transform)
+    ring = [list(p) for p in to_map(PIXEL_LABELS["quad"][0][1][0], transform, "EPSG:4326")]
+    features = [("building", [*ring, ring[0]])]
+    for bad in NON_FINITE:
+        broken = [list(p) for p in [*ring, ring[0]]]
+        broken[1] = [broken[1][0], 91.0] if bad == "LAT91" else [bad, broken[1][1]]
+        features.append(("ship", broken))
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"class": cls},
+                "geometry": {"type": "Polygon", "coordinates": [coordinates]},
+            }
+            for cls, coordinates in features
+        ],
+    }
+    text = json.dumps(collection)
+    for bad in NON_FINITE[:3]:  # json.dumps quotes them; GDAL reads them bare
+        text = text.replace(f'"{bad}"', bad)
+    (folder / "scene.geojson").write_text(text)
+
+
 def make_fixture(root: Path) -> Path:
     root = Path(root)
     make_clean(root)
     make_shared(root)
     make_bad(root)
+    make_nonfinite(root)
     return root
 
 

@@ -10,6 +10,9 @@ Run ``python tests/data/voc/make_fixture.py OUT`` to look at them; the tests cal
   labelImg saves them (``<path>`` of another machine, ``<pose>``, ``<segmented>``);
   ``img2.xml`` has an object whose ``xmin`` is not a number; ``img1.jpg.aux.xml`` is the PAM
   sidecar QGIS writes beside an image (not an annotation).
+- ``OUT/voc-bad/<case>/``: labelImg files with one problem each: ``inf`` (a ship whose ``xmax``
+  is ``inf`` beside a good car), ``resized`` (``<size>`` 128x96 on a 64x48 image: the labels of
+  another copy of it).
 """
 
 from __future__ import annotations
@@ -64,9 +67,20 @@ def make_labelimg(root: Path) -> None:
     write_text(base / "sub/img2.xml", voc_xml("img2.png", 60, 30, two))
 
 
+def make_bad(root: Path) -> None:
+    base = root / "voc-bad"
+    noise_image(base / "inf/inf.jpg", 64, 48, 6)
+    both = [("ship", 10, 12, "inf", 40, 0, 0), ("car", 5, 5, 15, 10, 0, 0)]
+    write_text(base / "inf/inf.xml", voc_xml("inf.jpg", 64, 48, both))
+    noise_image(base / "resized/resized.jpg", 64, 48, 7)
+    car = [("car", 20, 10, 40, 30, 0, 0)]
+    write_text(base / "resized/resized.xml", voc_xml("resized.jpg", 128, 96, car))
+
+
 def make_fixture(root: Path) -> Path:
     make_standard(root)
     make_labelimg(root)
+    make_bad(root)
     return root
 
 

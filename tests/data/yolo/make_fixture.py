@@ -10,6 +10,8 @@ Run ``python tests/data/yolo/make_fixture.py OUT`` to look at them; the tests ca
   line; an empty label file (no objects) and an image without a label file (unlabelled).
 - ``OUT/yolo-bad/``: ``names`` as a list; a label file with a class id out of range, pixel
   coordinates, an odd number of values, a non-numeric value and a good box.
+- ``OUT/yolo-dup/``: a label file whose first box comes back on line 3, and again on line 4
+  written ``0.50`` (an exporter's glitch that would count the plane three times).
 """
 
 from __future__ import annotations
@@ -63,9 +65,20 @@ def make_bad(root: Path) -> None:
     )
 
 
+def make_dup(root: Path) -> None:
+    base = root / "yolo-dup"
+    write_text(base / "data.yaml", "train: images/train\nnames: [plane, ship]\n")
+    noise_image(base / "images/train/x.jpg", 100, 100, 7)
+    write_text(
+        base / "labels/train/x.txt",
+        "0 0.5 0.5 0.2 0.2\n1 0.2 0.2 0.1 0.1\n0 0.5 0.5 0.2 0.2\n0 0.50 0.5 0.2 0.2\n",
+    )
+
+
 def make_fixture(root: Path) -> Path:
     make_detect(root)
     make_bad(root)
+    make_dup(root)
     return root
 
 
