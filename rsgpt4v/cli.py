@@ -475,6 +475,13 @@ def export(
     except RsgptError as error:
         _fail(error)
     typer.echo(f"{summary.written} conversations ({fmt}, boxes {boxes}) → {summary.output}")
+    if boxes == "qwen25vl" and fmt in ("llava", "sharegpt") and render_images is None:
+        typer.echo(
+            "warning: qwen25vl boxes are pixels of the image resized within --max-pixels; "
+            "LLaMA-Factory resizes by its own rule first (docs/families.md), so give "
+            "--render-images DIR to write every image already at its boxes' size",
+            err=True,
+        )
     if render_images is not None:
         typer.echo(
             f"images rendered to 8-bit RGB PNG: {summary.images_rendered} written, "

@@ -146,7 +146,8 @@ def test_the_qwen25vl_frame_is_the_image_its_processor_shows(size: tuple[int, in
     assert convention.max_pixels == 589824 and convention.patch_factor == 28
 
 
-def _export(tmp_path: Path, instruction: Instruction, *flags: str) -> list[dict]:
+def _export(tmp_path: Path, instruction: Instruction, *flags: str) -> tuple[list[dict], str]:
+    """The exported items and what the command printed."""
     from typer.testing import CliRunner
 
     source = tmp_path / "instructions.jsonl"
@@ -156,7 +157,7 @@ def _export(tmp_path: Path, instruction: Instruction, *flags: str) -> list[dict]
         app, ["export", str(source), "--format", "sharegpt", "-o", str(out), *flags]
     )
     assert result.exit_code == 0, result.output
-    return json.loads(out.read_text())
+    return json.loads(out.read_text()), result.output
 
 
 def test_qwen25vl_export_writes_pixels_of_the_resized_image(tmp_path: Path) -> None:
@@ -166,7 +167,9 @@ def test_qwen25vl_export_writes_pixels_of_the_resized_image(tmp_path: Path) -> N
 
     boxes = [[100.0, 200.0, 300.0, 100.0], [500.0, 600.0, 250.0, 150.0]]
     instruction = _grounding(1024, 1024, boxes)
-    (item,) = _export(tmp_path, instruction, "--boxes", "qwen25vl", "--max-pixels", "589824")
+    (item,), printed = _export(
+        tmp_path, instruction, "--boxes", "qwen25vl", "--max-pixels", "589824"
+    )
     answer = item["messages"][-1]["content"]
     height, width = qwens(1024, 1024, 28, 3136, 589824)  # LLaMA-Factory's 768 x 768 budget
     assert (width, height) == (756, 756)
@@ -179,13 +182,14 @@ def test_qwen25vl_export_writes_pixels_of_the_resized_image(tmp_path: Path) -> N
         for x, y, w, h in boxes
     ]
     written = json.loads(answer[answer.index("[") : answer.rindex("]") + 1])
+    assert "give --render-images" in printed  # LLaMA-Factory would resize by its own rule
     assert written == expected  # Qwen's cookbook form: a JSON list of labelled boxes
     assert '"label"' not in item["messages"][0]["content"]
 
 
 def test_qwen2vl_answers_name_the_object_and_stay_on_the_grid(tmp_path: Path) -> None:
     instruction = _grounding(640, 480, [[0.0, 0.0, 640.0, 480.0], [10.0, 20.0, 30.0, 40.0]])
-    (item,) = _export(tmp_path, instruction, "--boxes", "qwen2vl")
+    (item,), _ = _export(tmp_path, instruction, "--boxes", "qwen2vl")
     answer = item["messages"][-1]["content"]
     assert answer.count("<|object_ref_start|>storage-tank<|object_ref_end|><|box_start|>") == 2
     assert "1000" not in answer and "(999,999)" in answer  # the grid is [0, 1000)
@@ -194,10 +198,10 @@ def test_qwen2vl_answers_name_the_object_and_stay_on_the_grid(tmp_path: Path) ->
 
 def test_llava_export_is_llavas_own_by_default_and_plain_on_request(tmp_path: Path) -> None:
     instruction = _grounding(1001, 500, [[0.0, 0.0, 1001.0, 500.0]])
-    (padded,) = _export(tmp_path, instruction, "--format", "llava")
+    (padded,), _ = _export(tmp_path, instruction, "--format", "llava")
     # expand2square: 1001 x 500 pasted at y = (1001 - 500) // 2 = 250 on a 1001 square.
     assert padded["conversations"][-1]["value"].endswith("[0.00, 0.25, 1.00, 0.75].")
-    (plain,) = _export(
+    (plain,), _ = _export(
         tmp_path, instruction, "--format", "llava", "--no-square-pad", "--box-decimals", "3"
     )
     assert plain["conversations"][-1]["value"].endswith("[0.000, 0.000, 1.000, 1.000].")
@@ -212,12 +216,13 @@ def test_render_images_writes_qwen25vl_images_at_the_size_of_their_boxes(
     (root / "images").mkdir(parents=True)
     Image.new("RGB", (1024, 1024), (10, 20, 30)).save(root / "images/1024x1024.png")
     instruction = _grounding(1024, 1024, [[100.0, 200.0, 300.0, 100.0]])
-    (item,) = _export(
+    (item,), printed = _export(
         tmp_path, instruction, "--boxes", "qwen25vl", "--max-pixels", "589824",
         "--image-root", str(root), "--render-images", str(tmp_path / "shown"),
     )  # fmt: skip
     with Image.open(tmp_path / item["images"][0]) as shown:
         assert shown.size == (756, 756)
+    assert "render-images" not in printed
 
 
 def test_unknown_family_and_misplaced_settings_are_clear_errors() -> None:
