@@ -10,7 +10,7 @@ The engine's guarantees carry over:
   on a cluster of several nodes, where SQLite cannot be shared, one cache per shard, seeded
   from and folded back into that one (:mod:`rsgpt4v.scale.shard_caches`);
 - ``--budget-usd`` is one cap for the whole run: every task reserves and settles through one
-  ledger actor (the engine's own :class:`~rsgpt4v.instruct.llm.engine.Budget`, so a request
+  ledger actor (the engine's own :class:`~rsgpt4v.instruct.llm.budget.Budget`, so a request
   that does not fit waits for the calls in flight anywhere to settle);
 - instructions and generation logs are merged back into the records' order, so the output is
   the file of one local run whatever N.
@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct.llm import engine
+from rsgpt4v.instruct.llm.budget import Budget
 from rsgpt4v.instruct.llm.command import (
     GENERATORS,
     LlmRunReport,
@@ -61,7 +61,7 @@ class BudgetLedger:
     """
 
     def __init__(self, limit: float, patience: float) -> None:
-        self.budget = engine.Budget(limit)
+        self.budget = Budget(limit)
         self.patience = patience
 
     async def reserve(self, amount: float) -> bool:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from rsgpt4v.collector import fewer_collections, older_objects_frozen
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.instruct.llm.budget import Budget
 from rsgpt4v.instruct.llm.cache import ReplyCache
-from rsgpt4v.instruct.llm.engine import Budget, Outcome, Requester
+from rsgpt4v.instruct.llm.engine import Outcome, Requester
 from rsgpt4v.instruct.llm.images import render_side
 from rsgpt4v.instruct.llm.passes import PASSES, Earlier
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
