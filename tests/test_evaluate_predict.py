@@ -263,6 +263,12 @@ def test_predict_prompts_a_llava_adapter_exactly_as_it_was_trained(
     )["input_ids"]
     assert trained[: len(ids)].tolist() == ids.tolist()  # the prompt is training's prefix
 
+    from rsgpt4v.finetune.merge import merge_adapter
+
+    merged = merge_adapter(adapter.parent, tmp_path / "merged").output
+    merged_ids = prompt_inputs(AutoProcessor.from_pretrained(merged), [image], [question])
+    assert merged_ids["input_ids"][0].tolist() == ids.tolist()  # a merged model: one BOS too
+
 
 def processor_config(model: Path):
     from transformers import AutoConfig
