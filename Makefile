@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 EXTRAS := dev,train,eval,ray
-LOCK := requirements.lock
+LOCK := requirements-lock.txt
 STAMP := $(VENV)/.installed
 # -qq: pip's own notices stay out of the way; errors still print.
 PIP := $(BIN)/pip install -qq
@@ -12,15 +12,17 @@ PIP := $(BIN)/pip install -qq
 .PHONY: demo test lint install lock system-deps clean
 
 $(BIN)/python:
-	@echo "Creating $(VENV) with the tested versions of requirements.lock (first run: a few minutes)"
+	@echo "Creating $(VENV) with the tested versions of $(LOCK) (first run: a few minutes)"
 	@$(PYTHON) -m venv $(VENV)
-	@$(PIP) --upgrade pip setuptools wheel
+	@$(PIP) -c $(LOCK) --upgrade pip setuptools wheel
 
 # torch first, pinned: an unpinned torch (pulled in by transformers/peft) is a multi-GB CUDA build.
-# Everything else at the tested versions of $(LOCK), so a fresh clone installs what was tested.
+# Everything else at the tested versions of $(LOCK), pip, setuptools and wheel included, so a
+# fresh clone installs what was tested; the project is built with the locked setuptools of the
+# venv (no isolated build environment, which would fetch the newest setuptools).
 $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) $(TORCH_PIN)
-	@$(PIP) -c $(LOCK) -e ".[$(EXTRAS)]"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) -c $(LOCK) $(TORCH_PIN)
+	@$(PIP) -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -53,7 +55,7 @@ lock: system-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest
 	{ echo "# Tested versions, written by 'make lock' after the suite passed on them (Python 3.11,"; \
 	  echo "# Linux x86_64, CPU torch). 'make install/demo/test' install with -c $(LOCK)."; \
-	  $(BIN)/pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(LOCK)
+	  $(BIN)/pip freeze --all --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(LOCK)
 	touch $(STAMP)
 
 lint: $(STAMP)

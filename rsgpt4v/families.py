@@ -37,6 +37,7 @@ from rsgpt4v.boxfmt import (
     style_scale,
 )
 from rsgpt4v.errors import BoxFormatError
+from rsgpt4v.schema import REF
 
 FrameKind = Literal["file", "square", "resize"]
 
@@ -303,7 +304,6 @@ class BoxConvention:
 
 
 _LIST_OF_REFS = re.compile(r"<ref:(\d+)>((?:(?:,\s*and\s+|,\s*|\s+and\s+)<ref:\d+>)+)")
-REF = re.compile(r"<ref:(\d+)>")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ whole dataset in memory, and a malformed line is reported with its file and line
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -177,6 +178,10 @@ class Source(_Model):
     model_config = ConfigDict(extra="allow")
     generator: str
     template: str
+
+
+REF = re.compile(r"<ref:(\d+)>")
+"""An object reference in instruction text: ``<ref:N>``, N a key of the instruction's regions."""
 
 
 class Region(_Model):

@@ -20,10 +20,9 @@ from rsgpt4v.cli import app
 from rsgpt4v.convert import convert_dataset
 from rsgpt4v.errors import InputError
 from rsgpt4v.export import export_instructions
-from rsgpt4v.exporters.common import REF
 from rsgpt4v.families import BoxConvention
 from rsgpt4v.instruct import generate_instructions
-from rsgpt4v.schema import Instruction, Record, read_jsonl
+from rsgpt4v.schema import REF, Instruction, Record, read_jsonl
 
 DATA_URL = "data:image/jpeg;base64,"
 

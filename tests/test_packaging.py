@@ -95,3 +95,25 @@ def test_wheel_runs_in_a_fresh_virtual_environment(wheel: Path, tmp_path: Path) 
     assert where.strip().startswith(str(fresh_site))
     out = _run(bin_dir / "rsgpt4v", "demo", "-o", tmp_path / "demo", cwd=tmp_path)
     assert "LLaVA JSON" in out and (tmp_path / "demo/llava.json").is_file()
+
+
+def test_the_environment_is_the_lock() -> None:
+    """make install/test install requirements-lock.txt: every locked package present has its
+    locked version, and the lock pins the installers and the build backend too."""
+    from importlib.metadata import distributions
+
+    from packaging.utils import canonicalize_name
+
+    locked = {}
+    for line in (REPO / "requirements-lock.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            locked[canonicalize_name(name)] = version
+    assert {"pip", "setuptools", "wheel", "torch"} <= locked.keys()
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
+    differ = {
+        name: (installed[name], version)
+        for name, version in locked.items()
+        if name in installed and installed[name].split("+")[0] != version
+    }
+    assert not differ, f"installed (left) is not the lock (right): {differ}"

@@ -75,7 +75,8 @@ def bare_path() -> str:
 
 @pytest.mark.slow
 def test_readme_commands_run_as_written(tmp_path: Path) -> None:
-    assert (REPO / "requirements.lock").is_file(), "requirements.lock is missing: run `make lock`"
+    lock = REPO / "requirements-lock.txt"
+    assert lock.is_file(), "requirements-lock.txt is missing: run `make lock`"
     lines = "\n".join(readme_bash_blocks((REPO / "README.md").read_text())).splitlines()
     commands = "\n".join(line for line in lines if not MAKE_TEST.match(line))
     assert re.search(r"^\s*make demo\b", commands, re.M), "no `make demo` in README's commands"
@@ -95,7 +96,7 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
     # `make demo` must find the install up to date: never reinstall into the shared .venv.
     if subprocess.run(["make", "-q", ".venv/.installed"], cwd=copy, env=env).returncode:
         pytest.fail(
-            ".venv/.installed is older than pyproject.toml or requirements.lock: run "
+            ".venv/.installed is older than pyproject.toml or requirements-lock.txt: run "
             "`make install` first (this test will not reinstall into the shared .venv)"
         )
     script = tmp_path / "readme.sh"

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rsgpt4v.errors import InputError
 from rsgpt4v.evaluate.normalize import parse_number
 from rsgpt4v.families import BoxConvention
-from rsgpt4v.schema import Instruction, Region, read_jsonl
+from rsgpt4v.schema import REF, Instruction, Region, read_jsonl
 
 MetricFamily = Literal["caption", "vqa", "grounding", "counting", "classification"]
 FAMILIES: tuple[str, ...] = ("caption", "vqa", "grounding", "counting", "classification")
@@ -35,7 +35,6 @@ TASK_FAMILIES: dict[str, str] = {
     "counting": "counting",
     "classification": "classification",
 }
-REF = re.compile(r"<ref:(\d+)>")
 IMAGE_TOKEN = "<image>"
 
 

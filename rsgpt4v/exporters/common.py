@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from rsgpt4v.problems import Problem
 from rsgpt4v.schema import Instruction, Message
 
 IMAGE_TOKEN = "<image>"
-REF = re.compile(r"<ref:(\d+)>")
 PIXEL_STYLES = ("qwen25vl", "pixel")
 WEB_IMAGES = (".png", ".jpg", ".jpeg")  # files every trainer's PIL opens as they are
 

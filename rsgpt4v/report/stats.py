@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from array import array
 from collections import Counter
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 from rsgpt4v.schema import Instruction, Record
 from rsgpt4v.validate.checks import REASONS, Findings
 
-_REF = re.compile(r"<ref:(\d+)>")
 MAX_CONTEXT_OBJECTS = 300  # labelled boxes drawn faintly around a sample's own boxes
 
 

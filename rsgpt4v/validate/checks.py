@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from rsgpt4v.instruct.rules.common import labels_are_complete
 from rsgpt4v.instruct.rules.presence import NESTED_VOCABULARIES
 from rsgpt4v.instruct.rules.regions import box_iou
-from rsgpt4v.schema import Instruction, Object, Record
+from rsgpt4v.schema import REF, Instruction, Object, Record
 from rsgpt4v.validate.text_boxes import AUTO, BoxMatch, match_boxes, text_boxes
 from rsgpt4v.validate.vocabulary import Mention, Vocabulary
 
@@ -42,7 +42,6 @@ REASONS: dict[str, str] = {
 }
 COUNTING_TASKS = frozenset({"counting", "presence"})
 COUNTING_QUESTION = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b|\bcounting\b", re.I)
-_REF = re.compile(r"<ref:(\d+)>")
 _REF_AFTER = re.compile(r"\s*<ref:(\d+)>")
 # "<ref" in any case where the exact "<ref:N>" (N without leading zeros) does not start.
 # InternVL's phrase tags (<ref>ship</ref>, rsgpt4v.families) are no object refs.
@@ -128,7 +127,7 @@ def check_regions(instruction: Instruction, record: Record | None, findings: Fin
     """
     width, height = instruction.image_size
     _check_malformed_refs(instruction, findings)
-    for ref in sorted({int(n) for m in instruction.messages for n in _REF.findall(m.content)}):
+    for ref in sorted({int(n) for m in instruction.messages for n in REF.findall(m.content)}):
         if str(ref) not in instruction.regions:
             findings.add("unknown_ref", instruction, f"<ref:{ref}> has no region", ref)
     objects = _record_facts(record)[4] if record is not None else None

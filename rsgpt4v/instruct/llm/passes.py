@@ -30,12 +30,11 @@ from rsgpt4v.instruct.llm.images import RenderedImage
 from rsgpt4v.instruct.llm.pricing import text_tokens_bound
 from rsgpt4v.instruct.llm.replies import AnswerReply, DialogueReply, GlobalReply, LocalReply
 from rsgpt4v.instruct.phrasing import category_name
-from rsgpt4v.schema import Record
+from rsgpt4v.schema import REF, Record
 
 MAX_TABLE_OBJECTS = 60  # objects listed in the local prompt; counts always cover all of them
 DIALOGUE_TURNS = (3, 5)
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
-REF = re.compile(r"<ref:(\d+)>")
 # Any reference the model may have meant, whatever its case or spacing; only the exact form
 # (the id as exports look it up, no leading zero) is kept: anything else would reach the
 # training files verbatim, as text no exporter turns into a box.

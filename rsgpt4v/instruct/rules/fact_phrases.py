@@ -9,7 +9,6 @@ referenced id has its box and no box goes unreferenced.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib.resources import files
@@ -21,13 +20,12 @@ from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.instruct.rules.common import Draft
 from rsgpt4v.instruct.rules.regions import indefinite_article
 from rsgpt4v.instruct.templates import fill_template
-from rsgpt4v.schema import Record
+from rsgpt4v.schema import REF, Record
 
 # (values below this bound, are rounded to this step)
 METRE_STEPS = ((10.0, 0.1), (1000.0, 1.0), (math.inf, 10.0))
 AREA_STEPS = ((100.0, 1.0), (10_000.0, 10.0), (math.inf, 100.0))
 DENSITY_STEPS = ((10.0, 0.1), (math.inf, 1.0))
-REF = re.compile(r"<ref:(\d+)>")
 SIZE_WORDS_IN_NAMES = ("tiny", "small", "medium", "large", "big")
 
 
