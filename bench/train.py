@@ -1,48 +1,55 @@
-"""Benchmark a LoRA step of a LLaVA-1.5-7B-shaped model: the plain recipe against ours.
+"""Benchmark LoRA training of a LLaVA-1.5-7B shape: ``rsgpt4v finetune`` against the plain recipe.
 
     python bench/train.py                     # needs a CUDA GPU; prints why and exits 0 without
     python bench/train.py --tiny --steps 2    # the same code on a tiny model, on CPU, in seconds
 
-The model is built from configs with random weights (nothing downloaded): Llama-2-7B text model
-(hidden 4096, 32 layers, MLP 11008, 32 heads, vocab 32064), CLIP ViT-L/14 at 336 px, 576 image
-tokens, bf16. LoRA r=128, alpha=256, dropout 0.05 on every language-model linear layer (the
-LLaVA-1.5 ``finetune_lora.sh`` settings) and the projector trained fully, in every row. Samples
-are shaped like our exports: one image (576 tokens) plus 50-700 text tokens, most of them short
-(log-normal), with the first third of the text masked as the prompt.
+Both rows train the same model folder on the same data, in one process:
 
-Rows, measured in the same process on the same model:
+- ``plain``: what a user would otherwise run: transformers' ``Trainer`` on a peft LoRA model,
+  a fixed batch of randomly ordered samples padded to the longest, the loss over the full
+  logits, bf16, the Trainer's default optimizer, sdpa attention, no activation checkpointing;
+- ``ours``: :func:`rsgpt4v.finetune.train.run_finetune`, the function ``rsgpt4v finetune``
+  calls, with a config object: token-budget batches (``train.max_tokens_per_batch``, one row per
+  ``--max-tokens``), activation checkpointing, and the speed settings at their defaults (Liger
+  kernels, tf32 and fused AdamW where a CUDA GPU is present). ``--set key=value`` changes the
+  config of ``ours`` like ``rsgpt4v finetune --set`` (e.g. ``train.packing=true``).
 
-- ``plain``: what HF ``Trainer`` does by default: a fixed batch size of randomly ordered samples
-  padded to the longest, the loss computed by the model over the full logits, autocast bf16,
-  fused AdamW, sdpa attention, no activation checkpointing, no packing;
-- ``ours``: batches filled to a padded-token budget with samples of similar length
-  (:class:`rsgpt4v.finetune.batching.TokenBudgetBatchSampler`) or packed rows
-  (``--layout packed``: :func:`rsgpt4v.finetune.batching.pack_examples`, best with
-  ``--attn flash_attention_2``), activation checkpointing (non-reentrant, every
-  ``--checkpoint-every`` layers), logits computed only where a label is supervised, the same
-  optimizer, optionally ``torch.compile`` on the decoder layers. One row per ``--max-tokens``.
+The model folder holds random weights written from configs (nothing downloaded): Llama-2-7B
+text model (hidden 4096, 32 layers, MLP 11008, 32 heads, vocab 32064), CLIP ViT-L/14 at 336 px
+(576 image tokens), bf16, with the tiny model's tokenizer (finetune/tiny.py). LoRA r=128,
+alpha=256, dropout 0.05 on every language-model linear layer and the projector trained fully
+(LLaVA-1.5's ``finetune_lora.sh``), in both rows. The data is a llava-format export: one image
+and a conversation of 50-700 text tokens (log-normal, most short), a third of it the prompt.
 
-Reported per row: real (non-padding) tokens per second, MFU and peak GPU memory. MFU counts
-4 N FLOPs per real token (N = all parameters, frozen ones included: forward 2N, backward through
-the activations 2N; frozen weights get no weight gradient), over the GPU's dense bf16 peak
-(H100 / H200 989 TFLOP/s, A100 312 TFLOP/s). Recomputation under checkpointing is not counted,
-so checkpointing lowers MFU as reported here. The closing line is ours / plain tokens/s.
+Reported per row: real (non-padding) tokens per second over the measured steps (after
+``--warmup`` steps), MFU and peak GPU memory. MFU counts 4 N FLOPs per real token (N = all
+parameters, frozen ones included: forward 2N, backward through the activations 2N), over the
+GPU's dense bf16 peak (H100 / H200 989 TFLOP/s, A100 312 TFLOP/s); recomputation under
+checkpointing is not counted. The closing lines are ours / plain tokens/s. Targets on an
+H100 / H200: ours >= 2x plain, MFU >= 0.35, the 4,096-token row under 24 GB.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import random
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-IGNORE_INDEX = -100
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 LANGUAGE_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+WORDS = [
+    *("the", "image", "shows", "an", "airplane", "parked", "next", "to", "a", "storage", "tank"),
+    *("near", "harbor", "ships", "vehicle", "bridge", "dense", "residential", "area", "with"),
+    *("roads", "trees", "buildings", "farmland", "forest", "river", "lake", "tennis", "court"),
+    *("baseball", "diamond", "ground", "track", "field", "soccer", "large", "small", "pool"),
+]
 
 
 @dataclass(frozen=True)
@@ -70,275 +77,298 @@ class Shape:
 
 
 LLAVA_7B = Shape(4096, 32, 11008, 32, 32064, 1024, 24, 4096, 16, 336, 14, 50, 700, 128)
-TINY = Shape(64, 2, 128, 4, 512, 32, 2, 64, 4, 16, 4, 5, 70, 8)
+TINY = Shape(64, 2, 128, 4, 400, 32, 2, 64, 4, 16, 4, 5, 70, 8)
 
 
 @dataclass
 class Row:
     name: str
-    layout: str
     batching: str
     checkpointing: str
     steps: int = 0
     tokens_per_s: float = 0.0
     mfu: float | None = None
     peak_gib: float | None = None
-    padding: float = 0.0
     error: str | None = None
 
 
-def build_model(shape: Shape, device, dtype, attn: str):
+def write_model(shape: Shape, folder: Path, cuda: bool) -> Path:
+    """A LLaVA folder of ``shape`` with random weights and the tiny model's tokenizer."""
     import torch
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
+        LlavaProcessor,
     )
 
-    text = LlamaConfig(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.heads,
-        max_position_embeddings=4096,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=False,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=shape.vision_hidden,
-        intermediate_size=shape.vision_intermediate,
-        num_hidden_layers=shape.vision_layers,
-        num_attention_heads=shape.vision_heads,
-        image_size=shape.image_size,
-        patch_size=shape.patch,
-        projection_dim=768,
-    )
-    config = LlavaConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=shape.vocab - 64,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        image_seq_length=shape.image_tokens,
-    )
-    with torch.device(device):
-        model = LlavaForConditionalGeneration._from_config(
-            config, dtype=dtype, attn_implementation=attn
+    from rsgpt4v.finetune.tiny import save_tiny_model
+
+    marker = folder / "bench-shape.json"  # a folder written before for this shape is reused
+    if marker.is_file() and json.loads(marker.read_text()) == shape.__dict__:
+        return folder
+    save_tiny_model(folder, "llava", hidden_size=shape.hidden)
+    if shape != TINY:
+        processor = LlavaProcessor.from_pretrained(folder)
+        size = shape.image_size
+        processor.image_processor.size = {"shortest_edge": size}
+        processor.image_processor.crop_size = {"height": size, "width": size}
+        processor.patch_size = shape.patch
+        processor.save_pretrained(folder)
+        tokenizer = processor.tokenizer
+        text = LlamaConfig(
+            vocab_size=shape.vocab,
+            hidden_size=shape.hidden,
+            intermediate_size=shape.intermediate,
+            num_hidden_layers=shape.layers,
+            num_attention_heads=shape.heads,
+            num_key_value_heads=shape.heads,
+            max_position_embeddings=4096,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=False,
         )
-    model.config.use_cache = False
-    return model.train()
+        vision = CLIPVisionConfig(
+            hidden_size=shape.vision_hidden,
+            intermediate_size=shape.vision_intermediate,
+            num_hidden_layers=shape.vision_layers,
+            num_attention_heads=shape.vision_heads,
+            image_size=size,
+            patch_size=shape.patch,
+            projection_dim=768,
+        )
+        config = LlavaConfig(
+            text_config=text,
+            vision_config=vision,
+            image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+            image_seq_length=shape.image_tokens,
+        )
+        for old in folder.glob("model*.safetensors*"):
+            old.unlink()
+        with torch.device("cuda" if cuda else "cpu"):
+            model = LlavaForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+        model.save_pretrained(folder)
+        del model
+    marker.write_text(json.dumps(shape.__dict__))
+    return folder
 
 
-def make_samples(shape: Shape, count: int, seed: int, image_token_id: int) -> list[dict]:
-    """Token ids shaped like our exports: BOS, the image block, a prompt, then the answer."""
+def write_export(shape: Shape, folder: Path, count: int, seed: int, tokenizer) -> Path:
+    """A llava-format export: one image per sample, text lengths log-normal in tokens."""
+    from PIL import Image
+
     rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(8):
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        Image.new("RGB", (64, 48), colour).save(folder / f"tile_{i}.png")
+    cost = {w: len(tokenizer(f" {w}", add_special_tokens=False)["input_ids"]) for w in WORDS}
     scale = shape.text_max / 700
-    samples = []
-    for _ in range(count):
+
+    def words(tokens: int) -> str:
+        out: list[str] = []
+        while tokens > 0:
+            word = rng.choice(WORDS)
+            out.append(word)
+            tokens -= cost[word]
+        return " ".join(out)
+
+    items = []
+    for n in range(count):
         text = int(scale * rng.lognormvariate(math.log(150), 0.8))
         text = min(shape.text_max, max(shape.text_min, text))
-        prompt = text // 3
-        words = [rng.randrange(3, image_token_id) for _ in range(text)]
-        input_ids = [1] + [image_token_id] * shape.image_tokens + words
-        labels = [IGNORE_INDEX] * (1 + shape.image_tokens + prompt) + words[prompt:]
-        samples.append({"input_ids": input_ids, "labels": labels})
-    return samples
+        conversation = [
+            {"from": "human", "value": "<image>\n" + words(text // 3)},
+            {"from": "gpt", "value": words(text - text // 3)},
+        ]
+        items.append({"id": str(n), "image": f"tile_{n % 8}.png", "conversations": conversation})
+    path = folder / "export.json"
+    path.write_text(json.dumps(items))
+    return path
 
 
-def plain_batches(count: int, batch_size: int, seed: int) -> list[list[int]]:
-    order = list(range(count))
-    random.Random(seed).shuffle(order)
-    return [order[i : i + batch_size] for i in range(0, count, batch_size)]
-
-
-def padded_batch(samples: list[dict], indexes: list[int], device) -> dict:
-    """Right-padded rows with their attention mask (what HF's collators produce)."""
+def timing_callback(warmup: int, cuda: bool):
+    """A TrainerCallback measuring real tokens and seconds after ``warmup`` optimizer steps."""
     import torch
+    from transformers import TrainerCallback
 
-    width = max(len(samples[i]["input_ids"]) for i in indexes)
-    input_ids = torch.zeros(len(indexes), width, dtype=torch.long)
-    labels = torch.full((len(indexes), width), IGNORE_INDEX)
-    mask = torch.zeros(len(indexes), width, dtype=torch.long)
-    for row, i in enumerate(indexes):
-        n = len(samples[i]["input_ids"])
-        input_ids[row, :n] = torch.tensor(samples[i]["input_ids"])
-        labels[row, :n] = torch.tensor(samples[i]["labels"])
-        mask[row, :n] = 1
-    return {
-        "input_ids": input_ids.to(device),
-        "labels": labels.to(device),
-        "attention_mask": mask.to(device),
-        "images": len(indexes),
-    }
+    class Timer(TrainerCallback):
+        start = stop = 0.0
+        tokens_start = tokens_stop = 0
+        peak: float | None = None
+
+        def _mark(self, state) -> tuple[float, int]:
+            if cuda:
+                torch.cuda.synchronize()
+            return time.perf_counter(), state.num_input_tokens_seen
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            if warmup == 0:
+                self.start, self.tokens_start = self._mark(state)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == warmup:
+                self.start, self.tokens_start = self._mark(state)
+            self.stop, self.tokens_stop = self._mark(state)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if cuda:
+                self.peak = torch.cuda.max_memory_allocated() / 2**30
+
+        @property
+        def tokens_per_s(self) -> float:
+            return (self.tokens_stop - self.tokens_start) / max(self.stop - self.start, 1e-9)
+
+    return Timer()
 
 
-def packed_batch(row: dict, device) -> dict:
-    """One packed row: no attention mask, position ids restarting per sample."""
+def run_plain(args, shape: Shape, model_dir: Path, export: Path, cuda: bool):
+    """The plain transformers + peft recipe; returns (row, parameter count)."""
     import torch
-
-    return {
-        "input_ids": torch.tensor([row["input_ids"]], device=device),
-        "labels": torch.tensor([row["labels"]], device=device),
-        "position_ids": torch.tensor([row["position_ids"]], device=device),
-        "images": len(row["example_ids"]),
-    }
-
-
-def add_lora(model, shape: Shape, dropout: float):
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText, Trainer, TrainingArguments
 
-    config = LoraConfig(
+    from rsgpt4v.families import BoxConvention
+    from rsgpt4v.finetune.collate import ChatEncoder, PadCollator
+    from rsgpt4v.finetune.config import DataSource
+    from rsgpt4v.finetune.data import SampleDataset, read_source
+
+    encoder = ChatEncoder(model_dir, "llava")
+    boxes = BoxConvention("llava", square_pad=True)
+    samples = read_source(DataSource(path=export), boxes)
+    dataset = SampleDataset(samples, encoder, boxes)
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_dir, dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation="sdpa"
+    )
+    model.config.use_cache = False
+    lora = LoraConfig(
         r=shape.lora_rank,
         lora_alpha=2 * shape.lora_rank,
-        lora_dropout=dropout,
+        lora_dropout=0.05,
         target_modules=LANGUAGE_LINEARS,
+        modules_to_save=["multi_modal_projector"],
+        task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, config)
-    for parameter in peft_model.base_model.model.model.multi_modal_projector.parameters():
-        parameter.requires_grad_(True)
-    return peft_model
-
-
-def supervised_loss(model, batch: dict):
-    """Cross-entropy computed only at positions whose next token is supervised.
-
-    The image block and the prompt precede every answer, so most positions need no logits; a
-    1-D ``logits_to_keep`` (positions kept for every row) skips their slice of the LM head.
-    """
-    import torch
-
-    labels = batch["labels"]
-    keep = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
-    pixels = batch["pixel_values"]
-    logits = model(**inputs, pixel_values=pixels, logits_to_keep=keep, use_cache=False).logits
-    targets = labels[:, keep + 1]
-    return torch.nn.functional.cross_entropy(
-        logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX
+    peft_model = get_peft_model(model, lora)
+    parameters = sum(p.numel() for p in peft_model.parameters())
+    timer = timing_callback(args.warmup, cuda)
+    training = TrainingArguments(
+        output_dir=str(args.work / "plain"),
+        per_device_train_batch_size=args.plain_batch_size,
+        max_steps=args.warmup + args.steps,
+        learning_rate=2e-4,
+        bf16=cuda,
+        save_strategy="no",
+        logging_steps=10**6,
+        report_to=[],
+        remove_unused_columns=False,
+        label_names=["labels"],
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=args.workers,
+        use_cpu=not cuda,
+        seed=args.seed,
     )
+    trainer = Trainer(
+        model=peft_model,
+        args=training,
+        train_dataset=dataset,
+        data_collator=PadCollator(encoder.pad_token_id),
+        callbacks=[timer],
+    )
+    trainer.train()
+    row = Row("plain", f"{args.plain_batch_size} samples padded", "off", args.steps)
+    row.tokens_per_s, row.peak_gib = timer.tokens_per_s, timer.peak
+    del trainer, peft_model, model
+    return row, parameters
 
 
-@dataclass
-class Env:
-    device: object
-    dtype: object
-    cuda: bool
-    shape: Shape
-    peak_flops: float | None
+def run_ours(args, shape: Shape, model_dir: Path, export: Path, budget: int, cuda: bool) -> Row:
+    """``rsgpt4v finetune``'s code path: run_finetune with a config object."""
+    from rsgpt4v.finetune.config import load_config
+    from rsgpt4v.finetune.plan import resolve_liger
+    from rsgpt4v.finetune.train import run_finetune
 
-    def sync(self) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-
-
-def run_row(row: Row, model, batches, steps: int, warmup: int, ours: bool, env: Env) -> Row:
-    import torch
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=2e-4, fused=env.cuda)
-    generator = torch.Generator(device=env.device).manual_seed(0)
-    real_tokens = padded_tokens = 0
-    elapsed = 0.0
-    if env.cuda:
-        torch.cuda.reset_peak_memory_stats()
-    for step in range(warmup + steps):
-        batch = dict(batches[step % len(batches)])
-        batch["pixel_values"] = torch.randn(
-            batch.pop("images"),
-            3,
-            env.shape.image_size,
-            env.shape.image_size,
-            generator=generator,
-            device=env.device,
-            dtype=env.dtype,
-        )
-        env.sync()
-        start = time.perf_counter()
-        with torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=env.cuda):
-            loss = supervised_loss(model, batch) if ours else model(**batch, use_cache=False).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        env.sync()
-        if step >= warmup:
-            elapsed += time.perf_counter() - start
-            mask = batch.get("attention_mask")
-            real_tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-            padded_tokens += batch["input_ids"].numel()
-    row.steps = steps
-    row.tokens_per_s = real_tokens / elapsed
-    row.padding = 1.0 - real_tokens / padded_tokens
-    parameters = sum(p.numel() for p in model.parameters())
-    if env.peak_flops:
-        row.mfu = 4 * parameters * row.tokens_per_s / env.peak_flops
-    if env.cuda:
-        row.peak_gib = torch.cuda.max_memory_allocated() / 2**30
-    del optimizer
+    config = load_config(
+        None,
+        [
+            f"model={model_dir}",
+            f"data={export}",
+            f"output_dir={args.work / f'ours-{budget}'}",
+            "resume=false",
+            f"seed={args.seed}",
+            f"max_steps={args.warmup + args.steps}",
+            f"lora.r={shape.lora_rank}",
+            f"lora.alpha={2 * shape.lora_rank}",
+            "lora.dropout=0.05",
+            "lora.projector=full",
+            "train.learning_rate=2e-4",
+            f"train.max_tokens_per_batch={budget}",
+            "train.warmup=0",
+            "train.gradient_checkpointing=true",
+            "train.attn_implementation=sdpa",
+            "train.eval_fraction=0",
+            "train.save_steps=1000000",
+            "train.logging_steps=1000000",
+            "train.report_to=[]",
+            f"train.num_workers={args.workers}",
+            *args.set,
+        ],
+    )
+    timer = timing_callback(args.warmup, cuda)
+    result = run_finetune(config, callbacks=[timer])
+    liger = "liger" if resolve_liger(config) else "no liger"
+    checkpointing = "on" if config.train.gradient_checkpointing else "off"
+    row = Row("ours", f"<= {budget} tokens, {liger}", checkpointing, args.steps)
+    row.tokens_per_s, row.peak_gib = timer.tokens_per_s, timer.peak
+    del result
     return row
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model on CPU (tests, smoke)")
-    parser.add_argument("--steps", type=int, default=10, help="measured steps per row")
+    parser.add_argument("--steps", type=int, default=10, help="measured optimizer steps per row")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps per row first")
-    parser.add_argument("--samples", type=int, default=1024, help="synthetic samples")
+    parser.add_argument("--samples", type=int, default=512, help="samples in the export")
     parser.add_argument("--plain-batch-size", type=int, default=4, help="plain recipe batch")
     parser.add_argument(
-        "--max-tokens", type=int, nargs="+", help="padded-token budget(s) of ours (one row each)"
+        "--max-tokens", type=int, nargs="+", help="token budget(s) of ours (one row each)"
     )
-    parser.add_argument("--layout", choices=("budget", "packed"), default="budget")
-    parser.add_argument("--checkpoint-every", type=int, default=1, help="0: no checkpointing")
-    parser.add_argument("--attn", default="sdpa", help="attention of ours (plain: sdpa)")
-    parser.add_argument("--lora-dropout", type=float, default=0.05)
-    parser.add_argument("--compile", action="store_true", help="torch.compile decoder layers")
+    parser.add_argument(
+        "--set", action="append", default=[], help="config override of ours (repeatable)"
+    )
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--work", type=Path, help="folder for the model, data and runs")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
-def batching_module():
-    """rsgpt4v.finetune.batching, also from a bare checkout (a GPU box without the package)."""
-    try:
-        from rsgpt4v.finetune import batching
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from finetune import batching
-    return batching
-
-
-def ours_batches(samples: list[dict], args, budget: int, device) -> tuple[list[dict], str]:
-    batching = batching_module()
-    if args.layout == "packed":
-        rows = batching.pack_examples(samples, budget)
-        random.Random(args.seed).shuffle(rows)
-        return [packed_batch(row, device) for row in rows], f"packed {budget}"
-    lengths = [len(s["input_ids"]) for s in samples]
-    sampler = batching.TokenBudgetBatchSampler(lengths, budget, seed=args.seed)
-    return [padded_batch(samples, b, device) for b in sampler], f"<= {budget} tokens"
-
-
-def set_checkpointing(model, every: int) -> None:
-    """Non-reentrant activation checkpointing of every ``every``-th decoder layer (0: off)."""
-    modern = hasattr(model, "activation_checkpointing_enable")  # transformers >= 5.2x
-    if every <= 0:
-        (
-            model.activation_checkpointing_disable
-            if modern
-            else model.gradient_checkpointing_disable
-        )()
-    elif modern:
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False}, every_n_layers=every
-        )
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+def print_rows(rows: list[Row]) -> None:
+    print(
+        f"{'recipe':<7} {'batching':<28} {'ckpt':<5} {'steps':>5} {'tokens/s':>10} {'MFU':>6} "
+        f"{'peak GiB':>9}"
+    )
+    for row in rows:
+        start = f"{row.name:<7} {row.batching:<28} {row.checkpointing:<5} "
+        if row.error:
+            print(start + row.error)
+            continue
+        mfu = f"{row.mfu:.3f}" if row.mfu is not None else "n/a"
+        peak = f"{row.peak_gib:.1f}" if row.peak_gib is not None else "n/a"
+        print(start + f"{row.steps:>5} {row.tokens_per_s:>10.1f} {mfu:>6} {peak:>9}")
+    plain = rows[0]
+    for row in rows[1:]:
+        label = f"ours ({row.batching}) / plain tokens/s:"
+        if plain.error or row.error:
+            print(f"{label} n/a (a row failed)")
+        else:
+            print(f"{label} {row.tokens_per_s / plain.tokens_per_s:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,97 +384,55 @@ def main(argv: list[str] | None = None) -> int:
         print("Run with --tiny to exercise the same code path on a tiny model on CPU.")
         return 0
     shape = TINY if args.tiny else LLAVA_7B
-    device = torch.device("cuda" if cuda else "cpu")
-    dtype = torch.bfloat16 if cuda else torch.float32
-    gpu = torch.cuda.get_device_name() if cuda else "cpu"
-    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in gpu), None) if cuda else None
-    env = Env(device, dtype, cuda, shape, peak)
-    # The second GPU budget is the small-memory setting (a LoRA step of the 7B within 24 GB).
     budgets = args.max_tokens or ([512] if args.tiny else [16384, 4096])
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True  # as LLaVA's scripts (--tf32 True)
-    torch.manual_seed(args.seed)
-
-    model = build_model(shape, device, dtype, "sdpa")
-    samples = make_samples(shape, args.samples, args.seed, model.config.image_token_id)
+    if args.workers is None:
+        args.workers = 4 if cuda else 0
+    scratch = None
+    if args.work is None:
+        scratch = tempfile.TemporaryDirectory(prefix="bench-train-")
+        args.work = Path(scratch.name)
+    gpu = torch.cuda.get_device_name() if cuda else "cpu"
+    peak_flops = next((v for k, v in PEAK_BF16_FLOPS.items() if k in gpu), None)
     print(
-        f"device: {gpu} (peak bf16 {peak / 1e12:.0f} TFLOP/s)"
-        if peak
+        f"device: {gpu} (peak bf16 {peak_flops / 1e12:.0f} TFLOP/s)"
+        if peak_flops
         else f"device: {gpu} (no bf16 peak known: MFU not reported)"
     )
-    total = sum(p.numel() for p in model.parameters())
-    text = [len(s["input_ids"]) - 1 - shape.image_tokens for s in samples]
-    print(
-        f"model: LLaVA-1.5-7B shape{' (tiny)' if args.tiny else ''}, {total:,} params, "
-        f"{dtype}; samples: {len(samples)} x ({shape.image_tokens} image + "
-        f"{min(text)}-{max(text)} text tokens, median {sorted(text)[len(text) // 2]})"
-    )
+    model_dir = write_model(shape, args.work / "model", cuda)
+    from transformers import AutoTokenizer
 
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    export = write_export(shape, args.work / "data", args.samples, args.seed, tokenizer)
+    print(
+        f"model: LLaVA-1.5-7B shape{' (tiny)' if args.tiny else ''}, LoRA r={shape.lora_rank} "
+        f"+ projector; data: {args.samples} samples x ({shape.image_tokens} image + "
+        f"{shape.text_min}-{shape.text_max} text tokens), llava export"
+    )
     rows: list[Row] = []
-    plan = [("plain", None)] + [("ours", b) for b in budgets]
-    for name, budget in plan:
-        ours = budget is not None
-        peft_model = add_lora(model, shape, args.lora_dropout)
-        hf_model = peft_model.base_model.model
-        if not rows:
-            trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-            print(
-                f"trainable: {trainable:,} params (LoRA r={shape.lora_rank}, alpha="
-                f"{2 * shape.lora_rank}, dropout {args.lora_dropout} on the language model's "
-                "linear layers + the projector)"
-            )
-        if ours:
-            hf_model.set_attn_implementation(args.attn)
-            batches, batching = ours_batches(samples, args, budget, device)
-            set_checkpointing(hf_model, args.checkpoint_every)
-            if args.compile:
-                for layer in hf_model.model.language_model.layers:
-                    layer.compile(dynamic=True)
-            row = Row(name, args.layout, batching, f"every {args.checkpoint_every}")
-        else:
-            hf_model.set_attn_implementation("sdpa")
-            indexes = plain_batches(len(samples), args.plain_batch_size, args.seed)
-            batches = [padded_batch(samples, b, device) for b in indexes]
-            row = Row(name, "padded", f"{args.plain_batch_size} samples", "off")
-        try:
-            rows.append(run_row(row, peft_model, batches, args.steps, args.warmup, ours, env))
-        except torch.OutOfMemoryError as error:
-            row.error = f"OOM ({str(error).splitlines()[0][:60]})"
-            rows.append(row)
-        set_checkpointing(hf_model, 0)
-        model = peft_model.unload()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        del peft_model, hf_model, batches
+    parameters = 0
+    try:
+        row, parameters = run_plain(args, shape, model_dir, export, cuda)
+    except torch.OutOfMemoryError as error:
+        row = Row("plain", f"{args.plain_batch_size} samples padded", "off")
+        row.error = f"OOM ({str(error).splitlines()[0][:60]})"
+    rows.append(row)
+    # Liger patches the model classes for the whole process: ours runs after plain.
+    for budget in budgets:
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
-
-    print(
-        f"{'recipe':<7} {'layout':<7} {'batching':<18} {'ckpt':<8} {'steps':>5} "
-        f"{'tokens/s':>10} {'MFU':>6} {'peak GiB':>9} {'padding':>8}"
-    )
+        try:
+            rows.append(run_ours(args, shape, model_dir, export, budget, cuda))
+        except torch.OutOfMemoryError as error:
+            failed = Row("ours", f"<= {budget} tokens", "on")
+            failed.error = f"OOM ({str(error).splitlines()[0][:60]})"
+            rows.append(failed)
     for row in rows:
-        if row.error:
-            print(
-                f"{row.name:<7} {row.layout:<7} {row.batching:<18} {row.checkpointing:<8} ", end=""
-            )
-            print(row.error)
-            continue
-        mfu = f"{row.mfu:.3f}" if row.mfu is not None else "n/a"
-        peak_gib = f"{row.peak_gib:.1f}" if row.peak_gib is not None else "n/a"
-        print(
-            f"{row.name:<7} {row.layout:<7} {row.batching:<18} {row.checkpointing:<8} "
-            f"{row.steps:>5} {row.tokens_per_s:>10.1f} {mfu:>6} {peak_gib:>9} "
-            f"{row.padding:>7.1%}"
-        )
-    plain = rows[0]
-    for row in rows[1:]:
-        label = f"ours ({row.batching}) / plain tokens/s:"
-        if plain.error or row.error:
-            print(f"{label} n/a (a row failed)")
-        else:
-            print(f"{label} {row.tokens_per_s / plain.tokens_per_s:.2f}x")
+        if peak_flops and parameters and not row.error:
+            row.mfu = 4 * parameters * row.tokens_per_s / peak_flops
+    print_rows(rows)
+    if scratch is not None:
+        scratch.cleanup()
     return 0
 
 

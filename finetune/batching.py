@@ -7,13 +7,10 @@ a batch size safe for the longest samples wastes memory on the short ones. Two r
 - :class:`TokenBudgetBatchSampler` groups samples of similar length and fills each batch up to a
   padded-token budget (``max length in batch x batch size <= max_tokens``);
 - :func:`pack_examples` concatenates several tokenised samples into one row with ``position_ids``
-  restarting at 0 for each sample. transformers 5 turns such position ids into a block-diagonal
-  mask (``masking_utils.find_packed_sequence_indices``) when ``attention_mask`` is ``None`` and no
-  cache is used, and flash-attention 2 reads them as varlen boundaries. So packing needs
-  ``attn_implementation="flash_attention_2"`` or ``"sdpa"``/``"eager"`` **with the attention mask
-  left out** of the batch; passing a padding mask silently lets packed samples attend to each
-  other. LLaVA-style models take a packed row's images in order (one image block per sample);
-  Qwen2-VL's mRoPE positions are per sub-sequence and are not handled here.
+  restarting at 0 for each sample, which transformers 5 reads as sample boundaries when no
+  attention mask is passed (flash-attention varlen, or a block-diagonal mask). This is the
+  text-only form the benchmark uses; training packs encoded multimodal samples, 3-D mRoPE
+  positions of Qwen2/2.5-VL included, through :mod:`rsgpt4v.finetune.packing`.
 """
 
 from __future__ import annotations

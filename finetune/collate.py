@@ -22,6 +22,7 @@ import torch
 
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.families import processor_budget, smart_resize
+from rsgpt4v.finetune.packing import collate_packed
 from rsgpt4v.finetune.templates import TRAINING_TEMPLATES
 from rsgpt4v.schema import Message
 
@@ -218,14 +219,17 @@ class ChatEncoder:
 class PadCollator:
     """Right-pads ``input_ids`` (pad id) and ``labels`` (-100) and joins the image tensors.
 
-    Rows that carry ``position_ids`` (packed rows, :class:`~rsgpt4v.finetune.data.PackedDataset`)
-    get position ids instead of an attention mask.
+    Packed rows (they carry ``position_ids``, :class:`~rsgpt4v.finetune.data.PackedDataset`)
+    are joined into one padding-free row with no attention mask instead
+    (:func:`~rsgpt4v.finetune.packing.collate_packed`).
     """
 
     def __init__(self, pad_token_id: int) -> None:
         self.pad_token_id = pad_token_id
 
     def __call__(self, features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        if "position_ids" in features[0]:
+            return collate_packed(features)
         width = max(len(f["input_ids"]) for f in features)
         ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
@@ -240,16 +244,6 @@ class PadCollator:
             if token_types:
                 types[row, :n] = feature["mm_token_type_ids"]
         batch = {"input_ids": ids, "labels": labels, "attention_mask": attention}
-        if "position_ids" in features[0]:
-            # Packed rows: positions restart per sample and mark the attention blocks, which
-            # transformers only reads without a padding mask; padding becomes its own block.
-            del batch["attention_mask"]
-            positions = torch.arange(width).repeat(len(features), 1)
-            for row, feature in enumerate(features):
-                n = len(feature["position_ids"])
-                positions[row, :n] = feature["position_ids"]
-                positions[row, n:] -= n
-            batch["position_ids"] = positions
         if token_types:
             batch["mm_token_type_ids"] = types
         pixels = [f["pixel_values"] for f in features if "pixel_values" in f]

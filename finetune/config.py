@@ -81,7 +81,13 @@ class LoraSettings(_Section):
 
     r: int = Field(16, gt=0, description="LoRA rank.")
     alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r).")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Dropout on the LoRA input; default 0.05, and 0 for method dora (with "
+        "dropout, DoRA runs the base layer a second time).",
+    )
     language: bool = Field(True, description="LoRA on the language model's linear layers.")
     language_modules: list[str] = Field(
         default_factory=lambda: list(LANGUAGE_LINEARS),
@@ -129,8 +135,23 @@ class TrainSettings(_Section):
 
     learning_rate: float = Field(2e-4, gt=0, description="Adapter learning rate.")
     projector_lr: float = Field(2e-5, gt=0, description="LR of a fully trained projector.")
-    batch_size: int = Field(4, gt=0, description="Samples per device per step.")
-    grad_accumulation: int = Field(1, gt=0, description="Steps accumulated per optimizer step.")
+    global_batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="Samples per optimizer step over all processes (LLaVA-1.5: 128). The "
+        "accumulation is derived from the world size: global / (batch_size x processes), "
+        "which must divide evenly; under max_tokens_per_batch, from the mean batch. "
+        "Default: no accumulation unless grad_accumulation says so.",
+    )
+    batch_size: int = Field(
+        4, gt=0, description="Micro-batch: samples per forward pass on each process."
+    )
+    grad_accumulation: int | None = Field(
+        None,
+        gt=0,
+        description="Micro-batches accumulated per optimizer step on each process (global "
+        "batch = batch_size x grad_accumulation x processes); instead of global_batch_size.",
+    )
     max_tokens_per_batch: int | None = Field(
         None, gt=0, description="Batch by a padded-token budget instead of batch_size."
     )
@@ -139,8 +160,10 @@ class TrainSettings(_Section):
     )
     packing: bool = Field(
         False,
-        description="Pack short samples into rows of up to max_length tokens; each sample "
-        "attends only to itself (position ids restart, no padding mask). LLaVA-style models.",
+        description="Pack short samples into rows of up to max_length tokens, a batch joined "
+        "into one padding-free row; each sample attends only to itself (position ids restart, "
+        "3-D mRoPE per sample for Qwen-VL). On CUDA, sdpa becomes flash_attention_2 when "
+        "installed, else flex_attention (LLaVA).",
     )
     warmup: float = Field(0.03, ge=0, description="Warmup: a fraction (< 1) or a step count.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
@@ -149,6 +172,23 @@ class TrainSettings(_Section):
         "auto", description="bf16 weights and autocast; auto: on where the GPU supports it."
     )
     gradient_checkpointing: bool = Field(True, description="Recompute activations (less memory).")
+    liger: bool | Literal["auto"] = Field(
+        "auto",
+        description="Liger's Triton kernels (fused linear cross-entropy, RMSNorm, RoPE, SwiGLU; "
+        "pip install liger-kernel); auto: on with a CUDA GPU where Liger supports the family.",
+    )
+    tf32: bool | Literal["auto"] = Field(
+        "auto", description="TF32 matmuls for float32 work; auto: on with a CUDA GPU."
+    )
+    optim: str = Field(
+        "auto",
+        description="transformers optimizer name (adamw_torch_fused, adamw_torch, "
+        "adamw_bnb_8bit, ...); auto: fused AdamW on a CUDA GPU, else adamw_torch.",
+    )
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
+    torch_compile: bool = Field(
+        False, description="torch.compile the model (the first steps compile; GPU runs)."
+    )
     eval_fraction: float = Field(
         0.05, ge=0, lt=1, description="Share of each stage's data held out for eval loss."
     )
@@ -253,6 +293,18 @@ class FinetuneConfig(_Section):
         return self.method == "qlora" or self.quant.bits == 4
 
     @model_validator(mode="after")
+    def _method_defaults(self) -> FinetuneConfig:
+        if self.lora.dropout is None:
+            self.lora.dropout = 0.0 if self.method == "dora" else 0.05
+        train = self.train
+        if train.global_batch_size is not None and train.grad_accumulation is not None:
+            raise ValueError(
+                "train.global_batch_size and train.grad_accumulation both set: give the global "
+                "batch (the accumulation is derived from the world size) or the accumulation"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _family_defaults(self) -> FinetuneConfig:
         if self.box_style is None:
             if self.family == "other":
@@ -272,10 +324,16 @@ class FinetuneConfig(_Section):
             raise ValueError("family 'other' needs components.language (and vision/projector)")
         if self.max_pixels is not None and self.family not in ("qwen2vl", "qwen25vl"):
             raise ValueError("max_pixels applies to the Qwen-VL families only")
-        if self.train.packing and self.family in ("qwen2vl", "qwen25vl"):
-            raise ValueError(
-                "train.packing: Qwen-VL's M-RoPE positions per packed sample are "
-                "not handled; turn packing off for this family"
+        if self.train.packing:
+            import torch
+
+            from rsgpt4v.finetune.packing import packed_attention
+
+            self.train.attn_implementation = packed_attention(
+                self.train.attn_implementation,
+                self.family,
+                cuda=torch.cuda.is_available() and not self.train.use_cpu,
+                half_precision=self.train.bf16 is not False,
             )
         if self.train.packing and self.moe.get("routing") == "sequence":
             raise ValueError("train.packing cannot be combined with MoE-LoRA sequence routing")

@@ -329,37 +329,24 @@ def first_fit_groups(lengths: list[int], capacity: int) -> list[list[int]]:
 class PackedDataset:
     """Rows of several samples of a :class:`SampleDataset`, up to ``max_length`` tokens each.
 
-    Samples are grouped from their estimated lengths and encoded on access, then concatenated
-    with ``position_ids`` restarting at 0 per sample (the packing convention of
-    finetune/batching.py: each sample's first label is ignored so no sample learns from the one
-    before it). Images are concatenated in row order, which LLaVA-style models consume in order.
+    Samples are grouped from their estimated lengths and encoded on access, then joined by
+    :func:`~rsgpt4v.finetune.packing.pack_samples`: positions restart per sample (3-D mRoPE
+    positions from the model's ``get_rope_index`` for Qwen2/2.5-VL), each sample's first label
+    is ignored, images follow in row order.
     """
 
     def __init__(self, dataset: SampleDataset, max_length: int) -> None:
+        from rsgpt4v.finetune.packing import rope_index_for
+
         self.dataset = dataset
         self.groups = first_fit_groups(dataset.lengths, max_length)
         self.lengths = [sum(dataset.lengths[i] for i in group) for group in self.groups]
+        self.rope_index = rope_index_for(dataset.encoder.config)
 
     def __len__(self) -> int:
         return len(self.groups)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        import torch
+        from rsgpt4v.finetune.packing import pack_samples
 
-        from rsgpt4v.finetune.batching import IGNORE_INDEX
-
-        parts = [self.dataset[i] for i in self.groups[index]]
-        labels = []
-        for part in parts:
-            part_labels = part["labels"].clone()
-            part_labels[0] = IGNORE_INDEX
-            labels.append(part_labels)
-        row: dict[str, Any] = {
-            "input_ids": torch.cat([p["input_ids"] for p in parts]),
-            "labels": torch.cat(labels),
-            "position_ids": torch.cat([torch.arange(len(p["input_ids"])) for p in parts]),
-        }
-        pixels = [p["pixel_values"] for p in parts if "pixel_values" in p]
-        if pixels:
-            row["pixel_values"] = torch.cat(pixels)
-        return row
+        return pack_samples([self.dataset[i] for i in self.groups[index]], self.rope_index)

@@ -9,6 +9,7 @@ component is logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -111,6 +112,9 @@ def load_base_model(config: FinetuneConfig, *, quantized: bool | None = None) ->
             bnb_4bit_quant_type=config.quant.quant_type,
             bnb_4bit_use_double_quant=config.quant.double_quant,
             bnb_4bit_compute_dtype=dtype,
+            # Packed 4-bit weights stored as the compute dtype, so FSDP can shard them with the
+            # unquantised layers (a uint8 storage cannot be flattened together with bf16).
+            bnb_4bit_quant_storage=dtype,
             # transformers 5 matches these from the start of the full module path.
             llm_int8_skip_modules=[p for p in (parts.vision, parts.projector) if p] + ["lm_head"],
         )
@@ -179,11 +183,39 @@ def _check_cpu_4bit_widths(model: Any) -> None:
             )
 
 
+def apply_liger(model: Any, config: FinetuneConfig) -> bool:
+    """Swap in Liger's kernels (train.liger) on the base model; whether they were applied.
+
+    Liger replaces the RMSNorm and SwiGLU modules, RoPE and the loss (a fused linear
+    cross-entropy that never materialises the logits) in place. It also patches the family's
+    modelling module, so every model of that family built later in the process has them too.
+    """
+    from rsgpt4v.finetune.plan import LIGER_MODEL_TYPES, resolve_liger
+
+    if not resolve_liger(config):
+        return False
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+    try:
+        _apply_liger_kernel_to_instance(model=model)
+    except ImportError as error:  # a Liger release that does not fit this transformers
+        if config.train.liger is True:
+            raise RsgptError(
+                f"train.liger: Liger cannot patch {LIGER_MODEL_TYPES[config.family]} models with "
+                f"the installed transformers ({error}); set train.liger: auto or false"
+            ) from None
+        log.warning("Liger kernels not applied (%s); training without them", error)
+        return False
+    log.info("Liger kernels applied (fused linear cross-entropy, RMSNorm, RoPE, SwiGLU)")
+    return True
+
+
 def add_adapters(model: Any, config: FinetuneConfig) -> Any:
-    """Freeze the base and attach the configured adapters; returns the model to train."""
+    """Freeze the base, swap in Liger's kernels where asked, attach the configured adapters."""
     import torch
 
     targets = lora_targets(model, config)
+    apply_liger(model, config)
     if config.quantized:
         from peft import prepare_model_for_kbit_training
 
@@ -256,17 +288,34 @@ def projector_state(model: Any, config: FinetuneConfig) -> dict[str, Any]:
     }
 
 
-def save_adapters(model: Any, config: FinetuneConfig, out_dir: Path) -> Path:
-    """Write the trained adapter (and a fully trained projector) to ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if config.method == "moe_lora":
-        from safetensors.torch import save_file
+def save_adapters(
+    model: Any, config: FinetuneConfig, out_dir: Path, state_dict: dict[str, Any] | None = None
+) -> Path:
+    """Write the trained adapter (and a fully trained projector) to ``out_dir``.
 
-        moe_module().save_moe_lora(model, out_dir)
-        if config.lora.projector == "full":
-            save_file(projector_state(model, config), str(out_dir / PROJECTOR_FILE))
+    ``state_dict`` is the whole model's state gathered from its shards (FSDP, ZeRO-3; see
+    ``FinetuneTrainer.save_final``); without it the model's own tensors are written. Call it on
+    one process only.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.method != "moe_lora":
+        model.save_pretrained(out_dir, state_dict=state_dict)
+        return out_dir
+    from safetensors.torch import save_file
+
+    moe = moe_module()
+    if state_dict is None:
+        moe.save_moe_lora(model, out_dir)
+        projector = projector_state(model, config)
     else:
-        model.save_pretrained(out_dir)
+        experts = {k: state_dict[k].contiguous().cpu() for k in moe.moe_lora_state_dict(model)}
+        save_file(experts, str(out_dir / moe.WEIGHTS_NAME), metadata={"format": "pt"})
+        (out_dir / moe.CONFIG_NAME).write_text(
+            json.dumps(model.moe_lora_config.model_dump(), indent=2) + "\n"
+        )
+        projector = {k: state_dict[k].contiguous().cpu() for k in projector_state(model, config)}
+    if config.lora.projector == "full":
+        save_file(projector, str(out_dir / PROJECTOR_FILE))
     return out_dir
 
 

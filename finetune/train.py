@@ -11,6 +11,10 @@ Each stage continues from the weights the previous stage left (same model object
 optimizer and schedule). With ``resume: true`` a rerun skips finished stages (loading their
 adapters) and continues the unfinished one from its newest checkpoint, so an interrupted run
 ends with the same weights as an uninterrupted one.
+
+Launched on several processes (``torchrun``, ``accelerate launch``), every process trains and
+only the main one writes: the run folder's files, the checkpoints (the Trainer's own saving) and
+the adapters, which are gathered from their shards first under FSDP / ZeRO-3.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.finetune.collate import ChatEncoder, PadCollator
@@ -42,6 +46,13 @@ from rsgpt4v.finetune.methods import (
     moe_module,
     save_adapters,
     use_bf16,
+)
+from rsgpt4v.finetune.plan import (
+    BatchPlan,
+    check_run_devices,
+    plan_batches,
+    speed_arguments,
+    trains_on_cpu,
 )
 from rsgpt4v.schema import JsonlWriter
 
@@ -133,11 +144,35 @@ class FinetuneTrainer(Trainer):
         )
         return self.accelerator.prepare(loader)
 
+    def save_final(self, out_dir: Path) -> None:
+        """Write the stage's adapter once, from the main process; every process takes part.
+
+        Under FSDP the adapter lives in shards: every process joins accelerate's gather of the
+        full state dict (whatever ``fsdp_state_dict_type`` the checkpoints use). Under DeepSpeed
+        ZeRO-3 ``save_model`` gathers it (``stage3_gather_16bit_weights_on_model_save``). With
+        DDP or one process each process holds the whole adapter and only the main one writes.
+        """
+        if self.is_fsdp_enabled:
+            state_dict = self.accelerator.get_state_dict(self.model)
+            if self.args.should_save:
+                self._save(str(out_dir), state_dict=state_dict)
+        else:
+            self.save_model(str(out_dir))
+        if self.args.should_save:
+            log.info("process %d wrote the adapter to %s", self.args.process_index, out_dir)
+        self.accelerator.wait_for_everyone()
+
     # MoE-LoRA models are not peft models: checkpoint only what trains, not the whole base.
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         if self.finetune.method != "moe_lora":
             return super()._save(output_dir, state_dict)
-        save_adapters(self.model, self.finetune, Path(output_dir or self.args.output_dir))
+        if self.args.should_save:
+            save_adapters(
+                self.accelerator.unwrap_model(self.model),
+                self.finetune,
+                Path(output_dir or self.args.output_dir),
+                state_dict,
+            )
         return None
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
@@ -153,14 +188,21 @@ def _seed_everything(seed: int) -> None:
 
 
 def _training_arguments(
-    config: FinetuneConfig, stage: Stage, stage_dir: Path, has_eval: bool
+    config: FinetuneConfig,
+    stage: Stage,
+    stage_dir: Path,
+    has_eval: bool,
+    plan: BatchPlan | None = None,
 ) -> TrainingArguments:
+    """The stage's TrainingArguments; ``plan`` gives the accumulation (default: one process)."""
     train = config.train
+    if plan is None:
+        plan = plan_batches(train, 1, 1.0 if train.max_tokens_per_batch else None)
     return TrainingArguments(
         output_dir=str(stage_dir),
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accumulation,
+        gradient_accumulation_steps=plan.accumulation,
         learning_rate=stage.learning_rate or train.learning_rate,
         num_train_epochs=stage.epochs,
         max_steps=stage.max_steps,
@@ -181,9 +223,12 @@ def _training_arguments(
         data_seed=config.seed,
         dataloader_num_workers=train.num_workers,
         dataloader_pin_memory=torch.cuda.is_available() and not train.use_cpu,
-        use_cpu=train.use_cpu,
+        use_cpu=trains_on_cpu(config),
         remove_unused_columns=False,
         label_names=["labels"],
+        # Logged as num_input_tokens_seen: real tokens (packed rows hold no padding).
+        include_num_input_tokens_seen="all" if train.packing else "non_padding",
+        **speed_arguments(config),
     )
 
 
@@ -264,8 +309,10 @@ _RUN_DEFINING = (
 _TRAIN_DEFINING = (
     "learning_rate",
     "projector_lr",
+    "global_batch_size",
     "batch_size",
     "grad_accumulation",
+    "max_grad_norm",
     "max_tokens_per_batch",
     "max_length",
     "packing",
@@ -279,6 +326,8 @@ _TRAIN_DEFINING = (
 def _fingerprint(config: FinetuneConfig) -> dict[str, Any]:
     data = config.model_dump(mode="json")
     train = data["train"]
+    if train["global_batch_size"] is None:  # runs written before global batches: explicit 1
+        train["grad_accumulation"] = train["grad_accumulation"] or 1
     stages = [stage.model_dump(mode="json") for stage in config.curriculum()]
     return {
         **{key: data[key] for key in _RUN_DEFINING},
@@ -303,25 +352,47 @@ def _check_same_run(config: FinetuneConfig, out: Path) -> None:
         )
 
 
-def run_finetune(config: FinetuneConfig) -> FinetuneResult:
-    """Train every stage in order; the adapter ends in ``output_dir/adapter``."""
+def _processes(config: FinetuneConfig) -> Any:
+    """accelerate's view of the launch: one process, or the torchrun / accelerate group."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=trains_on_cpu(config))
+
+
+def run_finetune(
+    config: FinetuneConfig, callbacks: list[TrainerCallback] | None = None
+) -> FinetuneResult:
+    """Train every stage in order; the adapter ends in ``output_dir/adapter``.
+
+    ``callbacks`` join every stage's Trainer (bench/train.py times steps with one).
+    """
     if not Path(config.model).is_dir():
         raise RsgptError(f"model folder not found: {config.model} (local paths only)")
+    check_run_devices(config)
     if config.quantized:
         check_4bit_support(config)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if isinstance(config.resume, Path) and not config.resume.is_dir():
         raise RsgptError(f"resume checkpoint not found: {config.resume}")
+    state = _processes(config)
     if config.resume is not False:
         _check_same_run(config, out)
-    else:
-        for owned in (out / "stages", out / ADAPTER_DIR):
-            if owned.is_dir():
-                log.warning("resume=false: removing %s of the previous run", owned)
-                shutil.rmtree(owned)
-    dump_config(config, out / "finetune.yaml")
     _seed_everything(config.seed)
+    splits = {
+        stage.name: stage_samples(stage, config.boxes, config.train.eval_fraction, config.seed)
+        for stage, _ in _stage_dirs(config)
+    }
+    state.wait_for_everyone()  # every process has read the previous run before it is replaced
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        if config.resume is False:
+            for owned in (out / "stages", out / ADAPTER_DIR):
+                if owned.is_dir():
+                    log.warning("resume=false: removing %s of the previous run", owned)
+                    shutil.rmtree(owned)
+        dump_config(config, out / "finetune.yaml")
+        write_held_out(splits.values(), out / HELD_OUT)
+    state.wait_for_everyone()
     encoder = ChatEncoder(
         config.model,
         config.family,
@@ -338,11 +409,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
         augment = BoxAwareAugment(config.augment.ops, p=config.augment.p, seed=config.seed)
     history: dict[str, list[dict[str, float]]] = {}
     resumed_from: dict[str, str] = {}
-    splits = {
-        stage.name: stage_samples(stage, config.boxes, config.train.eval_fraction, config.seed)
-        for stage, _ in _stage_dirs(config)
-    }
-    write_held_out(splits.values(), out / HELD_OUT)
+    final = out
     for stage, folder in _stage_dirs(config):
         stage_dir = out / "stages" / folder
         final = stage_dir / "final"
@@ -354,7 +421,7 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
         if checkpoint:
             log.info("stage %s resumes from %s", stage.name, checkpoint)
             resumed_from[stage.name] = checkpoint
-        history[stage.name] = _run_stage(
+        trainer = _stage_trainer(
             config,
             stage,
             splits[stage.name],
@@ -363,13 +430,29 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
             model,
             encoder,
             augment,
-            checkpoint,
+            state.num_processes,
+            callbacks,
         )
-        save_adapters(model, config, final)
-        (final / DONE).write_text("finished\n", encoding="utf-8")
-    adapter_dir = save_adapters(model, config, out / ADAPTER_DIR)
-    _save_preprocessing(encoder, adapter_dir)
+        history[stage.name] = _train_stage(trainer, stage, checkpoint)
+        trainer.save_final(final)
+        if state.is_main_process:
+            (final / DONE).write_text("finished\n", encoding="utf-8")
+        del trainer
+        state.wait_for_everyone()
+    adapter_dir = out / ADAPTER_DIR
+    if state.is_main_process:
+        _copy_adapter(final, adapter_dir)
+        _save_preprocessing(encoder, adapter_dir)
+    state.wait_for_everyone()
     return FinetuneResult(adapter_dir, model, encoder, history, resumed_from)
+
+
+def _copy_adapter(final: Path, adapter_dir: Path) -> None:
+    """The last stage's adapter is the run's: copy it, less the stage's bookkeeping files."""
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    for path in final.iterdir():
+        if path.is_file() and path.name not in (DONE, "training_args.bin"):
+            shutil.copy2(path, adapter_dir / path.name)
 
 
 def write_held_out(splits: Iterable[tuple[list[Sample], list[Sample]]], path: Path) -> int:
@@ -397,7 +480,19 @@ def write_held_out(splits: Iterable[tuple[list[Sample], list[Sample]]], path: Pa
     return len(instructions)
 
 
-def _run_stage(
+def stage_plan(config: FinetuneConfig, lengths: list[int], processes: int) -> BatchPlan:
+    """The stage's batch plan; under a token budget, from the mean samples per budget batch."""
+    budget = config.train.max_tokens_per_batch
+    mean = None
+    if budget is not None:
+        from rsgpt4v.finetune.batching import TokenBudgetBatchSampler
+
+        batches = len(TokenBudgetBatchSampler(lengths, budget, seed=config.seed))
+        mean = len(lengths) / max(batches, 1)
+    return plan_batches(config.train, processes, mean)
+
+
+def _stage_trainer(
     config: FinetuneConfig,
     stage: Stage,
     split: tuple[list[Sample], list[Sample]],
@@ -406,8 +501,10 @@ def _run_stage(
     model: Any,
     encoder: ChatEncoder,
     augment: Any,
-    checkpoint: str | None,
-) -> list[dict[str, float]]:
+    processes: int,
+    callbacks: list[TrainerCallback] | None,
+) -> FinetuneTrainer:
+    """The stage's datasets, batch plan and Trainer, as ``rsgpt4v finetune`` trains them."""
     train_samples, eval_samples = split
     max_length = config.train.max_length
     train_set: Any = SampleDataset(
@@ -420,31 +517,39 @@ def _run_stage(
         if eval_samples
         else None
     )
+    plan = stage_plan(config, train_set.lengths, processes)
     log.info(
-        "stage %s: %d train / %d eval samples",
+        "stage %s: %d train / %d eval samples; %s",
         stage.name,
         len(train_set),
         len(eval_set) if eval_set else 0,
+        plan.describe(),
     )
     previous = os.environ.get("TENSORBOARD_LOGGING_DIR")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(log_dir)
     try:
-        trainer = FinetuneTrainer(
+        return FinetuneTrainer(
             model=model,
-            args=_training_arguments(config, stage, stage_dir, eval_set is not None),
+            args=_training_arguments(config, stage, stage_dir, eval_set is not None, plan),
             train_dataset=train_set,
             eval_dataset=eval_set,
             data_collator=PadCollator(encoder.pad_token_id),
             finetune=config,
             lengths=train_set.lengths,
+            callbacks=callbacks,
         )
     finally:
         if previous is None:
             os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
         else:
             os.environ["TENSORBOARD_LOGGING_DIR"] = previous
+
+
+def _train_stage(
+    trainer: FinetuneTrainer, stage: Stage, checkpoint: str | None
+) -> list[dict[str, float]]:
     trainer.train(resume_from_checkpoint=checkpoint)
-    if eval_set is not None:
+    if trainer.eval_dataset is not None:
         metrics = trainer.evaluate()
         trainer.log_metrics(f"eval-{stage.name}", metrics)
     return list(trainer.state.log_history)

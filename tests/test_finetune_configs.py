@@ -37,6 +37,20 @@ def test_seven_b_configs_follow_the_recipes():
     assert moe.moe["num_experts"] == 4 and moe.moe["top_k"] == 2
 
 
+def test_seven_b_configs_state_the_global_batch():
+    """LLaVA-1.5's 128 samples per step whatever the GPU count; speed settings on auto."""
+    from rsgpt4v.finetune.plan import plan_batches
+
+    for name in ("llava-1.5-7b-lora", "llava-1.5-7b-qlora", "llava-1.5-7b-moe-lora"):
+        train = load_config(name).train
+        assert (train.global_batch_size, train.grad_accumulation) == (128, None), name
+        assert [plan_batches(train, n).accumulation for n in (1, 2, 8)] == [32, 16, 4], name
+        assert (train.liger, train.tf32, train.optim) == ("auto", "auto", "auto"), name
+        assert train.max_grad_norm == 1.0 and train.torch_compile is False, name
+    qwen = load_config("qwen2.5-vl-7b-lora").train
+    assert plan_batches(qwen, 1).global_batch == plan_batches(qwen, 4).global_batch == 32
+
+
 @pytest.mark.parametrize(
     "name", ["ddp.yaml", "fsdp.yaml", "deepspeed_zero2.yaml", "deepspeed_zero3.yaml"]
 )

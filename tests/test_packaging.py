@@ -110,7 +110,10 @@ def test_the_environment_is_the_lock() -> None:
             name, _, version = line.partition("==")
             locked[canonicalize_name(name)] = version
     assert {"pip", "setuptools", "wheel", "torch"} <= locked.keys()
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
+    installed: dict[str, str] = {}
+    for dist in distributions():  # the first on sys.path is the one imported; later ones are
+        # copies vendored by other packages (setuptools puts its _vendor folder on sys.path)
+        installed.setdefault(canonicalize_name(dist.metadata["Name"]), dist.version)
     differ = {
         name: (installed[name], version)
         for name, version in locked.items()

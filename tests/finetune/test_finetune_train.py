@@ -19,7 +19,7 @@ from safetensors.torch import load_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from rsgpt4v.cli import app  # noqa: E402
-from rsgpt4v.errors import InputError, RsgptError  # noqa: E402
+from rsgpt4v.errors import RsgptError  # noqa: E402
 from rsgpt4v.finetune.collate import ChatEncoder, PadCollator  # noqa: E402
 from rsgpt4v.finetune.config import load_config  # noqa: E402
 from rsgpt4v.finetune.data import SampleDataset, stage_samples  # noqa: E402
@@ -171,14 +171,13 @@ def test_dora_trains_and_merges(llava_dir, demo, tmp_path):
     assert merged.max_abs_diff < 1e-4
 
 
-def test_packed_training_runs_and_refuses_qwen(llava_dir, qwen_dir, demo, tmp_path):
+def test_packed_training_runs(llava_dir, demo, tmp_path):
+    # Qwen2-VL packing (3-D mRoPE positions per sample): tests/finetune/test_packing.py
     result = run_finetune(
         _config(llava_dir, demo, tmp_path / "run", "train.packing=true", "train.max_length=700")
     )
     adapter = load_file(str(result.adapter / "adapter_model.safetensors"))
     assert all(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
-    with pytest.raises(InputError, match="M-RoPE"):
-        _config(qwen_dir, demo, tmp_path, "family=qwen2vl", "train.packing=true")
 
 
 def test_another_family_needs_only_a_config(llava_dir, demo, tmp_path):
