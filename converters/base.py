@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import ClassVar
 
+from rsgpt4v.completeness import EXHAUSTIVE, LabelCompleteness
 from rsgpt4v.errors import InputError
 from rsgpt4v.paths import record_path_problem
 from rsgpt4v.problems import ProblemLog
@@ -41,6 +42,9 @@ class Converter(ABC):
     CLASSES: ClassVar[tuple[str, ...]] = ()
     OPTIONS: ClassVar[Mapping[str, str]] = {}
     CITATION: ClassVar[str] = ""
+    # which classes are labelled wherever they appear (rsgpt4v.completeness): counts and
+    # absences are stated only for those
+    COMPLETENESS: ClassVar[LabelCompleteness] = EXHAUSTIVE
 
     def __init__(
         self,

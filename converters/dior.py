@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import ClassVar
 from xml.etree.ElementTree import Element
 
+from rsgpt4v.completeness import DENSE_SMALL_CLASSES, LabelCompleteness
 from rsgpt4v.converters.safe_xml import child_float, child_text
 from rsgpt4v.converters.voc import ImageSetConverter, SourceObject, find_image, read_voc_flags
 
@@ -71,6 +72,10 @@ class DiorConverter(ImageSetConverter):
     )
     SPLITS = ("train", "val", "test")
     CLASSES = DIOR_CLASSES
+    COMPLETENESS = LabelCompleteness(
+        frozenset({"vehicle", "ship"}),
+        source="DIOR (Li et al. 2020): " + DENSE_SMALL_CLASSES,
+    )
     CITATION = (
         "Li et al., Object detection in optical remote sensing images: A survey and a new "
         "benchmark, ISPRS J. Photogramm. Remote Sens. 2020"

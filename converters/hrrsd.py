@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rsgpt4v.completeness import DENSE_SMALL_CLASSES, LabelCompleteness
 from rsgpt4v.converters.voc import ImageSetConverter, find_image
 
 HRRSD_CLASSES = (
@@ -54,6 +55,10 @@ class HrrsdConverter(ImageSetConverter):
     )
     SPLITS = ("train", "val", "trainval", "test")
     CLASSES = HRRSD_CLASSES
+    COMPLETENESS = LabelCompleteness(
+        frozenset({"vehicle", "ship"}),
+        source="HRRSD (Zhang et al. 2019): " + DENSE_SMALL_CLASSES,
+    )
     CITATION = (
         "Zhang et al., Hierarchical and Robust Convolutional Neural Network for Very "
         "High-Resolution Remote Sensing Object Detection, IEEE TGRS 2019"

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from xml.etree.ElementTree import Element
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.converters.safe_xml import child_float, child_text
 from rsgpt4v.converters.voc import ImageSetConverter, SourceObject, find_image, read_voc_flags
 from rsgpt4v.errors import InputError
@@ -96,6 +97,11 @@ class Hrsc2016Converter(ImageSetConverter):
     )
     SPLITS = ("train", "val", "trainval", "test")
     CLASSES = tuple(HRSC_CLASSES.values())
+    COMPLETENESS = LabelCompleteness(
+        "all",
+        source="HRSC2016 (Liu et al. 2017) labels the ships of its hierarchy; small boats and "
+        "ships of unlisted types are left out, and its class names nest",
+    )
     OPTIONS: ClassVar[dict[str, str]] = {
         "classes": "type (default: the class name of Class_ID) or ship (one class for all)"
     }

@@ -31,6 +31,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from rsgpt4v.completeness import DENSE_SMALL_CLASSES, LabelCompleteness
 from rsgpt4v.converters.base import Converter
 from rsgpt4v.converters.voc import (
     IMAGE_SUFFIXES,
@@ -86,6 +87,10 @@ class NwpuVhr10Converter(Converter):
     )
     SPLITS = ("positive", "negative")
     CLASSES = tuple(NWPU_CLASSES.values())
+    COMPLETENESS = LabelCompleteness(
+        frozenset({"vehicle", "ship"}),
+        source="NWPU VHR-10 (Cheng et al. 2014): " + DENSE_SMALL_CLASSES,
+    )
     CITATION = (
         "Cheng et al., Multi-class geospatial object detection and geographic image "
         "classification based on collection of part detectors, ISPRS J. Photogramm. 2014"

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.converters.base import Converter
 from rsgpt4v.converters.safe_xml import read_xml
 from rsgpt4v.converters.voc import (
@@ -83,6 +84,11 @@ class RsodConverter(Converter):
     )
     SPLITS = ("all",)
     CLASSES = RSOD_CLASSES
+    COMPLETENESS = LabelCompleteness(
+        "all",
+        source="RSOD (Long et al. 2017) was gathered one class at a time: each part labels only "
+        "its own class (an airport image's oil tanks are not labelled)",
+    )
     OPTIONS: ClassVar[dict[str, str]] = {
         "labels": "xml or txt: the annotation layout to prefer (default xml; the other is the "
         "fallback for images it lacks)"

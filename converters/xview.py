@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.converters.base import Converter, image_info
 from rsgpt4v.errors import InputError
 from rsgpt4v.geometry import clip_bbox
@@ -155,6 +156,11 @@ class XviewConverter(Converter):
     LAYOUT = "ROOT/xView_train.geojson + ROOT/train_images/*.tif, ROOT/val_images/*.tif"
     SPLITS = ("train", "val")
     CLASSES = XVIEW_CLASSES
+    COMPLETENESS = LabelCompleteness(
+        "all",
+        source="xView (Lam et al. 2018): crowd-sourced boxes over 60 nested classes (a small "
+        "car is also a passenger vehicle); the paper reports missed and merged instances",
+    )
     OPTIONS: ClassVar[dict[str, str]] = {
         "geojson": f"labels file relative to ROOT (default {DEFAULT_GEOJSON})"
     }

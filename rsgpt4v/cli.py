@@ -220,6 +220,25 @@ def instruct(
         help="YAML file of per-source and per-task weights and caps (docs/instructions.md, "
         "section Mixing).",
     ),
+    model_family: str | None = typer.Option(
+        None,
+        "--model-family",
+        help="The model the data is for (llava, qwen2vl, qwen25vl, geochat, minigptv2, "
+        "internvl, pixel): objects too small at its input size are not asked about, nor "
+        "counted (docs/instructions.md, Answerability).",
+    ),
+    input_size: int | None = typer.Option(
+        None,
+        "--input-size",
+        min=1,
+        help="Or: the longer side, in pixels, the model is shown images at.",
+    ),
+    completeness: Path | None = typer.Option(
+        None,
+        "--completeness",
+        help="YAML file overriding which classes each dataset labels exhaustively (exact "
+        "counts and 'no' answers only for those; docs/instructions.md, Label completeness).",
+    ),
     model: str | None = typer.Option(
         None, "--model", help="llm: model name, e.g. gpt-4o-2024-08-06 or a vLLM/Ollama model."
     ),
@@ -248,7 +267,10 @@ def instruct(
         "(USD).",
     ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="llm: print one rendered prompt and the run's estimate; no call."
+        False,
+        "--dry-run",
+        help="llm: print each pass's rendered prompt (later passes fed placeholder replies) and "
+        "the run's estimate; no call.",
     ),
     batch: bool = typer.Option(
         False, "--batch", help="llm: go through the OpenAI Batch API (half price, within 24 h)."
@@ -257,6 +279,20 @@ def instruct(
         None, "--shard", help="Only shard I of N (I/N, 0-based), chosen by a hash of record ids."
     ),
     detail: str = typer.Option("low", "--detail", help="llm: image detail, low or high."),
+    max_objects: int = typer.Option(
+        40,
+        "--max-objects",
+        min=1,
+        help="llm: objects listed in a prompt at most, spread over the scene, larger and more "
+        "distinct first (the class counts cover all).",
+    ),
+    max_crops: int = typer.Option(
+        4,
+        "--max-crops",
+        min=0,
+        help="llm: full-resolution crops the local pass may add for objects too small in the "
+        "scene image (0: none; such objects get no appearance question).",
+    ),
     prices: Path | None = typer.Option(
         None, "--prices", help="llm: price table YAML (default: the bundled, dated one)."
     ),
@@ -280,7 +316,11 @@ def instruct(
 ) -> None:
     """Write (question, answer) instructions for every record."""
     from rsgpt4v.instruct import generate_instructions
+    from rsgpt4v.instruct.answerability import ModelInput
     from rsgpt4v.scale import engine_function
+
+    if model_family is not None and input_size is not None:
+        _fail(RsgptError("give --model-family or --input-size, not both"))
 
     def run_rules(source: Path, out: Path):  # -> rsgpt4v.instruct.InstructionSummary
         generate = engine_function(
@@ -295,6 +335,8 @@ def instruct(
             progress=_progress("instruct"),
             mix=mix,
             vocabulary_from=records,  # a --shard run asks about its whole input's classes
+            completeness=completeness,
+            model_input=ModelInput(model_family, input_size),
         )
 
     try:
@@ -303,6 +345,7 @@ def instruct(
                 generator, records, output, run_rules, dry_run=dry_run, model=model,
                 base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, cache=cache,
                 budget_usd=budget_usd, batch=batch, shard=shard, detail=detail, prices=prices,
+                max_objects=max_objects, max_crops=max_crops,
                 timeout=timeout, max_retries=max_retries, image_root=image_root, seed=seed,
                 poll_interval=poll_interval, engine=engine, ray_address=ray_address,
             )  # fmt: skip
@@ -328,6 +371,10 @@ def _echo_rules_summary(summary) -> None:
         )
         for source in stats.unused_sources:
             typer.echo(f"warning: mix source {source!r} matched no record", err=True)
+    if summary.model_input:
+        typer.echo(f"object sizes: {summary.model_input}")
+    for reason, count in sorted(summary.skips.items()):
+        typer.echo(f"not asked: {reason}: {count}")
 
 
 def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **options) -> None:
@@ -363,6 +410,8 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
         cache_dir=options["cache"],
         budget_usd=options["budget_usd"],
         detail=options["detail"],
+        max_objects=options["max_objects"],
+        max_crops=options["max_crops"],
         seed=options["seed"],
         max_retries=options["max_retries"],
         timeout_s=options["timeout"],
@@ -489,6 +538,11 @@ def export(
         )
     for path in summary.side_files:
         typer.echo(f"also written: {path}")
+    if summary.oblique_skipped:
+        typer.echo(
+            f"not written: {summary.oblique_skipped} questions about thin oblique objects, "
+            f"which {boxes} boxes cannot outline (geochat and pixel write them oriented)"
+        )
     if summary.rejects_file:
         typer.echo(f"{len(summary.rejects)} rejected instructions listed in {summary.rejects_file}")
 
@@ -580,6 +634,14 @@ def validate(
     )
     for reason, count in summary.reasons.items():
         typer.echo(f"{reason}: {count}")
+    if summary.variety:
+        variety = summary.variety
+        typer.echo(
+            f"phrasing variety per 1,000 instructions: "
+            f"{variety['answer_templates_per_1000']:,.0f} answer templates, "
+            f"{variety['vocabulary_per_1000']:,.0f} distinct words "
+            f"({variety['answer_templates']} templates, {variety['vocabulary']} words in all)"
+        )
     if summary.rejects_file:
         typer.echo(f"rejections listed in {summary.rejects_file}")
     if not summary.leakage_checked:

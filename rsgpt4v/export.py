@@ -17,6 +17,7 @@ from rsgpt4v.exporters import EXPORTERS, FORMATS
 from rsgpt4v.exporters.common import (
     ExportOptions,
     ExportSummary,
+    ObliqueRegion,
     render_refs,
     resolve_image,
 )
@@ -108,6 +109,9 @@ def export_instructions(
                 if renderer is not None:
                     image = renderer(image, instruction.image_size)
                 item = exporter.item(instruction, image)
+            except ObliqueRegion:
+                summary.oblique_skipped += 1
+                continue
             except ValueError as error:
                 log.reject(
                     f"instruction {instruction.id}: {error}",

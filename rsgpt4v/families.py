@@ -368,13 +368,14 @@ class BoxView:
     def render_text(
         self,
         text: str,
-        box_of: Callable[[str], tuple[Sequence[float], float | None, str | None]],
+        box_of: Callable[[str], tuple[Sequence[float] | str, float | None, str | None]],
         *,
         answer: bool = False,
     ) -> str:
         """``text`` with every ``<ref:N>`` written as region N's box.
 
-        ``box_of(N)`` gives the region's pixel box, angle and category. In answers the family's
+        ``box_of(N)`` gives the region's pixel box (or its outline already written, a string),
+        angle and category. In answers the family's
         phrase markers (or Qwen2.5-VL's ``label``) name the category; questions get bare boxes,
         so a question never gives its answer away. Qwen2.5-VL writes a list of objects as one
         JSON list, as its cookbook's answers do.
@@ -385,7 +386,7 @@ class BoxView:
 
         def one(match: re.Match[str]) -> str:
             box, angle, category = box_of(match.group(1))
-            rendered = self.render(box, angle=angle)
+            rendered = box if isinstance(box, str) else self.render(box, angle=angle)
             if not answer or not category:
                 return rendered
             if spec.json_label:

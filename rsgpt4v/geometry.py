@@ -304,3 +304,19 @@ def polygon_to_obb(
     square = math.isclose(w, h, rel_tol=_SQUARE_TOL, abs_tol=_SQUARE_TOL)
     angle = _wrap(math.degrees(math.atan2(side[1], side[0])), 90.0 if square else 180.0)
     return float(cx), float(cy), w, h, angle
+
+
+def box_fill(polygon: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """Share of its own axis-aligned bounds an outline covers (0 for a line).
+
+    1 for an upright rectangle, 0.5 for a diamond, about 0.05 for a 150 x 4 m pier lying at
+    45°: its box then shows mostly other things, so a question "what is in this box?" is not
+    about the pier.
+    """
+    points = _as_points(polygon)
+    shape = shapely.Polygon(points)
+    if not shape.is_valid:
+        shape = shapely.make_valid(shape)
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    bounds_area = float((x1 - x0) * (y1 - y0))
+    return float(shape.area) / bounds_area if bounds_area > 0 else 0.0

@@ -156,6 +156,10 @@ class SceneObjects:
         self.usable = np.flatnonzero(shapely.area(shapes) > 0) if len(shapes) else np.zeros(0, int)
         self.tree = shapely.STRtree(shapes[self.usable])
         self.placed = np.zeros(len(shapes), dtype=bool)
+        self.whole: list[
+            frozenset[int]
+        ] = []  # per window asked, in order: scene objects held whole
+        self.cut: list[list[int]] = []  # per window asked: ids of its objects the border cuts
         if len(self.usable) < len(shapes):
             self.counts["objects without area, in no tile"] += len(shapes) - len(self.usable)
 
@@ -164,8 +168,11 @@ class SceneObjects:
         x, y, w, h = window.label_box
         hits = np.sort(self.usable[self.tree.query(shapely.box(x, y, x + w, y + h))])
         if not len(hits):
+            self.whole.append(frozenset())
+            self.cut.append([])
             return []
         iofs = intersection_over_object(self.shapes[hits], window.label_box)
+        self.whole.append(frozenset(hits[iofs >= 1].tolist()))
         shift = np.array([window.x, window.y], dtype=float)
         if mode == "keep":
             keep = iofs >= iof_threshold
@@ -181,7 +188,10 @@ class SceneObjects:
                 if remnant is not None:
                     placed.append((index, remnant, bool(iof <= iof_threshold)))
             placed.sort(key=lambda item: item[0])
-        return self._objects(placed, window)
+        objects, sources = self._objects(placed, window)
+        whole = self.whole[-1]
+        self.cut.append([o.id for o, i in zip(objects, sources, strict=True) if i not in whole])
+        return objects
 
     def unplaced(self) -> int:
         """Objects with area that no tile kept; call after the last window."""
@@ -205,13 +215,15 @@ class SceneObjects:
 
     def _objects(
         self, placed: list[tuple[int, np.ndarray, bool]], window: TileWindow
-    ) -> list[Object]:
-        """Placed outlines as record objects, their boxes clipped to the tile in one pass."""
+    ) -> tuple[list[Object], list[int]]:
+        """Placed outlines as record objects, their boxes clipped to the tile in one pass, and
+        the scene index of each."""
         if not placed:
-            return []
+            return [], []
         bounds = np.array([[*p.min(axis=0), *p.max(axis=0)] for _, p, _ in placed])
         boxes = polygons_to_clipped_bboxes(shapely.box(*bounds.T), window.width, window.height)
         kept: list[Object] = []
+        sources: list[int] = []
         for (index, points, truncated), bbox in zip(placed, boxes, strict=True):
             if np.isnan(bbox).any():
                 self.counts["tile remnants without area inside the tile"] += 1
@@ -228,8 +240,9 @@ class SceneObjects:
                     attributes=attributes,
                 )
             )
+            sources.append(int(index))
             self.placed[index] = True
-        return kept
+        return kept, sources
 
 
 def _corners(item: Object) -> np.ndarray:
@@ -238,3 +251,29 @@ def _corners(item: Object) -> np.ndarray:
         return np.asarray(item.polygon, dtype=float)
     x, y, w, h = item.bbox
     return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]])
+
+
+#: A tile whose whole objects are at least this share already held whole by a tile taken before
+#: it repeats that tile: its scene-level questions (counts, lists, descriptions) are not asked.
+REPEAT_SHARE = 0.5
+
+
+def repeated_tiles(whole: Sequence[frozenset[int]]) -> list[int | None]:
+    """For each tile, the index of an earlier-taken tile it repeats, or None.
+
+    Tiles are taken in order of how many objects they hold whole (more first, then tile order);
+    a tile repeats when at least :data:`REPEAT_SHARE` of its whole objects are held whole by the
+    tiles taken before it, and names the taken tile it shares most with. Four 1024-px tiles of a
+    1182-px scene overlap by 85-92%: one is asked about, three repeat it.
+    """
+    repeats: list[int | None] = [None] * len(whole)
+    covered: set[int] = set()
+    taken: list[int] = []
+    for tile in sorted(range(len(whole)), key=lambda t: (-len(whole[t]), t)):
+        objects = whole[tile]
+        if objects and len(objects & covered) >= REPEAT_SHARE * len(objects):
+            repeats[tile] = max(taken, key=lambda t: (len(whole[t] & objects), -t))
+            continue
+        taken.append(tile)
+        covered |= objects
+    return repeats

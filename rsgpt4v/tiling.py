@@ -43,7 +43,13 @@ from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
 from rsgpt4v.raster import check_complete, decode_errors
 from rsgpt4v.schema import ImageInfo, JsonlWriter, Object, Record, count_lines, read_jsonl
-from rsgpt4v.tile_windows import SceneObjects, TileWindow, check_tiling, plan_windows
+from rsgpt4v.tile_windows import (
+    SceneObjects,
+    TileWindow,
+    check_tiling,
+    plan_windows,
+    repeated_tiles,
+)
 
 #: GDAL block cache (global): holds the source blocks under a row of windows of a 3-band 8-bit
 #: scene up to ~50000 px wide, so side-by-side windows decode shared blocks once, while keeping
@@ -216,6 +222,7 @@ class _SceneTiler:
                 results.append(self._tile_record(record, window, name, kept, writer))
             for job in jobs:
                 job.result()
+            self._mark_overlaps(results, objects)
         finally:
             for job in jobs:
                 job.cancel()
@@ -224,6 +231,20 @@ class _SceneTiler:
         if objects.unplaced():
             self.log.count("objects in no tile", objects.unplaced())
         return results
+
+    def _mark_overlaps(
+        self, results: list[tuple[Record, ManifestEntry]], objects: SceneObjects
+    ) -> None:
+        """Each tile's cut objects (``meta.cut_objects``) and the tile it repeats, if any
+        (``meta.repeats``, :func:`rsgpt4v.tile_windows.repeated_tiles`): scene-level questions
+        are asked once per set of objects, not once per overlapping tile."""
+        repeats = repeated_tiles(objects.whole)
+        for (tile, _), cut, repeat in zip(results, objects.cut, repeats, strict=True):
+            if cut:
+                tile.meta["cut_objects"] = cut
+            if repeat is not None:
+                tile.meta["repeats"] = results[repeat][0].id
+                self.log.count("tiles repeating another tile's whole objects (asked about once)")
 
     def _tile_record(
         self,

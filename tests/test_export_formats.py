@@ -116,7 +116,8 @@ def test_boxes_parse_back_to_the_records_boxes_in_every_format(
         max_side=None,
     )
     assert summary.written == len(pipeline["items"])
-    assert check_boxes(assistant_texts(fmt, output), pipeline, style) > 20
+    # boxes in answers: grounding lists only DOTA classes labelled exhaustively (12 on the sample)
+    assert check_boxes(assistant_texts(fmt, output), pipeline, style) >= 10
 
 
 def test_llava_has_one_image_token_at_the_start(
@@ -205,7 +206,7 @@ def test_openai_lines_carry_a_jpeg_data_url_of_the_scaled_image(
     texts = [
         json.loads(line)["messages"][1]["content"] for line in output.read_text().split("\n")[:-1]
     ]
-    assert check_boxes(texts, pipeline, style, shown) > 20
+    assert check_boxes(texts, pipeline, style, shown) >= 10
 
 
 def test_openai_with_hosted_images_uses_the_url_prefix(
@@ -326,4 +327,4 @@ def test_square_padded_boxes_parse_back(
     output = tmp_path / ("o.json" if fmt == "sharegpt" else "o.parquet")
     export_instructions(pipeline["instructions"], output, fmt=fmt, square_pad=True)
     texts = assistant_texts(fmt, output)
-    assert check_boxes(texts, pipeline, "llava", square_pad=True) > 20
+    assert check_boxes(texts, pipeline, "llava", square_pad=True) >= 10

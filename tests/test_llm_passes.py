@@ -17,13 +17,13 @@ from rsgpt4v.instruct.llm.passes import (
     ParseError,
     RecordContext,
     build_messages,
-    check,
     parse,
     prompt_version,
     response_format,
 )
 from rsgpt4v.instruct.llm.pricing import ModelPrice, Usage, image_tokens, load_prices
 from rsgpt4v.instruct.llm.replies import DialogueReply, GlobalReply, LocalReply
+from rsgpt4v.instruct.llm.reply_checks import check
 from rsgpt4v.instruct.llm.settings import Redactor
 from rsgpt4v.schema import ImageInfo, Object, Record
 
@@ -53,9 +53,9 @@ def test_local_prompt_lists_each_object_with_its_rule_facts_and_the_image_last()
     text, picture = messages[1]["content"]
     assert picture == {"type": "image_url", "image_url": {"url": image.data_url, "detail": "low"}}
     rows = [json.loads(line) for line in text["text"].splitlines() if line.startswith('{"id"')]
-    assert [r["id"] for r in rows] == [0, 1, 5]
-    assert rows[0]["category"] == "plane" and rows[0]["length_m"] == 12.0  # 24 px x 0.5 m
-    assert {"position", "size_class", "box"} <= rows[0].keys()
+    assert [r["id"] for r in rows] == [5, 0, 1]  # larger first: the ship's box is the largest
+    assert rows[1]["category"] == "plane" and rows[1]["length_m"] == 12.0  # 24 px x 0.5 m
+    assert {"position", "size_class", "box"} <= rows[1].keys()
     assert "Class counts: plane 2, ship 1." in text["text"]
 
 
@@ -67,7 +67,7 @@ def test_later_passes_see_the_earlier_replies() -> None:
 
 
 def test_prompt_versions_come_from_the_template_headers() -> None:
-    assert prompt_version(PASSES["local"]) == "local@1+system@1"
+    assert prompt_version(PASSES["local"]) == "local@2+system@2"
 
 
 def test_structured_output_schema_is_strict_and_json_mode_is_the_fallback() -> None:
@@ -186,9 +186,9 @@ def _body(**changes) -> dict:
     return body | changes
 
 
-def _key(body: dict, version: str = "global@1+system@1", digest: str = "a" * 64) -> str:
+def _key(body: dict, version: str = "global@2+system@2", digest: str = "a" * 64) -> str:
     return request_key(body, pass_name="global", prompt_version=version, schema={"x": 1},
-                       image_digest=digest)  # fmt: skip
+                       image_digests=[digest])  # fmt: skip
 
 
 def test_cache_key_hashes_what_changes_the_answer_only() -> None:
@@ -197,7 +197,7 @@ def test_cache_key_hashes_what_changes_the_answer_only() -> None:
     assert _key(_body(stream=False)) == base  # knobs outside the answer
     assert _key(_body(model="gpt-4o-mini")) != base
     assert _key(_body(temperature=0.7)) != base
-    assert _key(_body(), version="global@2+system@1") != base
+    assert _key(_body(), version="global@3+system@2") != base
     assert _key(_body(), digest="b" * 64) != base
     other_text = _body()
     other_text["messages"][0]["content"][0]["text"] = "Describe it."

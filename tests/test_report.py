@@ -124,7 +124,8 @@ def _wait_for_image(driver) -> dict:
         "        svg: [svg.left, svg.top, svg.width, svg.height],"
         "        natural: document.querySelector('#canvas img').naturalWidth,"
         "        boxes: boxes.map(r => [r.left, r.top, r.width, r.height]),"
-        "        regions: document.querySelectorAll('#canvas rect.region-box').length};"
+        "        regions: document.querySelectorAll('#canvas rect.region-box').length,"
+        "        outlines: document.querySelectorAll('#canvas polygon.region-outline').length};"
     )
 
 
@@ -147,6 +148,7 @@ def test_report_page_shows_boxes_over_the_image_in_chromium(demo, browser) -> No
         browser.find_element("id", "next").click()
         drawn = _wait_for_image(browser)
     assert drawn["regions"] > 0
+    assert drawn["outlines"] == drawn["regions"]  # DOTA regions: each with its oriented outline
     messages = browser.find_elements("css selector", "#messages .message")
     assert len(messages) >= 2 and browser.find_elements("css selector", "#messages .ref")
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
@@ -237,3 +239,28 @@ def test_a_note_is_shown_in_place_of_an_unreadable_image_in_chromium(
     drawn = _wait_for_image(browser)  # the note loads as the image does, boxes over it
     assert drawn["natural"] > 0 and drawn["svg"] == pytest.approx(drawn["img"], abs=1)
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_validate_prints_and_reports_phrasing_variety(tmp_path: Path) -> None:
+    """The CLI summary and the report's summary.json both carry the variety figures."""
+    from typer.testing import CliRunner
+
+    from rsgpt4v.cli import app
+    from rsgpt4v.instruct.rules import rule_instructions
+    from rsgpt4v.schema import JsonlWriter
+    from tests.test_rules_local import SCENE
+
+    records, instructions = tmp_path / "records.jsonl", tmp_path / "instructions.jsonl"
+    records.write_text(SCENE.model_dump_json() + "\n")
+    with JsonlWriter(instructions) as writer:
+        for item in rule_instructions(SCENE, ["detailed_description", "multi_turn"], 0):
+            writer.write(item)
+    report = tmp_path / "report"
+    result = CliRunner().invoke(
+        app, ["validate", str(instructions), "--records", str(records), "--report", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "phrasing variety per 1,000 instructions" in result.output
+    variety = json.loads((report / "summary.json").read_text())["phrasing_variety"]
+    assert variety["instructions"] == 3 and variety["answer_templates"] >= 4
+    assert variety["vocabulary_per_1000"] == round(variety["vocabulary"] * 1000 / 3, 1)

@@ -86,7 +86,7 @@ def test_clean_pipeline_set_passes_untouched(clean_set: dict[str, Path], tmp_pat
 
 def test_wrong_count_is_caught(clean_set: dict[str, Path], tmp_path: Path) -> None:
     def change(items: list[dict]) -> str:
-        item = _first(items, "counting", "There are 9 small vehicles")
+        item = _first(items, "counting", "There are at least 9 small vehicles")
         item["messages"][1]["content"] = "There are 10 small vehicles in the image."
         return item["id"]
 
@@ -102,7 +102,7 @@ def test_wrong_count_in_words_and_synonyms_is_caught(
     clean_set: dict[str, Path], tmp_path: Path
 ) -> None:
     def change(items: list[dict]) -> str:
-        item = _first(items, "counting", "There are 9 small vehicles")
+        item = _first(items, "counting", "There are at least 9 small vehicles")
         item["messages"][1]["content"] = "I can see twelve cars."
         return item["id"]
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from rsgpt4v.atomic import atomic_text  # re-exported: the exporters write through it
 from rsgpt4v.families import BoxConvention
-from rsgpt4v.geometry import polygon_to_obb
+from rsgpt4v.geometry import box_fill, polygon_to_obb
 from rsgpt4v.problems import Problem
 from rsgpt4v.schema import Instruction, Message
 
@@ -65,6 +65,7 @@ class ExportSummary:
     rejects_file: Path | None = None
     side_files: list[Path] = field(default_factory=list)
     images_rendered: int = 0  # --render-images: copies written, and copies found up to date
+    oblique_skipped: int = 0  # questions about thin oblique objects, in a style with no OBB
     images_reused: int = 0
 
     def add(self, instruction: Instruction) -> None:
@@ -77,6 +78,18 @@ class ExportSummary:
 def dataset_of(instruction: Instruction) -> str:
     """The source dataset, from the record id (``DATASET/SPLIT/NAME``, DESIGN.md)."""
     return instruction.record_id.split("/", 1)[0]
+
+
+#: Below this share of its box (rsgpt4v.geometry.box_fill), an object is thin and oblique: a
+#: question that points at its axis-aligned box points mostly at other things. A 3:1 rectangle at
+#: 45° fills 0.375 of its box, a 4:1 one 0.32; a 150 x 4 m pier at 45°, 0.05.
+THIN_OBLIQUE_FILL = 0.35
+#: Box styles that write an oriented region: geochat's angle, pixel's polygon
+ORIENTED_STYLES = frozenset({"geochat", "pixel"})
+
+
+class ObliqueRegion(ValueError):
+    """A question points at a thin oblique object, and the box style has no oriented form."""
 
 
 def render_refs(
@@ -93,16 +106,29 @@ def render_refs(
     do so (:meth:`rsgpt4v.families.BoxView.render_text`). ``shown_size`` is the (width, height)
     of a downscaled copy the model is shown instead of the instruction's image: boxes are
     scaled to it, so pixel styles stay true.
+
+    In a question, a region whose object fills less than :data:`THIN_OBLIQUE_FILL` of its box is
+    written in its oriented form (geochat's angle; the pixel style's polygon); other styles have
+    none, and raise :class:`ObliqueRegion` (the export skips the instruction and counts it).
     """
     convention = BoxConvention(boxes) if isinstance(boxes, str) else boxes
     width, height = instruction.image_size
     shown_width, shown_height = shown_size or (width, height)
     sx, sy = shown_width / width, shown_height / height
 
-    def box_of(key: str) -> tuple[tuple[float, ...], float | None, str | None]:
+    def box_of(key: str) -> tuple[tuple[float, ...] | str, float | None, str | None]:
         region = instruction.regions.get(key)
         if region is None:
             raise ValueError(f"refers to region {key}, which is not in its regions")
+        if not answer and region.polygon is not None and convention.family != "geochat":
+            fill = box_fill(region.polygon)
+            if fill < THIN_OBLIQUE_FILL and convention.spec.style == "pixel":
+                return _polygon_text(region.polygon, sx, sy), None, None
+            if fill < THIN_OBLIQUE_FILL:
+                raise ObliqueRegion(
+                    f"region {key} is a thin oblique object (it fills {fill:.0%} of its box); "
+                    f"{convention.family} boxes have no oriented form"
+                )
         x, y, w, h = region.bbox
         angle = None
         if convention.family == "geochat" and region.polygon is not None:
@@ -111,6 +137,12 @@ def render_refs(
 
     view = convention.view(shown_width, shown_height)
     return view.render_text(text, box_of, answer=answer)
+
+
+def _polygon_text(polygon: list[list[float]], sx: float, sy: float) -> str:
+    """An outline in pixels, as the pixel style writes a region that needs its orientation."""
+    corners = ", ".join(f"[{round(x * sx)}, {round(y * sy)}]" for x, y in polygon)
+    return f"[{corners}]"
 
 
 def conversation(

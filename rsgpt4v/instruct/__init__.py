@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.collector import fewer_collections
+from rsgpt4v.completeness import LabelCompleteness, dataset_completeness, load_completeness
 from rsgpt4v.errors import InputError
+from rsgpt4v.instruct.answerability import ModelInput
 from rsgpt4v.instruct.attributes import cache_object_facts
 from rsgpt4v.instruct.lines import RecordLines
 from rsgpt4v.instruct.mix import MixConfig, Mixer, MixStats, load_mix
@@ -31,6 +33,7 @@ __all__ = [
     "dataset_vocabulary",
     "generate_instructions",
     "parse_tasks",
+    "rule_context",
     "rule_lines",
 ]
 
@@ -47,6 +50,8 @@ class InstructionSummary:
     per_task: Counter[str] = field(default_factory=Counter)
     records_without_instructions: int = 0
     mix: MixStats | None = None  # what --mix dropped, capped and repeated
+    skips: Counter[str] = field(default_factory=Counter)  # what rules left unasked, and why
+    model_input: str = ""  # the input sizes were judged at (ModelInput.describe)
 
 
 def parse_tasks(tasks: str | Sequence[str] | None) -> list[str]:
@@ -72,6 +77,8 @@ def generate_instructions(
     progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
     mix: str | Path | MixConfig | None = None,
     vocabulary_from: str | Path | None = None,
+    completeness: str | Path | Mapping[str, LabelCompleteness] | None = None,
+    model_input: ModelInput | None = None,
 ) -> InstructionSummary:
     """Write the rule-based instructions of every record in records_path to output.
 
@@ -80,19 +87,17 @@ def generate_instructions(
     :mod:`rsgpt4v.instruct.mix`) weights and caps what is written, per source and task.
     ``vocabulary_from`` is the records file whose classes the negative and multiple-choice
     questions draw on (default: records_path); a shard passes its whole input, so a record gets
-    the same questions in a shard as in the unsharded run.
+    the same questions in a shard as in the unsharded run. ``completeness`` (a YAML file or a
+    table, :mod:`rsgpt4v.completeness`) overrides which classes each dataset labels
+    exhaustively; ``model_input`` is the picture the model will be shown, at which tiny objects
+    are not asked about (:mod:`rsgpt4v.instruct.answerability`).
     """
     task_names = parse_tasks(tasks)
     if mix is not None and not isinstance(mix, MixConfig):
         mix = load_mix(mix, RULE_TASKS)
     mixer = Mixer(mix, seed) if mix is not None else None
-    if image_root is not None and not Path(image_root).is_dir():
-        raise InputError("image root is not a folder", file=image_root)
-    context = RuleContext(
-        vocabulary=dataset_vocabulary(vocabulary_from or records_path),
-        image_root=Path(image_root) if image_root is not None else None,
-    )
-    summary = InstructionSummary(output=Path(output))
+    context = rule_context(records_path, image_root, vocabulary_from, completeness, model_input)
+    summary = InstructionSummary(output=Path(output), model_input=context.model_input.describe())
     numbers: dict[int, int] = {}  # id(record) → its place in the file, for the current batch
     records: Iterable[Record] = _numbered(read_jsonl(records_path, Record), numbers)
     if progress is not None:
@@ -128,7 +133,29 @@ def generate_instructions(
         summary.instructions = writer.count
     if mixer is not None:
         summary.mix = mixer.finish()
+    summary.skips = context.skips
     return summary
+
+
+def rule_context(
+    records_path: str | Path,
+    image_root: str | Path | None = None,
+    vocabulary_from: str | Path | None = None,
+    completeness: str | Path | Mapping[str, LabelCompleteness] | None = None,
+    model_input: ModelInput | None = None,
+) -> RuleContext:
+    """What the rules know beyond each record, for the local and the Ray engine alike."""
+    if image_root is not None and not Path(image_root).is_dir():
+        raise InputError("image root is not a folder", file=image_root)
+    vocabulary = dataset_vocabulary(vocabulary_from or records_path)
+    if isinstance(completeness, str | Path):
+        completeness = load_completeness(completeness)
+    return RuleContext(
+        vocabulary=vocabulary,
+        image_root=Path(image_root).resolve() if image_root is not None else None,
+        completeness=dataset_completeness(vocabulary, completeness),
+        model_input=model_input or ModelInput(),
+    )
 
 
 def _numbered(records: Iterable[Record], numbers: dict[int, int]) -> Iterator[Record]:

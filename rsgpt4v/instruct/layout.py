@@ -22,6 +22,10 @@ Relations (between object centres; distances are centre to centre, in metres wit
 - largest: the object of largest pixel area (``ObjectFacts.area_px``) among those not truncated,
   claimed when it is ``LARGEST_MARGIN`` times larger than the runner-up; with truncated objects
   around (whose size is unknown) the claim is "largest fully inside the image".
+- side: where A lies from B as one word of eight (``left``, ``above right`` …): the left/right
+  and above/below claims above combined; none when both are near-ties.
+- neighbours: the objects whose centre is within ``NEIGHBOUR_FACTOR`` times the larger of the
+  two objects' sizes (``ObjectFacts.size_px``) of an object's centre.
 - between: C is between A and B when its centre projects onto the segment AB at a fraction within
   ``BETWEEN_SPAN`` and lies off the segment by at most ``BETWEEN_MAX_OFFSET`` times ``|AB|``;
   it is clearly not between when it projects beyond A or B, or lies off the segment by more
@@ -38,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rsgpt4v.instruct.attributes import ObjectFacts, direction_name, is_north_up
+from rsgpt4v.instruct.attributes import ObjectFacts, direction_name, grid_positions, is_north_up
 from rsgpt4v.schema import ImageInfo
 
 CLUSTER_LINK_FACTOR = 1.5
@@ -53,6 +57,7 @@ BETWEEN_MAX_OFFSET = 0.15
 BETWEEN_CLEAR_OFFSET = 0.4  # "not between" only when clearly so: beyond an end, or this far off
 LARGEST_MARGIN = 1.2  # the largest object's area must exceed the runner-up's by this factor
 MAX_RELATION_OBJECTS = 12  # objects whose pairs pair_relations compares (66 pairs)
+NEIGHBOUR_FACTOR = 2.0  # centres this many object sizes apart, or closer, are neighbours
 SMALL_CLUSTER = 24  # up to this many centres, clusters are found in plain Python (else numpy)
 
 
@@ -232,6 +237,32 @@ def pair_relations(
     """
     chosen = facts[:max_objects]
     return [relation(a, b, gsd) for i, a in enumerate(chosen) for b in chosen[i + 1 :]]
+
+
+def side_of(a: ObjectFacts, b: ObjectFacts) -> str | None:
+    """Where ``a`` lies from ``b``: ``left``, ``above``, ``above left`` …; None for a near-tie."""
+    found = relation(a, b)
+    parts = [part for part in (found.vertical, found.horizontal) if part is not None]
+    return " ".join(parts) or None
+
+
+def neighbours(target: ObjectFacts, candidates: Sequence[ObjectFacts]) -> list[ObjectFacts]:
+    """The candidates (not target) within ``NEIGHBOUR_FACTOR`` object sizes of its centre."""
+    tx, ty = target.centre
+    found = []
+    for candidate in candidates:
+        if candidate.id == target.id:
+            continue
+        reach = NEIGHBOUR_FACTOR * max(target.size_px, candidate.size_px)
+        if math.hypot(candidate.centre[0] - tx, candidate.centre[1] - ty) <= reach:
+            found.append(candidate)
+    return found
+
+
+def group_position(members: Sequence[ObjectFacts], image: ImageInfo) -> str | None:
+    """The grid cell of the mean centre of a group of objects (None near an inner grid line)."""
+    centre = np.mean([f.centre for f in members], axis=0)[np.newaxis]
+    return grid_positions(centre, np.array([image.width, image.height], dtype=float))[0]
 
 
 def _side(delta: float, margin: float, before: str, after: str) -> str | None:

@@ -3,20 +3,24 @@
 Counts are kept per source dataset, task and generator (kept and rejected); class histograms of
 the labelled objects (each record once) and of the boxes instructions refer to; box sizes
 (square root of the area, pixels) and answer lengths (words) as plain arrays; rejection reasons.
-The viewer's sample is two reservoirs (kept and rejected instructions, ``random.Random(seed)``),
-so it is uniform over the input without holding it, and shows rejected items whenever any exist.
+Phrasing variety (:class:`PhrasingVariety`): distinct answer templates and distinct words per
+1,000 instructions. The viewer's sample is two reservoirs (kept and rejected instructions,
+``random.Random(seed)``), so it is uniform over the input without holding it, and shows rejected
+items whenever any exist.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import re
 from array import array
 from collections import Counter
 from typing import Any
 
-from rsgpt4v.schema import Instruction, Record
+from rsgpt4v.schema import REF, Instruction, Record
 from rsgpt4v.validate.checks import REASONS, Findings
+from rsgpt4v.validate.vocabulary import Vocabulary
 
 MAX_CONTEXT_OBJECTS = 300  # labelled boxes drawn faintly around a sample's own boxes
 
@@ -40,6 +44,7 @@ class ReportStats:
         self._records: set[str] = set()
         self._seen = {"kept": 0, "rejected": 0}
         self._reservoir: dict[str, list[dict[str, Any]]] = {"kept": [], "rejected": []}
+        self.variety = PhrasingVariety()
 
     def add(self, instruction: Instruction | None, record: Record | None, found: Findings) -> None:
         """Count one instruction (None: a line that was not one) and maybe sample it."""
@@ -61,6 +66,7 @@ class ReportStats:
             self.object_sizes.extend(math.sqrt(o.bbox[2] * o.bbox[3]) for o in record.objects)
         if instruction is None:
             return
+        self.variety.add(instruction, record)
         regions = instruction.regions
         categories = {str(o.id): o.category for o in record.objects} if record and regions else {}
         for key, region in regions.items():
@@ -109,6 +115,7 @@ class ReportStats:
             "object_box_size_px": _describe(self.object_sizes),
             "region_box_size_px": _describe(self.region_sizes),
             "answer_length_words": _describe(self.answer_words),
+            "phrasing_variety": self.variety.summary(),
         }
 
 
@@ -129,7 +136,12 @@ def sample_entry(
         "template": instruction.source.template,
         "messages": [{"role": m.role, "content": m.content} for m in instruction.messages],
         "regions": [
-            {"id": key, "bbox": list(region.bbox), "category": categories.get(key)}
+            {
+                "id": key,
+                "bbox": list(region.bbox),
+                "polygon": region.polygon,
+                "category": categories.get(key),
+            }
             for key, region in instruction.regions.items()
         ],
         "text_boxes": [
@@ -165,3 +177,106 @@ def _describe(values: array) -> dict[str, float | int | None]:
         "mean": round(sum(ordered) / len(ordered), 2),
         "max": round(ordered[-1], 2),
     }
+
+
+_MEASURE = re.compile(r"\d[\d,]*(?:\.\d+)?\s*(?:m²|km²|km|m|ha|hectares?|%|°|px)(?![\w²])")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_WORD = re.compile(r"[a-z]+(?:['\u2019-][a-z]+)*")
+_SPACE = re.compile(r"\s+")
+
+
+class PhrasingVariety:
+    """How varied the wording of a run is: answer templates and vocabulary per 1,000 instructions.
+
+    An answer's template is its text, lower case, with every ``<ref:N>`` written ``<ref>``, every
+    class name of the record's dataset (its converter's class list and the classes seen in its
+    records so far, in every form :class:`~rsgpt4v.validate.vocabulary.Vocabulary` knows)
+    ``<class>``, every number with a unit (``38 m``, ``410 m²``, ``1.6 hectares``) ``<measure>``
+    and every other number ``<num>``: answers that differ only in those share a template. The
+    vocabulary is the distinct lower-cased words (letters only; refs and numbers left out) of
+    every message, questions and answers. Distinct counts grow slower than the run, so the
+    figures are per block: the mean, over consecutive blocks of ``BLOCK`` instructions, of the
+    distinct templates (words) in a block; a run shorter than one block is one block, scaled to
+    ``BLOCK`` instructions (its count * BLOCK / instructions), and a last partial block of a
+    longer run is left out. Whole-run distinct counts are given too.
+    """
+
+    BLOCK = 1000
+
+    def __init__(self) -> None:
+        self.instructions = 0
+        self.answers = 0
+        self.templates: set[str] = set()
+        self.words: set[str] = set()
+        self._block_templates: set[str] = set()
+        self._block_words: set[str] = set()
+        self._block_size = 0
+        self._full_blocks: list[tuple[int, int]] = []
+        self._vocabularies: dict[str, tuple[frozenset[str], Vocabulary]] = {}
+
+    def add(self, instruction: Instruction, record: Record | None) -> None:
+        vocabulary = self._vocabulary(record)
+        for message in instruction.messages:
+            text = message.content.replace("<image>", " ")
+            words = _WORD.findall(REF.sub(" ", text).lower())
+            self.words.update(words)
+            self._block_words.update(words)
+            if message.role == "assistant":
+                template = answer_template(text, vocabulary)
+                self.answers += 1
+                self.templates.add(template)
+                self._block_templates.add(template)
+        self.instructions += 1
+        self._block_size += 1
+        if self._block_size == self.BLOCK:
+            self._full_blocks.append((len(self._block_templates), len(self._block_words)))
+            self._block_templates, self._block_words = set(), set()
+            self._block_size = 0
+
+    def _vocabulary(self, record: Record | None) -> Vocabulary | None:
+        if record is None:
+            return None
+        classes, vocabulary = self._vocabularies.get(record.dataset, (frozenset(), None))
+        seen = {o.category for o in record.objects}
+        if vocabulary is None or not seen <= classes:
+            from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
+
+            known = (
+                get_converter(record.dataset).CLASSES
+                if record.dataset in BUILTIN_CONVERTERS
+                else ()
+            )
+            classes = classes | seen | set(known)
+            vocabulary = Vocabulary(sorted(classes), record.dataset)
+            self._vocabularies[record.dataset] = (classes, vocabulary)
+        return vocabulary
+
+    def summary(self) -> dict[str, Any]:
+        if self._full_blocks:
+            blocks = self._full_blocks
+            templates = sum(t for t, _ in blocks) / len(blocks)
+            words = sum(w for _, w in blocks) / len(blocks)
+        elif self.instructions:
+            scale = self.BLOCK / self.instructions
+            templates, words = len(self.templates) * scale, len(self.words) * scale
+        else:
+            templates = words = 0.0
+        return {
+            "instructions": self.instructions,
+            "answers": self.answers,
+            "answer_templates": len(self.templates),
+            "vocabulary": len(self.words),
+            "answer_templates_per_1000": round(templates, 1),
+            "vocabulary_per_1000": round(words, 1),
+        }
+
+
+def answer_template(text: str, vocabulary: Vocabulary | None = None) -> str:
+    """An answer with refs, class names, measurements and numbers as placeholders, lower case."""
+    text = REF.sub("<ref>", text)
+    if vocabulary is not None:
+        for mention in reversed(vocabulary.mentions(text)):
+            text = text[: mention.start] + "<class>" + text[mention.end :]
+    text = _MEASURE.sub("<measure>", text)
+    text = _NUMBER.sub("<num>", text)
+    return _SPACE.sub(" ", text.strip().lower())

@@ -11,19 +11,22 @@ local engine.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct import (
     InstructionSummary,
     batches_with_facts,
-    dataset_vocabulary,
     parse_tasks,
+    rule_context,
     rule_lines,
 )
+from rsgpt4v.instruct.answerability import ModelInput
 from rsgpt4v.instruct.rules import RuleContext
 from rsgpt4v.scale.merge import concatenate
 from rsgpt4v.scale.session import Unit, ray_session, run_units
@@ -35,6 +38,7 @@ from rsgpt4v.schema import Record
 def _rules_unit(
     unit: Unit, *, tasks: list[str], seed: int, context: RuleContext, folder: str
 ) -> dict:
+    context = dataclasses.replace(context, skips=Counter())  # this unit's own, not the worker's
     lines: list[str] = []
     per_task: Counter[str] = Counter()
     records = without = 0
@@ -46,7 +50,13 @@ def _rules_unit(
             per_task.update(record_tasks)
             lines += record_lines
     shard = write_shard(shard_path(folder, unit["index"]), lines)
-    return {"shard": shard, "records": records, "without": without, "per_task": per_task}
+    return {
+        "shard": shard,
+        "records": records,
+        "without": without,
+        "per_task": per_task,
+        "skips": context.skips,
+    }
 
 
 def instruct_rules_ray(
@@ -61,6 +71,8 @@ def instruct_rules_ray(
     progress: object = None,
     unit_lines: int = DEFAULT_UNIT_LINES,
     vocabulary_from: str | Path | None = None,
+    completeness: str | Path | Mapping[str, LabelCompleteness] | None = None,
+    model_input: ModelInput | None = None,
 ) -> InstructionSummary:
     """:func:`rsgpt4v.instruct.generate_instructions` on Ray: the same file.
 
@@ -70,12 +82,7 @@ def instruct_rules_ray(
     if mix is not None:
         raise InputError("--mix needs the whole stream in order: use --engine local with --mix")
     task_names = parse_tasks(tasks)
-    if image_root is not None and not Path(image_root).is_dir():
-        raise InputError("image root is not a folder", file=image_root)
-    context = RuleContext(
-        vocabulary=dataset_vocabulary(vocabulary_from or records_path),
-        image_root=Path(image_root).resolve() if image_root is not None else None,
-    )
+    context = rule_context(records_path, image_root, vocabulary_from, completeness, model_input)
     units = line_units(records_path, unit_lines)
     folder = shards_folder(output)
     work = partial(
@@ -87,11 +94,12 @@ def instruct_rules_ray(
     )
     with ray_session(address):
         results = run_units(units, work)
-    summary = InstructionSummary(output=Path(output))
+    summary = InstructionSummary(output=Path(output), model_input=context.model_input.describe())
     summary.instructions = concatenate([result["shard"] for result in results], output)
     for result in results:
         summary.records += result["records"]
         summary.records_without_instructions += result["without"]
         summary.per_task.update(result["per_task"])
+        summary.skips.update(result["skips"])
     remove_shards(folder)
     return summary

@@ -179,6 +179,8 @@ def validate_instructions_ray(
         shards = [result["shard"] for result in run_units(units, work)]
         report = stats if report_dir is not None else None
         _write(shards, instructions, summary, table, report)
+        if report is not None:  # the phrasing figures come from the report's pass
+            summary.variety = stats.variety.summary()
     remove_shards(folder)
     if report_dir is not None:
         from rsgpt4v.report.html import write_report

@@ -63,6 +63,7 @@ class ValidationSummary:
     leaked_records: int = 0
     format: str = "instructions"
     iou: float = 0.5
+    variety: dict[str, Any] = field(default_factory=dict)  # report.stats.PhrasingVariety
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def validate_instructions(
             items = progress("validate")(items, count_lines(instructions) if lines else None)
         checker = Checker(table, options, leaks)
         _stream(items, checker, instructions, summary, stats)
+    summary.variety = stats.variety.summary()
     if report_dir is not None:
         from rsgpt4v.report.html import write_report
 

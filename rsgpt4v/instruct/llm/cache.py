@@ -15,6 +15,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +36,26 @@ CREATE TABLE IF NOT EXISTS charges(
 
 
 def request_key(
-    body: dict, *, pass_name: str, prompt_version: str, schema: dict, image_digest: str | None
+    body: dict,
+    *,
+    pass_name: str,
+    prompt_version: str,
+    schema: dict,
+    image_digests: Sequence[str] = (),
 ) -> str:
     """sha256 of the canonical JSON of everything that decides the reply.
 
-    Image parts enter as their digest and detail (never the base64 payload); the
-    ``response_format`` enters as the reply schema, so falling back from json_schema to
-    json_object mode keeps the key.
+    Image parts enter as their digest and detail (never the base64 payload): ``image_digests``
+    are the digests of the JPEG bytes of the body's image parts in order (the scene, then any
+    crops); a part beyond them enters as the digest of its URL. The ``response_format`` enters
+    as the reply schema, so falling back from json_schema to json_object mode keeps the key.
     """
+    digests = iter(image_digests)
     messages = []
     for message in body["messages"]:
         content = message["content"]
         if not isinstance(content, str):
-            content = [_digest_part(part, image_digest) for part in content]
+            content = [_digest_part(part, digests) for part in content]
         messages.append({"role": message["role"], "content": content})
     canonical = {
         "model": body["model"],
@@ -61,11 +69,11 @@ def request_key(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _digest_part(part: dict, image_digest: str | None) -> dict:
+def _digest_part(part: dict, digests: Iterator[str]) -> dict:
     """A content part as the key sees it: an image by the digest of its JPEG bytes."""
     if part.get("type") != "image_url":
         return part
-    digest = image_digest or hashlib.sha256(part["image_url"]["url"].encode()).hexdigest()
+    digest = next(digests, None) or hashlib.sha256(part["image_url"]["url"].encode()).hexdigest()
     return {"type": "image", "sha256": digest, "detail": part["image_url"].get("detail")}
 
 

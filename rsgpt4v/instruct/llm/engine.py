@@ -11,6 +11,7 @@ settles the reported cost after it (the estimate itself when the server reports 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -24,7 +25,7 @@ from rsgpt4v.instruct.llm.passes import (
     PassSpec,
     RecordContext,
     build_messages,
-    check,
+    images_of,
     parse,
     prompt_version,
     reply_schema,
@@ -32,6 +33,7 @@ from rsgpt4v.instruct.llm.passes import (
     schema_tokens_bound,
 )
 from rsgpt4v.instruct.llm.pricing import PriceTable, Usage, estimate_tokens, image_tokens
+from rsgpt4v.instruct.llm.reply_checks import check
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
 from rsgpt4v.instruct.llm.to_instructions import Provenance
 
@@ -99,54 +101,65 @@ class Requester:
         self.format_mode = cache.setting(self._format_setting) or "json_schema"
         self.vocabulary: dict[str, tuple[str, ...]] = {}  # dataset → its class strings
 
-    def body(self, spec: PassSpec, messages: list[dict], objects: int) -> dict:
+    def body(self, spec: PassSpec, messages: list[dict], listed: int) -> dict:
+        """The request of a pass whose prompt lists ``listed`` objects."""
         return {
             "model": self.settings.model,
             "messages": messages,
             "temperature": self.settings.temperature,
-            "max_tokens": spec.max_tokens(objects),
+            "max_tokens": spec.max_tokens(listed),
             "seed": self.settings.seed,
         }
 
-    def estimate(self, spec: PassSpec, body: dict, image: RenderedImage | None) -> Usage:
+    def estimate(self, spec: PassSpec, body: dict, images: Sequence[RenderedImage]) -> Usage:
         """Worst-case usage of a request: input by bound (the reply schema included, which the
-        server adds to the prompt), output at max_tokens."""
-        each = image_tokens(image.width, image.height, image.detail, self.price) if image else 0
-        prompt = estimate_tokens(body["messages"], each) + schema_tokens_bound(spec)
+        server adds to the prompt; each image by the tile formula), output at max_tokens."""
+        pictures = sum(image_tokens(i.width, i.height, i.detail, self.price) for i in images)
+        prompt = estimate_tokens(body["messages"], 0) + pictures + schema_tokens_bound(spec)
         return Usage(prompt, body["max_tokens"], 0)
 
     def estimate_usd(
-        self, spec: PassSpec, body: dict, image: RenderedImage | None, batch: bool = False
+        self, spec: PassSpec, body: dict, images: Sequence[RenderedImage], batch: bool = False
     ) -> float:
         """The worst-case cost of a request (:meth:`estimate` at the model's price)."""
-        usage = self.estimate(spec, body, image)
+        usage = self.estimate(spec, body, images)
         return self.prices.cost(self.settings.model, usage, batch=batch)
 
     async def run(
-        self, spec: PassSpec, context: RecordContext, earlier: Earlier, image: RenderedImage | None
+        self,
+        spec: PassSpec,
+        context: RecordContext,
+        earlier: Earlier,
+        image: RenderedImage | None,
+        crops: Sequence[RenderedImage] = (),
     ) -> Outcome:
+        """One pass of one record: the scene ``image`` and (the local pass) the ``crops`` of
+        the record's small objects, in the order of its crop windows."""
         record = context.record
-        body = self.body(spec, build_messages(spec, context, earlier, image), len(record.objects))
+        vocabulary = self.vocabulary.get(record.dataset, ())
+        messages = build_messages(spec, context, earlier, image, crops=crops, vocabulary=vocabulary)
+        body = self.body(spec, messages, len(context.listed))
+        images = images_of(spec, context, image, crops)
         version = prompt_version(spec)
         key = request_key(
             body,
             pass_name=spec.name,
             prompt_version=version,
             schema=reply_schema(spec.reply),
-            image_digest=image.digest if image else None,
+            image_digests=[i.digest for i in images],
         )
         cached = self.cache.get(key)
         if cached is None:
             if self.stopped:
                 return Outcome(spec.name, "unsent", self.stopped, key=key)
             if self.mode == "collect":
-                estimate = self.estimate_usd(spec, body, image, batch=True)
+                estimate = self.estimate_usd(spec, body, images, batch=True)
                 self.pending.append(PendingRequest(key, record.id, spec.name, body, estimate))
                 return Outcome(spec.name, "unsent", "collected for a batch", key=key)
             if self.mode == "cache_only":
                 return Outcome(spec.name, "failed", "no reply in the batch output", key=key)
             try:
-                cached = await self._send(spec, body, key, record.id, image)
+                cached = await self._send(spec, body, key, record.id, images)
             except _RequestFailed as failure:
                 return Outcome(spec.name, "failed", failure.reason, key=key)
             if cached is None:
@@ -172,14 +185,13 @@ class Requester:
             cached=not fresh,
             provenance=provenance,
         )
-        vocabulary = self.vocabulary.get(record.dataset, ())
         return judge(outcome, spec, cached.reply, context, vocabulary)
 
     async def _send(
-        self, spec: PassSpec, body: dict, key: str, record_id: str, image: RenderedImage | None
+        self, spec: PassSpec, body: dict, key: str, record_id: str, images: Sequence[RenderedImage]
     ) -> CachedReply | None:
         """Call the API within the budget; the reply is cached before anyone parses it."""
-        worst = self.estimate(spec, body, image)
+        worst = self.estimate(spec, body, images)
         estimate = self.prices.cost(self.settings.model, worst)
         reservation = await self.budget.reserve(estimate)
         if not reservation:

@@ -103,13 +103,13 @@ class RecordGenerator:
         if isinstance(prepared, str):
             failed = Outcome(self.settings.passes[0], "failed", f"image: {prepared}")
             return RecordResult(record, [failed], [])
-        image, context = prepared.image, prepared.context
+        image, context, crops = prepared.image, prepared.context, prepared.crops
         earlier = Earlier()
         outcomes, instructions = [], []
         for name in self.settings.passes:
             if name != "local" and "local" in self.settings.passes and earlier.local is None:
                 break  # later passes build on accepted local notes
-            outcome = await self.requester.run(PASSES[name], context, earlier, image)
+            outcome = await self.requester.run(PASSES[name], context, earlier, image, crops)
             outcomes.append(outcome)
             if outcome.status != "ok":
                 if outcome.status in ("unsent", "failed"):

@@ -1,4 +1,4 @@
-"""The three passes as pure functions: the prompt of a record, and the parse and check of a reply.
+"""The three passes as pure functions: the prompt of a record, and the parse of a reply.
 
 - local: the image and the table of labelled objects (id, class, box and the rule-derived facts
   of :mod:`rsgpt4v.instruct.attributes`) → per-object attributes and relations between ids;
@@ -6,9 +6,15 @@
 - multi_turn: the image, the local notes and the description → a 3-5 turn reasoning dialogue.
 
 The labels are given to the model so it describes rather than guesses, and are then used to check
-its reply: a reply that refers to an object other than as ``<ref:N>`` or to an id the record does
-not have, writes coordinates, contradicts a label count or names a class absent from the record
-is rejected, with the reason.
+its reply (:mod:`rsgpt4v.instruct.llm.reply_checks`): a reply that refers to an object other than
+as ``<ref:N>`` or to an id the record does not have, writes coordinates, contradicts a label count
+or names a class of the dataset that the record's (complete) labels lack is rejected, with the
+reason. What the labels do not cover (land use, roads, car parks, water, vegetation) may be
+described: the prompts say so and list the dataset's classes that may not be named
+(:func:`absent_classes`), the same ones the check rejects.
+
+Which objects the table lists, and which the local pass shows in crops, is
+:mod:`rsgpt4v.instruct.llm.selection`.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache, cached_property, lru_cache
+from functools import cache, cached_property
 from importlib.resources import files
 from typing import Any
 
@@ -29,67 +36,40 @@ from rsgpt4v.instruct.attributes import ObjectFacts
 from rsgpt4v.instruct.llm.images import RenderedImage
 from rsgpt4v.instruct.llm.pricing import text_tokens_bound
 from rsgpt4v.instruct.llm.replies import AnswerReply, DialogueReply, GlobalReply, LocalReply
-from rsgpt4v.instruct.phrasing import category_name
-from rsgpt4v.schema import REF, Record
-
-MAX_TABLE_OBJECTS = 60  # objects listed in the local prompt; counts always cover all of them
-DIALOGUE_TURNS = (3, 5)
-_VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
-# Any reference the model may have meant, whatever its case or spacing; only the exact form
-# (the id as exports look it up, no leading zero) is kept: anything else would reach the
-# training files verbatim, as text no exporter turns into a box.
-_REF_LIKE = re.compile(r"<\s*ref", re.IGNORECASE)
-_REF_EXACT = re.compile(r"<ref:(?:0|[1-9]\d*)>")
-_COORDINATES = re.compile(
-    r"\[\s*-?\d+(?:\.\d+)?\s*(?:,\s*-?\d+(?:\.\d+)?\s*)+\]|\(\s*-?\d+(?:\.\d+)?\s*,\s*-?\d+(?:\.\d+)?\s*\)"
+from rsgpt4v.instruct.llm.selection import (
+    MIN_APPEARANCE_PX,
+    ObjectBudget,
+    Selection,
+    View,
+    select,
+    table_row,
 )
-NUMBER_WORDS = {
-    w: n
-    for n, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-}
+from rsgpt4v.instruct.phrasing import category_name
+from rsgpt4v.schema import Record
+
+MAX_REPLY_TOKENS = 8000
+_VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")
 
 
 @dataclass(frozen=True)
 class PassSpec:
-    """One pass: its template, its reply model and the most tokens its reply may take."""
+    """One pass: its template, its reply model, the most tokens its reply may take, and whether
+    it is sent the crops of small objects (the pass that asks for each object's appearance)."""
 
     name: str
     template: str
     reply: type[BaseModel]
     base_tokens: int
     tokens_per_object: int = 0
+    shows_crops: bool = False
 
-    def max_tokens(self, objects: int) -> int:
-        listed = min(objects, MAX_TABLE_OBJECTS)
-        return min(self.base_tokens + self.tokens_per_object * listed, 8000)
+    def max_tokens(self, listed: int) -> int:
+        """For a prompt listing ``listed`` objects."""
+        return min(self.base_tokens + self.tokens_per_object * listed, MAX_REPLY_TOKENS)
 
 
 PASSES: dict[str, PassSpec] = {
-    "local": PassSpec("local", "local.j2", LocalReply, 400, 90),
+    "local": PassSpec("local", "local.j2", LocalReply, 400, 90, shows_crops=True),
     "global": PassSpec("global", "global.j2", GlobalReply, 900),
     "multi_turn": PassSpec("multi_turn", "multi_turn.j2", DialogueReply, 1200),
 }
@@ -137,60 +117,94 @@ class Earlier:
 
 @dataclass(frozen=True)
 class RecordContext:
-    """A record with its object facts and class counts, as the prompts and checks need them."""
+    """A record with its object facts, class counts and the objects its prompts list (with the
+    crops of the small ones), as the prompts and checks need them."""
 
     record: Record
     facts: list[ObjectFacts]
     complete: bool
     counts: Counter[str] = field(default_factory=Counter)
+    selection: Selection = field(default_factory=lambda: Selection(()))
 
     @classmethod
-    def of(cls, record: Record, facts: list[ObjectFacts]) -> RecordContext:
+    def of(
+        cls,
+        record: Record,
+        facts: list[ObjectFacts],
+        view: View | None = None,
+        budget: ObjectBudget | None = None,
+    ) -> RecordContext:
+        """``view``: how large the model sees the image (default: ``detail low``, full size
+        sent); ``budget``: the objects listed and crops allowed (default :class:`ObjectBudget`)."""
         from rsgpt4v.instruct.rules.common import labels_are_complete
 
         counts = Counter(o.category for o in record.objects)
-        return cls(record, facts, labels_are_complete(record), counts)
+        view = view or View.of(record.image)
+        selection = select(facts, record.image, view, budget or ObjectBudget())
+        return cls(record, facts, labels_are_complete(record), counts, selection)
 
     @cached_property
     def ids(self) -> set[int]:
         return {o.id for o in self.record.objects}
 
+    @property
+    def listed(self) -> tuple[ObjectFacts, ...]:
+        """The objects of the prompts' table, in table order."""
+        return self.selection.listed
+
     @cached_property
     def rows(self) -> list[str]:
-        """The object table of the prompts (computed once for the record's passes)."""
-        return [table_row(f) for f in self.facts[:MAX_TABLE_OBJECTS]]
+        """The object table of a pass shown the crops (computed once for the record's passes)."""
+        return self._rows(True)
+
+    @cached_property
+    def rows_without_crops(self) -> list[str]:
+        """The table of a pass not shown the crops: objects only they show are too small."""
+        return self._rows(False) if self.selection.crops else self.rows
+
+    def _rows(self, crops_shown: bool) -> list[str]:
+        return [table_row(f, self.selection.row_flags(f.id, crops_shown)) for f in self.listed]
 
 
-def table_row(facts: ObjectFacts) -> str:
-    """One object as a compact JSON row: the facts that are known, rounded for reading."""
-    row: dict[str, Any] = {"id": facts.id, "category": facts.category}
-    row["box"] = [round(v) for v in facts.bbox]
-    for name in ("position", "size_class", "orientation", "colour"):
-        value = getattr(facts, name)
-        if value is not None:
-            row[name] = value
-    for name in ("length_m", "width_m", "area_m2"):
-        value = getattr(facts, name)
-        if value is not None:
-            row[name] = round(value, 1)
-    if facts.truncated:
-        row["truncated"] = True
-    if facts.difficult:
-        row["difficult"] = True
-    return json.dumps(row, separators=(",", ":"))
+def absent_classes(context: RecordContext, vocabulary: tuple[str, ...]) -> list[str]:
+    """Natural names of the dataset's classes the record's labels lack, when the labels are
+    complete (what :func:`check` rejects); none when they are not."""
+    if not context.complete:
+        return []
+    present = {category_name(c).singular for c in context.counts}
+    names = {category_name(c).singular for c in vocabulary if c not in context.counts}
+    return sorted(names - present)
 
 
-def user_text(spec: PassSpec, context: RecordContext, earlier: Earlier, **extra: Any) -> str:
-    """The rendered user prompt of a pass (the text part; the image is appended as a part)."""
+def user_text(
+    spec: PassSpec,
+    context: RecordContext,
+    earlier: Earlier,
+    vocabulary: tuple[str, ...] = (),
+    *,
+    crops_shown: bool | None = None,
+    **extra: Any,
+) -> str:
+    """The rendered user prompt of a pass (the text part; the images are appended as parts).
+    ``crops_shown``: whether the crops are sent with it (default: the pass's ``shows_crops``)."""
     record = context.record
     counts = ", ".join(f"{c} {n}" for c, n in sorted(context.counts.items())) or "none"
+    selection = context.selection
+    crops_shown = spec.shows_crops if crops_shown is None else crops_shown
+    rows = context.rows if crops_shown else context.rows_without_crops
+    omitted = selection.omitted or Counter()
     values = {
         "image": record.image,
         "dataset": record.dataset,
         "counts": counts,
         "complete": context.complete,
-        "rows": context.rows,
-        "omitted": max(len(context.facts) - MAX_TABLE_OBJECTS, 0),
+        "absent": ", ".join(absent_classes(context, vocabulary)),
+        "rows": rows,
+        "omitted": sum(omitted.values()),
+        "omitted_counts": ", ".join(f"{c} {n}" for c, n in sorted(omitted.items())),
+        "crops": selection.crops if crops_shown else (),
+        "too_small": any('"too_small":true' in row for row in rows),
+        "min_px": MIN_APPEARANCE_PX,
         "local_json": earlier.local.model_dump_json() if earlier.local else "{}",
         "description": earlier.description,
     }
@@ -202,13 +216,35 @@ def build_messages(
     context: RecordContext,
     earlier: Earlier,
     image: RenderedImage | None,
+    *,
+    crops: Sequence[RenderedImage] = (),
+    vocabulary: tuple[str, ...] = (),
     **extra: Any,
 ) -> list[dict]:
-    """Chat messages of a pass: static system text first (prompt caching), then text, then image."""
-    content: list[dict] = [{"type": "text", "text": user_text(spec, context, earlier, **extra)}]
-    if image is not None:
-        content.append(image.content_part())
+    """Chat messages of a pass: static system text first (prompt caching), then text, then the
+    scene image, then (passes that show them) the crops in their numbered order; a table whose
+    crops are not given marks the objects they were for as too small instead.
+    ``vocabulary``: the dataset's class strings (the prompt lists those the labels lack)."""
+    sent = images_of(spec, context, image, crops)
+    text = user_text(spec, context, earlier, vocabulary, crops_shown=len(sent) > 1, **extra)
+    content: list[dict] = [{"type": "text", "text": text}]
+    content += [picture.content_part() for picture in sent]
     return [{"role": "system", "content": system_text()}, {"role": "user", "content": content}]
+
+
+def images_of(
+    spec: PassSpec,
+    context: RecordContext,
+    image: RenderedImage | None,
+    crops: Sequence[RenderedImage],
+) -> list[RenderedImage]:
+    """The images a pass's request carries, in the order of its image parts: the scene, then
+    the crops when the pass shows them and every crop of the record's plan is given."""
+    if image is None:
+        return []
+    if spec.shows_crops and crops and len(crops) == len(context.selection.crops):
+        return [image, *crops]
+    return [image]
 
 
 @cache
@@ -267,105 +303,3 @@ def parse(spec: PassSpec, text: str | None) -> BaseModel:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "reply"
         raise ParseError(f"not a {spec.reply.__name__}: {where}: {first['msg']}") from None
-
-
-def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...]) -> str | None:
-    """Why a parsed reply is rejected, or None when it agrees with the record's labels."""
-    texts = reply.texts()  # type: ignore[attr-defined]
-    for text in texts:
-        malformed = malformed_ref(text)
-        if malformed is not None:
-            return (
-                f"malformed object reference {malformed!r}: objects are written <ref:N>, "
-                "N an id of the table"
-            )
-    known = context.ids
-    ids = list(reply.ids()) + [int(n) for t in texts for n in REF.findall(t)]  # type: ignore[attr-defined]
-    unknown = sorted({i for i in ids if i not in known})
-    if unknown:
-        return f"refers to object id {unknown[0]}, which the record does not have"
-    for text in texts:
-        if _COORDINATES.search(text):
-            return f"writes coordinates: {_COORDINATES.search(text).group(0)!r}"
-    if isinstance(reply, DialogueReply) and not (
-        DIALOGUE_TURNS[0] <= len(reply.turns) <= DIALOGUE_TURNS[1]
-    ):
-        return (
-            f"dialogue has {len(reply.turns)} turns; {DIALOGUE_TURNS[0]}-{DIALOGUE_TURNS[1]} asked"
-        )
-    if not context.complete:
-        return None  # counts and absences are facts only when every object is labelled
-    text = "\n".join(texts)
-    lowered = None if _FOLDS_TO_ASCII.intersection(text) else text.lower()
-    absent = tuple(
-        c
-        for c in vocabulary
-        if c not in context.counts and any(_may_occur(f, lowered) for f in _plain_forms(c))
-    )
-    found = _classes_pattern(absent).search(text) if absent else None
-    if found:
-        return f"names {found.group(0)!r}, a class the record does not have"
-    for category, count in context.counts.items():
-        if not _may_occur(category_name(category).plural, lowered):
-            continue
-        for found in _count_pattern(category).finditer(text):
-            said = found.group(1).lower()
-            number = NUMBER_WORDS.get(said, int(said) if said.isdigit() else None)
-            if number is not None and number != count:
-                return f"says {found.group(0)!r} but the labels have {count} {category}"
-    return None
-
-
-def malformed_ref(text: str) -> str | None:
-    """The first ``<ref`` of the text (any case) that is not exactly ``<ref:N>``, as written."""
-    if "<" not in text:
-        return None
-    for found in _REF_LIKE.finditer(text):
-        if _REF_EXACT.match(text, found.start()) is None:
-            end = text.find(">", found.start())
-            cut = found.start() + 24 if end < 0 else min(end + 1, found.start() + 24)
-            following = text.find("<", found.end())
-            if following >= 0:
-                cut = min(cut, following)
-            return text[found.start() : cut].strip()
-    return None
-
-
-# The characters that re.IGNORECASE matches to an ASCII letter (dotless i, long s, capital I with
-# dot, Kelvin sign). In a text without them, an ASCII class name can match only where the
-# lower-cased text holds it: a substring test rules most of the patterns out before they run
-# (the regular expressions cost most of a reply's check).
-_FOLDS_TO_ASCII = frozenset("\u0131\u017f\u0130\u212a")
-
-
-def _may_occur(form: str, lowered: str | None) -> bool:
-    """False only when ``form`` cannot match case-insensitively in the text ``lowered`` is of
-    (``lowered`` None: the text holds one of _FOLDS_TO_ASCII, so anything may)."""
-    return lowered is None or not form.isascii() or form.lower() in lowered
-
-
-@cache
-def _plain_forms(category: str) -> tuple[str, ...]:
-    name = category_name(category)
-    raw = category.lower()
-    forms = {raw, raw.replace("-", " ").replace("_", " "), name.singular, name.plural}
-    return tuple(f for f in forms if f)
-
-
-def _forms(category: str) -> tuple[str, ...]:
-    return tuple(re.escape(f) for f in _plain_forms(category))
-
-
-@lru_cache(maxsize=512)
-def _classes_pattern(categories: tuple[str, ...]) -> re.Pattern[str]:
-    """Any name of any of the classes, as a whole word (one pass over the text)."""
-    forms = sorted({f for c in categories for f in _forms(c)}, key=len, reverse=True)
-    return re.compile(r"\b(?:" + "|".join(forms) + r")\b", re.IGNORECASE)
-
-
-@cache
-def _count_pattern(category: str) -> re.Pattern[str]:
-    """``<number> [one word] <plural class>`` with a number of 2 or more (a stated total)."""
-    plural = re.escape(category_name(category).plural)
-    number = r"\d+|" + "|".join(w for w, n in NUMBER_WORDS.items() if n >= 2)
-    return re.compile(rf"\b({number})\s+(?:[a-z-]+\s+)?{plural}\b", re.IGNORECASE)

@@ -1,4 +1,5 @@
-"""What a record's requests need before the first call: its rendered image and object facts.
+"""What a record's requests need before the first call: its rendered image, object facts, the
+objects its prompts list and the crops of the small ones (:mod:`rsgpt4v.instruct.llm.selection`).
 
 Decoding and shrinking an image is the costliest step of a request (a 1024-px PNG takes tens of
 milliseconds; the request itself takes two or three of client CPU), so it is never done on the
@@ -16,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import os
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.attributes import object_facts
-from rsgpt4v.instruct.llm.images import RenderedImage, render_image
+from rsgpt4v.instruct.llm.images import RenderedImage, render_crops, render_image
 from rsgpt4v.instruct.llm.passes import RecordContext
+from rsgpt4v.instruct.llm.selection import ObjectBudget, View
 from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.paths import under_root
 from rsgpt4v.raster import gdal_env
@@ -40,26 +42,33 @@ class PrepareOptions:
     detail: str
     max_side: int | None
     colour_facts: bool
+    budget: ObjectBudget = field(default_factory=ObjectBudget)
 
 
 @dataclass(frozen=True)
 class Prepared:
     image: RenderedImage | None
     context: RecordContext
+    crops: tuple[RenderedImage, ...] = ()  # the context's crop windows, in their order
 
 
 def prepare_record(record: Record, options: PrepareOptions) -> Prepared | str:
-    """The record's image (when there is an image root) and facts, or why they failed."""
+    """The record's image (when there is an image root), facts, listed objects and the crops of
+    the small ones, or why they failed."""
     root = options.image_root
+    view = View.of(record.image, options.detail, options.max_side)
     try:
-        image = None
+        facts = object_facts(record, root if options.colour_facts else None)
+        context = RecordContext.of(record, facts, view, options.budget)
+        image, crops = None, []
         if root is not None:
             path = under_root(root, record.image.path, entry=record.id)
             image = render_image(path, options.detail, options.max_side)
-        facts = object_facts(record, root if options.colour_facts else None)
+            windows = [crop.window for crop in context.selection.crops]
+            crops = render_crops(path, windows, record.image.width, record.image.height)
     except RsgptError as error:
         return str(error)
-    return Prepared(image, RecordContext.of(record, facts))
+    return Prepared(image, context, tuple(crops))
 
 
 def pool_size(settings: LlmSettings, records_path: str | Path) -> int:
@@ -88,7 +97,11 @@ class Preparer:
 
     def __init__(self, settings: LlmSettings, workers: int = 0) -> None:
         self.options = PrepareOptions(
-            settings.image_root, settings.detail, settings.max_side, settings.colour_facts
+            settings.image_root,
+            settings.detail,
+            settings.max_side,
+            settings.colour_facts,
+            settings.object_budget(),
         )
         self._pool: Executor = (
             ProcessPoolExecutor(workers, get_context("spawn"), initializer=_worker_setup)

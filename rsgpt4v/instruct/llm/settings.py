@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.instruct.llm.selection import MAX_CROPS, MAX_LISTED_OBJECTS, TABLE_BYTES, ObjectBudget
 
 NO_KEY = "unused"  # local servers (vLLM, Ollama) take any key; the SDK wants one
 
@@ -41,9 +42,15 @@ class LlmSettings:
     poll_interval_s: float = 30.0
     colour_facts: bool = False  # read each object's palette colour for the table (~5 ms each)
     prepare_workers: int | None = None  # image-rendering processes; None: by the run's size
+    max_objects: int = MAX_LISTED_OBJECTS  # rows of the prompts' object table
+    max_crops: int = MAX_CROPS  # crops of small objects the local pass may add
 
     def __post_init__(self) -> None:
         self.check()
+
+    def object_budget(self) -> ObjectBudget:
+        """The objects a prompt lists and the crops it may add (selection.py)."""
+        return ObjectBudget(self.max_objects, TABLE_BYTES, self.max_crops)
 
     def check(self) -> None:
         """Refuse numbers that would silently disable a limit (NaN compares false with
@@ -55,6 +62,7 @@ class LlmSettings:
             raise InputError(f"--max-retries must be a whole number, got {self.max_retries!r}")
         if self.max_retries < 0:
             raise InputError(f"--max-retries must not be negative, got {self.max_retries}")
+        self.object_budget()  # --max-objects at least 1, --max-crops not negative
 
 
 def _at_least(option: str, value: float | None, low: float, *, open_: bool) -> None:

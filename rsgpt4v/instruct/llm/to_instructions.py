@@ -12,10 +12,9 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rsgpt4v.instruct.llm.passes import REF
 from rsgpt4v.instruct.llm.pricing import Usage
 from rsgpt4v.instruct.llm.replies import DialogueReply, GlobalReply, LocalReply
-from rsgpt4v.schema import Instruction, Message, Record, Region, Source, trusted
+from rsgpt4v.schema import REF, Instruction, Message, Record, Region, Source, trusted
 
 OBJECT_QUESTIONS = (
     "Describe <ref:{id}> in detail.",

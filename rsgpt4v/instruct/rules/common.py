@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
+from rsgpt4v.completeness import LabelCompleteness, dataset_completeness
+from rsgpt4v.instruct.answerability import MAX_COUNT, MIN_VISIBLE_PX, ModelInput, visible
 from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import Instruction, Message, Object, Record, Region, Source, trusted
 
@@ -18,17 +21,37 @@ class RuleContext:
 
     ``vocabulary`` maps a dataset name to its class strings (the converter's class list plus
     every class seen in the input), for negative and multiple-choice questions; ``image_root``
-    is where record image paths resolve, for rules that read pixels.
+    is where record image paths resolve, for rules that read pixels; ``completeness`` which
+    classes each dataset labels exhaustively (:mod:`rsgpt4v.completeness`; a dataset missing
+    here is taken as exhaustive); ``model_input`` the picture the model will be shown
+    (:mod:`rsgpt4v.instruct.answerability`). ``skips`` counts what rules left unasked and why,
+    for the stage's summary.
     """
 
     vocabulary: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     image_root: Path | None = None
+    completeness: Mapping[str, LabelCompleteness] = field(default_factory=dict)
+    model_input: ModelInput = field(default_factory=ModelInput)
+    skips: Counter[str] = field(default_factory=Counter, compare=False)
 
     def classes(self, record: Record) -> tuple[str, ...]:
         """The class vocabulary of the record's dataset (its own classes when unknown)."""
         return self.vocabulary.get(record.dataset) or tuple(
             sorted({o.category for o in record.objects})
         )
+
+    def labelling(self, record: Record) -> LabelCompleteness:
+        """The record's dataset's completeness: the run's table, else its converter's."""
+        found = self.completeness.get(record.dataset)
+        return found if found is not None else _declared_completeness(record.dataset)
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skips[reason] += count
+
+
+@lru_cache(maxsize=64)
+def _declared_completeness(dataset: str) -> LabelCompleteness:
+    return dataset_completeness([dataset])[dataset]
 
 
 class Draft(NamedTuple):
@@ -97,6 +120,106 @@ def labels_are_complete(record: Record) -> bool:
         and meta.get("objects_exhaustive", True) is not False
         and not meta.get("crowd_regions")
     )
+
+
+@dataclass(frozen=True)
+class ClassFacts:
+    """What may be said about one labelled class of one image.
+
+    ``exhaustive``: every instance of the class is labelled (so "no" and exact counts are
+    facts); ``visible``: each labelled instance stays at least ``MIN_VISIBLE_PX`` across at the
+    model's input.
+    """
+
+    category: str
+    objects: list[Object]
+    exhaustive: bool
+    visible: bool
+
+    @property
+    def count_form(self) -> str | None:
+        """``exact``, ``at_least`` (labels may miss some) or None (not countable at this input)."""
+        if not self.visible or len(self.objects) > MAX_COUNT:
+            return None
+        return "exact" if self.exhaustive else "at_least"
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What a record's labels let a rule state truthfully, at the model's input.
+
+    ``classes`` holds every labelled class (sorted); ``scale`` is model-input pixels per image
+    pixel (None: not known, sizes not judged); ``scene_questions`` is False for a tile that
+    repeats an overlapping tile's objects (``meta.repeats``): counts, lists and descriptions are
+    asked of that other tile.
+    """
+
+    record: Record
+    classes: dict[str, ClassFacts]
+    scale: float | None
+    scene_questions: bool
+    absence_known: bool  # "there is no X" may be said of exhaustive classes absent here
+
+    def visible(self, obj: Object) -> bool:
+        return visible(obj, self.scale)
+
+    def visible_objects(self) -> list[Object]:
+        return [o for o in self.record.objects if visible(o, self.scale)]
+
+    def countable(self) -> dict[str, ClassFacts]:
+        """Classes whose count may be stated (exactly or as "at least")."""
+        return {c: f for c, f in self.classes.items() if f.count_form is not None}
+
+    def complete(self) -> dict[str, ClassFacts]:
+        """Classes whose exact count may be stated: exhaustive, visible and few enough."""
+        return {c: f for c, f in self.classes.items() if f.count_form == "exact"}
+
+    def may_call_absent(self, category: str, context: RuleContext) -> bool:
+        """Whether "there is no ``category``" is a fact of this image at the model's input."""
+        return self.absence_known and context.labelling(self.record).exhaustive(category)
+
+
+_knowledge: tuple[Record, RuleContext, Knowledge] | None = None
+
+
+def knowledge(record: Record, context: RuleContext) -> Knowledge:
+    """The record's :class:`Knowledge` under the context's completeness and model input.
+
+    Kept for the last record asked (by identity), like :func:`objects_by_category`: every rule
+    task of a record asks for it in a row.
+    """
+    global _knowledge
+    if _knowledge is not None and _knowledge[0] is record and _knowledge[1] is context:
+        return _knowledge[2]
+    labelling = context.labelling(record)
+    complete_labels = labels_are_complete(record)
+    scale = context.model_input.scale(record.image.width, record.image.height)
+    groups: dict[str, list[Object]] = defaultdict(list)
+    if record.labelled and not record.meta.get("crowd_regions"):
+        for obj in record.objects:
+            groups[obj.category].append(obj)
+    # what the labels may leave out (objects under min_size) must be invisible to the model
+    small_gap_hidden = labelling.min_size * (1.0 if scale is None else scale) < MIN_VISIBLE_PX
+    complete = complete_labels and small_gap_hidden
+    classes = {
+        category: ClassFacts(
+            category,
+            objects,
+            exhaustive=complete and labelling.exhaustive(category),
+            visible=all(visible(o, scale) for o in objects),
+        )
+        for category, objects in sorted(groups.items())
+    }
+    absence_known = complete and bool(record.objects)
+    result = Knowledge(
+        record,
+        classes,
+        scale,
+        scene_questions="repeats" not in record.meta,
+        absence_known=absence_known,
+    )
+    _knowledge = (record, context, result)
+    return result
 
 
 _groups: tuple[Record, dict[str, list[Object]]] | None = None

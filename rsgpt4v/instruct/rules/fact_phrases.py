@@ -15,6 +15,7 @@ from importlib.resources import files
 
 import yaml
 
+from rsgpt4v.instruct.answerability import MAX_COUNT
 from rsgpt4v.instruct.attributes import ObjectFacts
 from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.instruct.rules.common import Draft
@@ -68,6 +69,42 @@ def counted_noun(count: int, category: str) -> str:
     """``1 plane``, ``3 ships``."""
     name = category_name(category)
     return f"{count} {name.singular if count == 1 else name.plural}"
+
+
+def stated_count(count: int, form: str | None) -> str | None:
+    """How a count may be written: ``12`` (exact), ``at least 12`` (labels may miss some), or
+    None (not countable at the model's input: no number at all)."""
+    if form == "exact":
+        return str(count)
+    if form == "at_least":
+        return f"at least {count}"
+    return None
+
+
+def class_amount(count: int, category: str, form: str | None) -> str | None:
+    """A class named with what may be said of its count (``ClassFacts.count_form``).
+
+    ``12 buses`` (exact), ``at least 12 buses`` (partial labels), and for classes that cannot be
+    counted at the model's input no number: ``many buses`` above ``MAX_COUNT`` objects, ``some
+    buses`` otherwise, and None for a single object too small to be seen (it is not mentioned).
+    """
+    name = category_name(category)
+    if form is not None:
+        return f"{stated_count(count, form)} {name.singular if count == 1 else name.plural}"
+    if count > MAX_COUNT:
+        return f"many {name.plural}"
+    return f"some {name.plural}" if count > 1 else None
+
+
+def join_words(parts: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def side_words(side: str, north_up: bool) -> str:
+    """Where one object lies seen from another (``layout.side_of``): ``to its north-east`` on
+    north-up images, ``above it and to its right`` on others."""
+    return fact_words()["from_object"]["compass" if north_up else "screen"][side]
 
 
 def sentence(text: str) -> str:

@@ -19,7 +19,7 @@ from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import box_iou
-from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Object, Record
 
@@ -89,7 +89,7 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
         turns = [
             (
                 fill_template(rng.choice(pool.questions), words),
-                fill_template(pool.answers["location"], words),
+                fill_template(pick(pool.answers, "location", rng), words),
             )
         ]
         yield Draft("geographic", index, pool.template, turns, [obj])
@@ -102,7 +102,7 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
             turns = [
                 (
                     fill_template(rng.choice(phrasings), words),
-                    fill_template(pool.answers["area"], words),
+                    fill_template(pick(pool.answers, "area", rng), words),
                 )
             ]
             yield Draft("geographic", index, pool.template, turns, [obj])
@@ -113,7 +113,7 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
             words = {f"{k}_b": v for k, v in _words(other).items()} | _words(obj)
             words["direction"] = direction
             question = fill_template(rng.choice(phrasings), words)
-            turns = [(question, fill_template(pool.answers["direction"], words))]
+            turns = [(question, fill_template(pick(pool.answers, "direction", rng), words))]
             yield Draft("geographic", index, pool.template, turns, [obj, other])
             index += 1
 

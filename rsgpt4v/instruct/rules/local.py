@@ -1,16 +1,27 @@
 """Local tasks: one object's fine-grained facts, asked one by one or composed into a caption.
 
 Every answer is a phrase of a fact of :mod:`rsgpt4v.instruct.attributes`; a fact that is None
-(no GSD, a round object, no image root for colours …) is never asked about.
+(no GSD, a round object, no image root for colours …) is never asked about, and neither is an
+object too small to be seen at the model's input (``Knowledge.visible``).
+
+A region caption also tells the object's neighbourhood (:mod:`rsgpt4v.instruct.layout`):
+
+- its neighbours of the same class (``layout.neighbours``), counted as the class's
+  ``count_form`` allows (``3 other small vehicles``, ``at least 3 …``, or no number), with the
+  side they lie on when they all lie on one (``to its east`` on north-up images);
+- the nearest object of another class (``layout.nearest``, clearly nearest), when that class is
+  labelled exhaustively (else an unlabelled one could be nearer) and the object is visible, with
+  its distance when the GSD is known and its side.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rsgpt4v.instruct.attributes import ObjectFacts, cached_object_facts
-from rsgpt4v.instruct.phrasing import load_pool
-from rsgpt4v.instruct.rules.common import Draft, RuleContext
+from rsgpt4v.instruct.attributes import ObjectFacts, cached_object_facts, is_north_up
+from rsgpt4v.instruct.layout import nearest, neighbours, side_of
+from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.rules.common import Draft, Knowledge, RuleContext, knowledge
 from rsgpt4v.instruct.rules.fact_phrases import (
     AREA_STEPS,
     approx,
@@ -19,11 +30,13 @@ from rsgpt4v.instruct.rules.fact_phrases import (
     fact_words,
     fill,
     ref,
+    side_words,
     singular,
+    stated_count,
 )
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import is_ambiguous
-from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
@@ -38,6 +51,15 @@ def labelled_facts(record: Record, context: RuleContext) -> list[ObjectFacts]:
     if not record.labelled or not record.objects:
         return []
     return cached_object_facts(record, context.image_root)
+
+
+def visible_facts(record: Record, context: RuleContext) -> list[ObjectFacts]:
+    """The facts of the objects large enough at the model's input to be asked about alone."""
+    facts = labelled_facts(record, context)
+    if not facts:
+        return []
+    known = knowledge(record, context)
+    return [f for f, o in zip(facts, record.objects, strict=True) if known.visible(o)]
 
 
 def fact_values(fact: ObjectFacts) -> dict[str, str]:
@@ -61,7 +83,7 @@ def fact_values(fact: ObjectFacts) -> dict[str, str]:
 
 def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """One question per sampled object about one of its facts, or about all of them."""
-    facts = labelled_facts(record, context)
+    facts = visible_facts(record, context)
     pool = load_pool("local_attributes")
     for index, fact in enumerate(_sample(facts, MAX_LOCAL_OBJECTS, rng)):
         values = fact_values(fact)
@@ -73,13 +95,15 @@ def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> I
             question = fill_template(rng.choice(pool.questions), words)
             later = pool.answers["later_subject"]
             answer = " ".join(
-                fill(pool.answers[k], {**values, "subject": subject if i == 0 else later})
+                fill(
+                    pick(pool.answers, k, rng), {**values, "subject": subject if i == 0 else later}
+                )
                 for i, k in enumerate(kinds)
             )
         else:
             question = rng.choice(load_questions("local_attributes", f"{kind}_questions"))
             question = fill_template(question, words)
-            answer = fill(pool.answers[kind], {**values, "subject": subject})
+            answer = fill(pick(pool.answers, kind, rng), {**values, "subject": subject})
         turns = [(question, answer)]
         yield draft_from_text("local_attributes", index, pool.template, turns, record)
 
@@ -90,18 +114,65 @@ def region_caption(record: Record, rng: TaskRandom, context: RuleContext) -> Ite
     A box that (nearly) coincides with a box of another class is skipped, as in region
     identification: the region alone cannot say which object is meant.
     """
-    facts = labelled_facts(record, context)
+    facts = visible_facts(record, context)
+    if not facts:
+        return
     pool = load_pool("region_caption")
     by_id = {o.id: o for o in record.objects}
+    every = labelled_facts(record, context)
+    known = knowledge(record, context)
+    visible = {f.id for f in facts}
     for index, fact in enumerate(_sample(facts, MAX_REGION_CAPTIONS, rng)):
         if is_ambiguous(by_id[fact.id], record.objects):
             continue
         question = fill_template(rng.choice(pool.questions), {"ref": ref(fact)})
-        answer = fill(
-            pool.answers["caption"], {"description": describe_object(fact, with_ref=False)}
-        )
-        turns = [(question, answer)]
+        description = describe_object(fact, with_ref=False)
+        sentences = [fill(pick(pool.answers, "caption", rng), {"description": description})]
+        sentences += _neighbourhood(fact, every, visible, known, record, rng)
+        turns = [(question, " ".join(sentences))]
         yield draft_from_text("region_caption", index, pool.template, turns, record)
+
+
+def _neighbourhood(
+    fact: ObjectFacts,
+    facts: list[ObjectFacts],
+    visible: set[int],
+    known: Knowledge,
+    record: Record,
+    rng: TaskRandom,
+) -> list[str]:
+    """Sentences on the object's same-class neighbours and its nearest other-class object."""
+    answers = load_pool("region_caption").answers
+    north_up = is_north_up(record.image)
+    sentences = []
+    same = [f for f in facts if f.category == fact.category]
+    close = neighbours(fact, same)
+    if close:
+        name = category_name(fact.category)
+        amount = stated_count(len(close), known.classes[fact.category].count_form)
+        noun = name.singular if len(close) == 1 and amount is not None else name.plural
+        values: dict[str, object] = {
+            "amount": f"{amount} other {noun}" if amount else f"other {noun}"
+        }
+        sides = {side_of(f, fact) for f in close}
+        if len(sides) == 1 and None not in sides:
+            values["side"] = side_words(sides.pop(), north_up)
+            sentences.append(fill(pick(answers, "neighbours_side", rng), values))
+        else:
+            sentences.append(fill(pick(answers, "neighbours", rng), values))
+    others = [f for f in facts if f.category != fact.category]
+    found = nearest(fact, others) if others else None
+    if found is not None and found[0].id in visible and known.classes[found[0].category].exhaustive:
+        other, distance = found
+        values = {"other": singular(other), "other_ref": ref(other)}
+        side = side_of(other, fact)
+        key = "nearest_other"
+        if record.image.gsd is not None:
+            values["distance"], key = approx(distance * record.image.gsd), f"{key}_distance"
+        if side is not None:
+            values["side"], key = side_words(side, north_up), f"{key}_side"
+        sentences.append(fill(pick(answers, key, rng), values))
+    return sentences
 
 
 def _sample(facts: list[ObjectFacts], limit: int, rng: TaskRandom) -> list[ObjectFacts]:

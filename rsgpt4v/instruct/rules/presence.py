@@ -1,9 +1,12 @@
-"""Presence of each class: yes with the count, no for absent classes, false premises refuted.
+"""Presence of each class: yes (with the count where it is known), no for absent classes, false
+premises refuted.
 
-Absence is a claim about everything in the image, so it is made only where labels are complete
-(``objects_by_category``) and the image has at least one labelled object: a record with no
-objects cannot tell "nothing here" from "this dataset labels no objects" (scene and caption
-datasets). Absent classes come from the dataset's vocabulary, never from outside it.
+Absence is a claim about everything in the image, so it is made only for classes the dataset
+labels exhaustively (:mod:`rsgpt4v.completeness`), where the record's labels are complete and
+the image has at least one labelled object: a record with no objects cannot tell "nothing here"
+from "this dataset labels no objects" (scene and caption datasets). Absent classes come from the
+dataset's vocabulary, never from outside it. "Yes" needs an object large enough to see at the
+model's input; its count is given as the counting task would give it, or left out.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
-from rsgpt4v.instruct.rules.common import Draft, RuleContext, objects_by_category
+from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.question_pools import load_questions
-from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
@@ -23,16 +26,34 @@ MAX_FALSE_PREMISES = 1  # questions that presume an absent object, answered "the
 # Datasets whose class lists nest (HRSC2016: ship ⊃ aircraft carrier ⊃ Nimitz; xView: passenger
 # vehicle ⊃ small car): an absent class name may still be present under another name.
 NESTED_VOCABULARIES = frozenset({"hrsc2016", "xview"})
+_PRESENT_FORMS = {"exact": "present", "at_least": "present_at_least", None: "present_uncounted"}
 
 
 def presence(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
-    """Yes + count per present class, then a few negatives and false premises."""
-    groups = objects_by_category(record)
-    if not groups:
+    """Yes (+ count) per visible present class, then a few negatives and false premises."""
+    known = knowledge(record, context)
+    if not known.classes:
+        return
+    if not known.scene_questions:
+        context.skip("presence: tile repeats an overlapping tile", len(known.classes))
         return
     pool = load_pool("presence")
-    absent = absent_classes(record, groups, context)
-    present = [(c, "present_one" if len(o) == 1 else "present_many") for c, o in groups.items()]
+    present = []
+    for category, facts in known.classes.items():
+        if not any(known.visible(o) for o in facts.objects):
+            context.skip("presence: objects too small at the model's input")
+            continue
+        form = _PRESENT_FORMS[facts.count_form]
+        one = len(facts.objects) == 1 and facts.count_form is not None
+        present.append((category, form + ("_one" if one else "_many")))
+    absent = []
+    if known.absence_known:
+        candidates = absent_classes(record, known.classes, context)
+        absent = [c for c in candidates if known.may_call_absent(c, context)]
+        if len(absent) < len(candidates):
+            context.skip("presence: absence of a partially labelled class", 1)
+    elif known.classes:
+        context.skip("presence: absences not known (labels partial or objects too small)")
     negatives = [(c, "absent") for c in rng.sample(absent, min(len(absent), MAX_NEGATIVES))]
     premises = [
         (c, "false_premise") for c in rng.sample(absent, min(len(absent), MAX_FALSE_PREMISES))
@@ -44,10 +65,11 @@ def presence(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[
             else pool.questions
         )
         name = category_name(category)
-        count = len(groups.get(category, ()))
+        facts = known.classes.get(category)
+        count = len(facts.objects) if facts else 0
         words = {"singular": name.singular, "plural": name.plural, "count": count}
         question = fill_template(rng.choice(phrasings), words)
-        turns = [(question, fill_template(pool.answers[form], words))]
+        turns = [(question, fill_template(pick(pool.answers, form, rng), words))]
         yield Draft("presence", index, pool.template, turns)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from rsgpt4v.instruct.phrasing import category_name, load_pool
-from rsgpt4v.instruct.rules.common import Draft, RuleContext
-from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
+from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Object, Record
 
@@ -21,11 +21,13 @@ def region_identification(record: Record, rng: TaskRandom, context: RuleContext)
 
     Incomplete labels do not matter here (each answer is about one labelled box), but a box
     that (nearly) coincides with a box of another class is skipped: the region alone cannot
-    say which class is meant.
+    say which class is meant; so is an object too small to see at the model's input.
     """
     if not record.labelled or not record.objects:
         return
-    objects = record.objects
+    objects = knowledge(record, context).visible_objects()
+    if len(objects) < len(record.objects):
+        context.skip("region_identification: objects too small at the model's input")
     if len(objects) > MAX_REGION_QUESTIONS:
         picked = sorted(rng.sample(range(len(objects)), MAX_REGION_QUESTIONS))
         objects = [objects[i] for i in picked]
@@ -37,7 +39,7 @@ def region_identification(record: Record, rng: TaskRandom, context: RuleContext)
         words = {"ref": f"<ref:{obj.id}>", "singular": name.singular}
         question = fill_template(rng.choice(pool.questions), words)
         article = indefinite_article(name.singular)
-        answer = fill_template(pool.answers["object"], {**words, "article": article})
+        answer = fill_template(pick(pool.answers, "object", rng), {**words, "article": article})
         turns = [(question, answer)]
         yield Draft("region_identification", obj.id, pool.template, turns, [obj])
 

@@ -20,7 +20,7 @@ from rsgpt4v.instruct.layout import (
     relation,
 )
 from rsgpt4v.instruct.phrasing import category_name, load_pool
-from rsgpt4v.instruct.rules.common import Draft, RuleContext, objects_by_category
+from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.fact_phrases import (
     approx,
     draft_from_text,
@@ -31,7 +31,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 )
 from rsgpt4v.instruct.rules.local import labelled_facts
 from rsgpt4v.instruct.rules.question_pools import load_questions
-from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
@@ -72,10 +72,13 @@ class _Pair:
 
 def relations(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
     """Up to MAX_RELATION_QUESTIONS questions about pairs of a seeded sample of objects."""
-    facts = labelled_facts(record, context)
+    known = knowledge(record, context)
+    shown = {o.id for o in known.visible_objects()}
+    facts = [f for f in labelled_facts(record, context) if f.id in shown]
     if len(facts) < 2:
         return
-    complete = bool(objects_by_category(record))
+    # "nearest" and "between" speak of every object: all classes exact, every object visible
+    complete = bool(known.classes) and len(known.complete()) == len(known.classes)
     chosen = (
         facts if len(facts) <= MAX_RELATION_OBJECTS else rng.sample(facts, MAX_RELATION_OBJECTS)
     )
@@ -118,8 +121,10 @@ def _relation(pair: _Pair) -> Turn | None:
     values = {**pair.words, "sides": side}
     if pair.relation.distance_m is not None:
         values["distance"] = approx(pair.relation.distance_m)
-        return _question("relation", pair), fill(answers["relation_distance"], values)
-    return _question("relation", pair), fill(answers["relation"], values)
+        return _question("relation", pair), fill(
+            pick(answers, "relation_distance", pair.rng), values
+        )
+    return _question("relation", pair), fill(pick(answers, "relation", pair.rng), values)
 
 
 def _side_check(kind: str, opposite: dict[str, str]) -> Callable[[_Pair], Turn | None]:
@@ -133,7 +138,7 @@ def _side_check(kind: str, opposite: dict[str, str]) -> Callable[[_Pair], Turn |
         asked = actual if pair.rng.random() < 0.5 else opposite[actual]
         answers = load_pool("relations").answers
         values = {**pair.words, "side": sides[asked], "actual": sides[actual]}
-        answer = answers["side_yes" if asked == actual else "side_no"]
+        answer = pick(answers, "side_yes" if asked == actual else "side_no", pair.rng)
         return _question(kind, pair, side=sides[asked]), fill(answer, values)
 
     return build
@@ -142,7 +147,7 @@ def _side_check(kind: str, opposite: dict[str, str]) -> Callable[[_Pair], Turn |
 def _distance(pair: _Pair) -> Turn | None:
     if pair.relation.distance_m is None:
         return None
-    answer = load_pool("relations").answers["distance"]
+    answer = pick(load_pool("relations").answers, "distance", pair.rng)
     return _question("distance", pair), fill(answer, {"distance": approx(pair.relation.distance_m)})
 
 

@@ -12,7 +12,7 @@ one part in 10^15, which no phrasing mix can show.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableSequence, Sequence
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from hashlib import blake2b
 from typing import TypeVar
 
@@ -105,3 +105,9 @@ class TaskRandom:
             j = i + draw % (n - i)
             pool[i], pool[j] = pool[j], pool[i]
         return pool[:k]
+
+
+def pick(answers: Mapping[str, object], key: str, rng: TaskRandom) -> str:
+    """One phrasing of an answer key: the pool's string, or one of its list drawn with the rng."""
+    value = answers[key]
+    return value if isinstance(value, str) else rng.choice(value)

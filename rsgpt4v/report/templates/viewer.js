@@ -42,6 +42,19 @@
     return node;
   }
 
+  function outline(svg, points, stroke, width) {
+    // an oriented region: the object's own outline inside its axis-aligned box
+    var node = document.createElementNS(SVG, "polygon");
+    node.setAttribute("points", points.map(function (p) { return p[0] + "," + p[1]; }).join(" "));
+    node.setAttribute("fill", "none");
+    node.setAttribute("stroke", stroke);
+    node.setAttribute("stroke-width", width);
+    node.setAttribute("vector-effect", "non-scaling-stroke");
+    node.setAttribute("class", "region-outline");
+    svg.appendChild(node);
+    return node;
+  }
+
   function label(svg, x, y, text, colour, size) {
     var node = document.createElementNS(SVG, "text");
     node.setAttribute("x", x + size * 0.15);
@@ -75,8 +88,9 @@
     }
     sample.regions.forEach(function (r) {
       var colour = colourOf(r.id, sample);
-      rect(svg, r.bbox, colour, 2.5, false, "<ref:" + r.id + "> " + (r.category || ""))
+      rect(svg, r.bbox, colour, r.polygon ? 1 : 2.5, false, "<ref:" + r.id + "> " + (r.category || ""))
         .setAttribute("class", "region-box");
+      if (r.polygon) outline(svg, r.polygon, colour, 2.5);
       label(svg, r.bbox[0], r.bbox[1], r.id, colour, size);
     });
     sample.text_boxes.forEach(function (t) {
