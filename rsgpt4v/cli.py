@@ -348,6 +348,7 @@ def instruct(
                 max_objects=max_objects, max_crops=max_crops,
                 timeout=timeout, max_retries=max_retries, image_root=image_root, seed=seed,
                 poll_interval=poll_interval, engine=engine, ray_address=ray_address,
+                completeness=completeness,
             )  # fmt: skip
             return
         summary = run_rules(records, output)
@@ -381,6 +382,7 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
     """``instruct`` with --generator llm|both or --shard (see rsgpt4v.instruct.llm.command)."""
     import tempfile
 
+    from rsgpt4v.completeness import load_completeness
     from rsgpt4v.instruct.llm.command import GENERATORS, run_llm_instruct, write_shard
     from rsgpt4v.instruct.llm.generate import parse_shard
     from rsgpt4v.instruct.llm.settings import LlmSettings
@@ -420,6 +422,7 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
         image_root=options["image_root"],
         batch=options["batch"],
         poll_interval_s=options["poll_interval"],
+        completeness=load_completeness(options["completeness"]) if options["completeness"] else {},
     )
     from rsgpt4v.scale import check_engine
 

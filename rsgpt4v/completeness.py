@@ -16,12 +16,14 @@ per dataset with a YAML file (``instruct --completeness FILE``)::
       source: our own reading of 50 scenes
 
 Datasets without a declaration (a user's own YOLO, VOC, COCO or GeoTIFF labels) are taken as
-exhaustive: their owner labelled them, and the override says otherwise.
+exhaustive: their owner labelled them, and the override says otherwise. The table of a run is
+built in :mod:`rsgpt4v.instruct.vocabulary` (which knows the converters), beside each dataset's
+class vocabulary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,22 +97,4 @@ def load_completeness(path: str | Path) -> dict[str, LabelCompleteness]:
         if not isinstance(entry, dict):
             raise InputError(f"{path}: entry {dataset!r} must be a mapping", value=entry)
         table[str(dataset)] = LabelCompleteness.from_mapping(entry, f"{path}: {dataset}")
-    return table
-
-
-def dataset_completeness(
-    datasets: Iterable[str], overrides: Mapping[str, LabelCompleteness] | None = None
-) -> dict[str, LabelCompleteness]:
-    """Each dataset's completeness: the run's override, else its converter's, else exhaustive."""
-    from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
-
-    overrides = overrides or {}
-    table = {}
-    for dataset in datasets:
-        if dataset in overrides:
-            table[dataset] = overrides[dataset]
-        elif dataset in BUILTIN_CONVERTERS:
-            table[dataset] = get_converter(dataset).COMPLETENESS
-        else:
-            table[dataset] = EXHAUSTIVE
     return table

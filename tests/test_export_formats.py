@@ -22,6 +22,7 @@ from rsgpt4v.errors import InputError
 from rsgpt4v.export import export_instructions
 from rsgpt4v.families import BoxConvention
 from rsgpt4v.instruct import generate_instructions
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.schema import REF, Instruction, Record, read_jsonl
 
 DATA_URL = "data:image/jpeg;base64,"
@@ -266,7 +267,8 @@ def test_parquet_reads_back_the_same_rows_with_a_dataset_card(
     counts = {t: sum(i.task == t for i in items) for t in ("counting", "grounding")}
     assert f"| counting | {counts['counting']} |" in card
     assert f"| grounding | {counts['grounding']} |" in card
-    assert f"| rules | grounding/v1 | {counts['grounding']} |" in card
+    grounding = load_pool("grounding").template
+    assert f"| rules | {grounding} | {counts['grounding']} |" in card
     assert f"| dota | {len(items)} | academic use only" in card
 
 

@@ -20,6 +20,7 @@ from rsgpt4v.instruct.rules import (
 )
 from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import ImageInfo, Instruction, Object, Record, read_jsonl, write_jsonl
+from tests.rule_phrasings import renderings
 
 
 def _record(objects: list[tuple[str, list[float]]], **extra) -> Record:
@@ -49,13 +50,16 @@ def _by_task(record: Record, task: str) -> list[Instruction]:
 
 
 def test_counting_answers_equal_label_counts() -> None:
-    answers = {i.messages[1].content for i in _by_task(SCENE, "counting")}
-    assert answers == {"There are 3 ships in the image.", "There is 1 small vehicle in the image."}
+    ships, vehicles = (i.messages[1].content for i in _by_task(SCENE, "counting"))
+    assert ships in renderings("counting", "many", count=3, singular="ship", plural="ships")
+    assert vehicles in renderings("counting", "one", singular="small vehicle")
 
 
 def test_grounding_refers_to_every_box_of_the_class() -> None:
     ships = next(i for i in _by_task(SCENE, "grounding") if "ship" in i.messages[1].content)
-    assert ships.messages[1].content == "There are 3 ships: <ref:0>, <ref:2> and <ref:3>."
+    refs = "<ref:0>, <ref:2> and <ref:3>"
+    every = renderings("grounding", "many", count=3, singular="ship", plural="ships", refs=refs)
+    assert ships.messages[1].content in every
     assert set(ships.regions) == {"0", "2", "3"}
     assert ships.regions["2"].bbox == [50, 50, 10, 10]
     refs = set(re.findall(r"<ref:(\d+)>", ships.messages[1].content))
@@ -280,3 +284,26 @@ def test_a_shard_asks_about_the_classes_of_its_whole_input(tmp_path: Path) -> No
     assert merged.read_text(encoding="utf-8") == whole
     first = [line for line in whole.splitlines() if '"record_id":"mine/train/0"' in line]
     assert any(name in line for line in first for name in classes[1:])  # others' classes asked
+
+
+# Answer keys kept to one form on purpose: a multiple-choice answer is scored by its leading
+# letter (rsgpt4v.evaluate), and the relation joiner "{horizontal} and {vertical}" has only two
+# orders.
+ONE_FORM = {("classification", "choice"), ("relations", "both_sides")}
+
+
+@pytest.mark.parametrize(
+    "task",
+    ["counting", "grounding", "presence", "region_identification", "geographic", "relations",
+     "local_attributes", "region_caption", "classification", "detailed_description",
+     "multi_turn"],
+)  # fmt: skip
+def test_every_answer_key_has_several_differently_worded_variants(task: str) -> None:
+    for key, value in load_pool(task).answers.items():
+        if (task, key) in ONE_FORM:
+            continue
+        assert isinstance(value, list), (task, key)
+        minimum = 2 if task == "local_attributes" and key.endswith("subject") else 3
+        assert len(set(value)) >= minimum, (task, key)
+        wordings = {re.sub(r"\{\w+\}", "", v).lower() for v in value}
+        assert len(wordings) == len(value), (task, key)  # not the same words around new values

@@ -54,6 +54,24 @@ def test_dry_run_prints_a_prompt_and_an_estimate_and_calls_nothing(
     assert sum(server.calls.values()) == 0 and not (tmp_path / "out.jsonl").exists()
 
 
+def test_a_completeness_file_reaches_the_llm_prompts(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    """The class counts of a class the file calls partial become lower bounds in the prompt."""
+    import json
+
+    first = json.loads(records.read_text(encoding="utf-8").splitlines()[0])
+    dataset, category = first["dataset"], first["objects"][0]["category"]
+    table = tmp_path / "completeness.yaml"
+    table.write_text(f"{dataset}:\n  partial: [{category}]\n", encoding="utf-8")
+    default = instruct(records, tmp_path / "a.jsonl", server, "--dry-run").output
+    partial = instruct(
+        records, tmp_path / "b.jsonl", server, "--dry-run", "--completeness", str(table)
+    ).output
+    assert f"{category} at least " in partial and f"{category} at least " not in default
+    assert sum(server.calls.values()) == 0
+
+
 def test_batch_round_trips_through_the_batch_endpoints(
     server: FakeOpenAIServer, records: Path, tmp_path: Path
 ) -> None:

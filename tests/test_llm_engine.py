@@ -78,7 +78,7 @@ def test_a_run_writes_instructions_with_provenance_and_a_log_row_per_request(
     for instruction in instructions:
         source = instruction.source.model_dump()
         assert source["generator"] == "llm" and source["model"] == "gpt-4o"
-        assert source["prompt_version"].endswith("@2+system@2")
+        assert source["prompt_version"].endswith("@2+system@3")
         assert source["request_hash"] in hashes and source["usage"]["prompt_tokens"] > 0
         refs = {r for m in instruction.messages for r in _refs(m.content)}
         assert refs == set(instruction.regions)  # boxes come from the labels of the refs

@@ -22,6 +22,7 @@ from rsgpt4v.geometry import obb_to_polygon, polygon_to_obb
 from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name
 from rsgpt4v.instruct.rules import RULE_TASKS, RuleContext, rule_instructions
 from rsgpt4v.schema import ImageInfo, Instruction, Object, Record
+from tests.rule_phrasings import read, renderings, sentences
 
 TASKS = ["local_attributes", "region_caption", "relations", "multi_turn", "detailed_description"]
 SEEDS = range(40)
@@ -157,19 +158,48 @@ def _check_object_claims(i: int, text: str) -> int:
     return found
 
 
+LOCAL_FACTS = ("position", "size", "orientation", "colour", "length", "extent", "area")
+LOCAL_VALUES = {  # what each placeholder of a local fact may read
+    "subject": r"the [a-z ]+ (?:at |marked )?<ref:\d+>|it|the [a-z ]+",
+    "position": "|".join(WORDS["position"].values()),
+    "size": "|".join(WORDS["size"].values()),
+    "orientation": "|".join(WORDS["orientation"].values()),
+    **{key: NUMBER[1:-1] for key in ("length", "width", "box_width", "box_height", "area")},
+}
+
+
 def test_local_attribute_answers_are_true_for_their_object() -> None:
     checked = Counter()
     for _, question, answer in _answers(SCENE, "local_attributes"):
         (i,) = {int(n) for n in REF.findall(question + answer)}
         name = category_name(BY_ID[i].category).singular
-        assert f"the {name} <ref:{i}>" in answer.lower()
-        checked["facts"] += _check_object_claims(i, answer)
-        if size := re.search(r"is (tiny|small|medium-sized|large) relative to the image", answer):
-            fraction = BY_ID[i].bbox[2] * BY_ID[i].bbox[3] / (1000 * 800)
-            bins = [("tiny", 0.001), ("small", 0.01), ("medium-sized", 0.05), ("large", math.inf)]
-            assert size[1] == next(word for word, bound in bins if fraction < bound)
-            checked["size"] += 1
-    assert checked["facts"] > 20 and checked["size"] > 5
+        obj = BY_ID[i]
+        for n, sentence in enumerate(sentences(answer)):  # a fact, or (summary) every fact
+            key, values = read("local_attributes", LOCAL_FACTS, sentence, **LOCAL_VALUES)
+            subject = renderings("local_attributes", "subject", singular=name, ref=f"<ref:{i}>")
+            later = renderings("local_attributes", "later_subject", singular=name)
+            assert values["subject"] in {s.lower() for s in (later if n else subject)}, sentence
+            if key == "length":
+                _, _, w, h, _ = polygon_to_obb(obj.polygon)
+                assert _about(values["length"], w * GSD) and _about(values["width"], h * GSD)
+            elif key == "extent":
+                assert _about(values["box_width"], obj.bbox[2] * GSD)
+                assert _about(values["box_height"], obj.bbox[3] * GSD)
+            elif key == "area":
+                assert _about_area(values["area"], shapely.Polygon(obj.polygon).area * GSD**2)
+            elif key == "position":
+                assert values["position"] == WORDS["position"][_cell(i)], sentence
+            elif key == "orientation":
+                assert values["orientation"] == WORDS["orientation"][_compass(i)], sentence
+            elif key == "size":
+                fraction = obj.bbox[2] * obj.bbox[3] / (1000 * 800)
+                bins = [("tiny", 0.001), ("small", 0.01), ("medium", 0.05), ("large", math.inf)]
+                size = next(word for word, bound in bins if fraction < bound)
+                assert values["size"] == WORDS["size"][size], sentence
+            if i == 9:  # truncated: its real size is not known
+                assert key not in ("length", "extent", "area")
+            checked[key] += 1
+    assert sum(checked.values()) > 20 and checked["size"] > 5
 
 
 def test_region_captions_compose_true_facts() -> None:
@@ -178,14 +208,12 @@ def test_region_captions_compose_true_facts() -> None:
         (i,) = {int(n) for n in REF.findall(question)}
         assert set(instruction.regions) == {str(i), *REF.findall(answer)}
         name = category_name(BY_ID[i].category).singular
-        assert re.match(rf"An? ([a-z-]+ )*{name}\b", answer), answer
-        _check_object_claims(i, answer.split(". ")[0])
+        _, values = read("region_caption", ["caption"], sentences(answer)[0], description="an? .+")
+        assert re.match(rf"an? ([a-z-]+ )*{name}\b", values["description"]), answer
+        _check_object_claims(i, values["description"])
         seen.add(i)
     assert len(seen) >= 8
     assert "small small" not in " ".join(a for _, _, a in _answers(SCENE, "region_caption"))
-
-
-SIDE = r"(to the left of|to the right of|above|below)(?: and (above|below))?"
 
 
 def _side_holds(a: int, b: int, side: str) -> bool:
@@ -209,34 +237,49 @@ def _between(c: int, a: int, b: int) -> tuple[float, float]:
     ) / length2
 
 
+ONE_SIDE = "to the left of|to the right of|above|below"
+RELATION_KEYS = ("relation", "relation_distance", "side_yes", "side_no", "nearest")
+RELATION_KEYS += ("nearest_distance", "distance", "between", "between_yes", "between_no")
+RELATION_VALUES = {
+    **{key: r"<ref:\d+>" for key in ("a", "b", "c")},
+    **{key: "[a-z ]+" for key in ("a_name", "b_name", "c_name")},
+    "sides": f"(?:{ONE_SIDE})(?: and (?:{ONE_SIDE}))?",
+    "side": ONE_SIDE,
+    "actual": ONE_SIDE,
+    "distance": NUMBER[1:-1],
+}
+
+
 def test_relation_answers_agree_with_centres_and_distances() -> None:
     kinds = Counter()
     for _, question, answer in _answers(SCENE, "relations"):
         refs = [int(n) for n in REF.findall(question)]
-        for match in re.finditer(rf"<ref:(\d+)> is {SIDE} the [a-z ]+ <ref:(\d+)>", answer):
-            a, b = int(match[1]), int(match[4])
-            assert _side_holds(a, b, match[2]) and (not match[3] or _side_holds(a, b, match[3]))
+        key, values = read("relations", RELATION_KEYS, answer, **RELATION_VALUES)
+        said = {k: int(REF.fullmatch(v)[1]) for k, v in values.items() if k in ("a", "b", "c")}
+        if key in ("relation", "relation_distance", "side_yes", "side_no"):
+            a, b = said["a"], said["b"]
+            stated = values.get("sides") or values["side" if key == "side_yes" else "actual"]
+            assert all(_side_holds(a, b, side) for side in stated.split(" and ")), answer
             kinds["side"] += 1
-        if distance := re.search(rf"centres are about {NUMBER} m apart", answer):
-            a, b = (int(n) for n in REF.findall(question)[:2])
-            assert _about(distance[1], _distance(a, b) * GSD), (question, answer)
+        if key in ("relation_distance", "distance"):
+            a, b = refs[:2]
+            assert _about(values["distance"], _distance(a, b) * GSD), (question, answer)
             kinds["distance"] += 1
-        if nearest := re.search(r"nearest to the [a-z ]+ <ref:(\d+)> is <ref:(\d+)>", answer):
-            a, c = int(nearest[1]), int(nearest[2])
+        if key in ("nearest", "nearest_distance"):
+            a, c = refs[0], said["c"]
             rivals = sorted(
                 _distance(a, o.id)
                 for o in OBJECTS
                 if o.category == BY_ID[c].category and o.id not in (a, c)
             )
             assert not rivals or rivals[0] >= 1.2 * _distance(a, c)
-            if away := re.search(rf"about {NUMBER} m away", answer):
-                assert _about(away[1], _distance(a, c) * GSD)
+            if key == "nearest_distance":
+                assert _about(values["distance"], _distance(a, c) * GSD)
             kinds["nearest"] += 1
-        if "between them" in answer:
+        if key in ("between", "between_yes", "between_no"):
             a, b = refs[-2:]
-            c = int(REF.findall(answer)[0]) if REF.search(answer) else refs[0]
-            fraction, offset = _between(c, a, b)
-            if "does not lie between" in answer:
+            fraction, offset = _between(said["c"], a, b)
+            if key == "between_no":
                 assert fraction < 0 or fraction > 1 or offset > 0.4
             else:
                 assert 0.2 <= fraction <= 0.8 and offset <= 0.15
@@ -338,6 +381,9 @@ def _check_reasoning(answer: str, members: set[int]) -> None:
         assert ours in counts and answer.startswith("Yes") == (ours > min(counts | {ours}))
 
 
+DESCRIBED = "detailed_description"
+
+
 def test_detailed_description_integrates_true_counts_and_facts() -> None:
     (description,) = rule_instructions(SCENE, ["detailed_description"])
     text = description.messages[1].content
@@ -347,15 +393,19 @@ def test_detailed_description_integrates_true_counts_and_facts() -> None:
         name = category_name(category)
         assert f"{count} {name.singular if count == 1 else name.plural}" in overview
     hectares = 1000 * 800 * GSD**2 / 10_000
-    density = re.search(rf"storage tanks[a-z ]* about {NUMBER} per hectare", text)
-    assert density and abs(float(density[1]) - 4 / hectares) <= 0.05 + 1e-9
+    read_tanks = {"plural": "storage tanks", "density": NUMBER[1:-1]}
+    (density,) = filter(
+        None, (read(DESCRIBED, ["density"], s, **read_tanks) for s in sentences(text))
+    )
+    assert abs(float(density[1]["density"]) - 4 / hectares) <= 0.05 + 1e-9
     row = next(s for s in text.split(". ") if "<ref:4>, <ref:5>, <ref:6> and <ref:7>" in s)
     assert "east-west" in row
-    largest = re.search(
-        r"(?:largest object fully inside the image is|not cut off by the border, the largest is"
-        r"|biggest object wholly within the frame is) an? [a-z -]+ <ref:(\d+)>([^.]*)",
-        text,
-    )  # object 9 is cut off by the border, so the claim is limited to the others
+    read_largest = {"description": r"an? [a-z -]+ <ref:\d+>.*"}
+    (found,) = filter(
+        None, (read(DESCRIBED, ["largest_inside"], s, **read_largest) for s in sentences(text))
+    )
+    # object 9 is cut off by the border, so the claim is limited to the others ("inside")
+    largest = re.fullmatch(r"an? [a-z -]+ <ref:(\d+)>(.*)\.?", found[1]["description"])
     areas = {
         o.id: o.bbox[2] * o.bbox[3] if o.polygon is None else shapely.Polygon(o.polygon).area
         for o in OBJECTS
@@ -397,8 +447,8 @@ def test_unlabelled_and_incomplete_records() -> None:
     for instruction in _instructions(incomplete, "relations"):
         answer = instruction.messages[1].content
         # "which … is nearest" and "which object lies between" need every object labelled
-        assert " nearest to " not in answer
-        assert not re.match(r"The [a-z ]+ <ref:\d+> lies between them", answer)
+        key, _ = read("relations", RELATION_KEYS, answer, **RELATION_VALUES)
+        assert key not in ("nearest", "nearest_distance", "between"), answer
     assert _instructions(incomplete, "local_attributes")  # each about its own label
 
 

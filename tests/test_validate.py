@@ -86,7 +86,7 @@ def test_clean_pipeline_set_passes_untouched(clean_set: dict[str, Path], tmp_pat
 
 def test_wrong_count_is_caught(clean_set: dict[str, Path], tmp_path: Path) -> None:
     def change(items: list[dict]) -> str:
-        item = _first(items, "counting", "There are at least 9 small vehicles")
+        item = _first(items, "counting", "at least 9 small vehicles")
         item["messages"][1]["content"] = "There are 10 small vehicles in the image."
         return item["id"]
 
@@ -102,7 +102,7 @@ def test_wrong_count_in_words_and_synonyms_is_caught(
     clean_set: dict[str, Path], tmp_path: Path
 ) -> None:
     def change(items: list[dict]) -> str:
-        item = _first(items, "counting", "There are at least 9 small vehicles")
+        item = _first(items, "counting", "at least 9 small vehicles")
         item["messages"][1]["content"] = "I can see twelve cars."
         return item["id"]
 
@@ -361,3 +361,21 @@ def test_leak_pairs_keep_the_holdout_copy_and_ignore_one_split() -> None:
         "c/trainval/9": ("d/train/9", 0),  # neither is holdout: the later (split, id) goes
     }
     assert find_leaks(entries, max_distance=0).keys() == {"c/trainval/9"}
+
+
+# Issue #20: before answer keys had variants, the demo gave 460 answer templates and 1,780
+# distinct words per 1,000 instructions.
+BASELINE_VARIETY = {"answer_templates_per_1000": 460, "vocabulary_per_1000": 1780}
+
+
+def test_demo_phrasing_variety_is_at_least_twice_the_baseline(
+    clean_set: dict[str, Path], tmp_path: Path
+) -> None:
+    summary = validate_instructions(
+        clean_set["instructions"],
+        clean_set["records"],
+        tmp_path / "clean.jsonl",
+        options=ValidationOptions(leakage=False),
+    )
+    for key, baseline in BASELINE_VARIETY.items():
+        assert summary.variety[key] >= 2 * baseline, (key, summary.variety)

@@ -126,7 +126,9 @@ def _class_answer_patterns() -> tuple[re.Pattern[str], ...]:
     from rsgpt4v.instruct.phrasing import load_pool
 
     patterns = []
-    for template in load_pool("classification").answers.values():
+    answers = load_pool("classification").answers.values()
+    templates = [t for value in answers for t in ([value] if isinstance(value, str) else value)]
+    for template in templates:
         regex = ""
         for index, part in enumerate(re.split(r"\{(label|letter)\}", template)):
             if index % 2 == 0:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.collector import fewer_collections
-from rsgpt4v.completeness import LabelCompleteness, dataset_completeness, load_completeness
+from rsgpt4v.completeness import LabelCompleteness, load_completeness
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct.answerability import ModelInput
 from rsgpt4v.instruct.attributes import cache_object_facts
@@ -22,7 +22,7 @@ from rsgpt4v.instruct.rules import (
     rule_drafts,
     rule_instructions,
 )
-from rsgpt4v.instruct.vocabulary import dataset_vocabulary
+from rsgpt4v.instruct.vocabulary import dataset_completeness, dataset_vocabulary
 from rsgpt4v.problems import LineNumbers, at_line
 from rsgpt4v.schema import JsonlWriter, Record, count_lines, read_jsonl
 

@@ -22,7 +22,7 @@ MIN_PHRASINGS = 8
 class PhrasingPool:
     template: str
     questions: tuple[str, ...]
-    answers: dict[str, str]
+    answers: dict[str, str | list[str]]  # a phrasing, or its variants (task_random.pick)
 
 
 @cache

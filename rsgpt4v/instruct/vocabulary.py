@@ -17,10 +17,13 @@ key) is parsed as before, so the result is exactly that of parsing every line.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from rsgpt4v.completeness import EXHAUSTIVE, LabelCompleteness
 from rsgpt4v.schema import existing_file, jsonl_lines, line_error
 
 _CATEGORY = re.compile(r'"category":"([^"\\]*)"')
@@ -72,3 +75,27 @@ def _adds_nothing(line: str, seen: dict[str, set[str]]) -> bool:
         return False
     names = _CATEGORY.findall(line)
     return len(names) == line.count('"category"') and classes.issuperset(names)
+
+
+def dataset_completeness(
+    datasets: Iterable[str], overrides: Mapping[str, LabelCompleteness] | None = None
+) -> dict[str, LabelCompleteness]:
+    """Each dataset's completeness: the run's override, else its converter's, else exhaustive."""
+    from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
+
+    overrides = overrides or {}
+    table = {}
+    for dataset in datasets:
+        if dataset in overrides:
+            table[dataset] = overrides[dataset]
+        elif dataset in BUILTIN_CONVERTERS:
+            table[dataset] = get_converter(dataset).COMPLETENESS
+        else:
+            table[dataset] = EXHAUSTIVE
+    return table
+
+
+@lru_cache(maxsize=64)
+def declared_completeness(dataset: str) -> LabelCompleteness:
+    """One dataset's completeness as its converter declares it (exhaustive when unknown)."""
+    return dataset_completeness([dataset])[dataset]

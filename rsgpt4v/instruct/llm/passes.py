@@ -31,6 +31,7 @@ from typing import Any
 import jinja2
 from pydantic import BaseModel, ValidationError
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.attributes import ObjectFacts
 from rsgpt4v.instruct.llm.images import RenderedImage
@@ -45,6 +46,7 @@ from rsgpt4v.instruct.llm.selection import (
     table_row,
 )
 from rsgpt4v.instruct.phrasing import category_name
+from rsgpt4v.instruct.vocabulary import declared_completeness
 from rsgpt4v.schema import Record
 
 MAX_REPLY_TOKENS = 8000
@@ -125,6 +127,9 @@ class RecordContext:
     complete: bool
     counts: Counter[str] = field(default_factory=Counter)
     selection: Selection = field(default_factory=lambda: Selection(()))
+    # classes whose labels may miss instances (rsgpt4v.completeness): their counts are lower
+    # bounds, said "at least N"
+    partial: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -133,15 +138,21 @@ class RecordContext:
         facts: list[ObjectFacts],
         view: View | None = None,
         budget: ObjectBudget | None = None,
+        labelling: LabelCompleteness | None = None,
     ) -> RecordContext:
         """``view``: how large the model sees the image (default: ``detail low``, full size
-        sent); ``budget``: the objects listed and crops allowed (default :class:`ObjectBudget`)."""
+        sent); ``budget``: the objects listed and crops allowed (default :class:`ObjectBudget`);
+        ``labelling``: which classes the dataset labels exhaustively (default: its converter's
+        declaration, :mod:`rsgpt4v.completeness`)."""
         from rsgpt4v.instruct.rules.common import labels_are_complete
 
         counts = Counter(o.category for o in record.objects)
         view = view or View.of(record.image)
         selection = select(facts, record.image, view, budget or ObjectBudget())
-        return cls(record, facts, labels_are_complete(record), counts, selection)
+        complete = labels_are_complete(record)
+        labelling = labelling or declared_completeness(record.dataset)
+        partial = frozenset(c for c in counts if not (complete and labelling.exhaustive(c)))
+        return cls(record, facts, complete, counts, selection, partial)
 
     @cached_property
     def ids(self) -> set[int]:
@@ -188,7 +199,11 @@ def user_text(
     """The rendered user prompt of a pass (the text part; the images are appended as parts).
     ``crops_shown``: whether the crops are sent with it (default: the pass's ``shows_crops``)."""
     record = context.record
-    counts = ", ".join(f"{c} {n}" for c, n in sorted(context.counts.items())) or "none"
+    counts = ", ".join(
+        f"{c} {'at least ' if c in context.partial else ''}{n}"
+        for c, n in sorted(context.counts.items())
+    )
+    counts = counts or "none"
     selection = context.selection
     crops_shown = spec.shows_crops if crops_shown is None else crops_shown
     rows = context.rows if crops_shown else context.rows_without_crops

@@ -95,7 +95,8 @@ def plan_run(records_path: str | Path, settings: LlmSettings) -> Plan:
     for record in shard_records(read_jsonl(records_path, Record), settings.shard):
         plan.records += 1
         view = View.of(record.image, settings.detail, settings.max_side)
-        context = RecordContext.of(record, object_facts(record), view, budget)
+        labelling = settings.completeness.get(record.dataset)
+        context = RecordContext.of(record, object_facts(record), view, budget, labelling)
         known = vocabulary.get(record.dataset, ())
         width, height = _fit(record.image.width, record.image.height, side)
         image = image_tokens(width, height, settings.detail, price)

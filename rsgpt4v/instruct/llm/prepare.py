@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.images import RenderedImage, render_crops, render_image
@@ -43,6 +45,7 @@ class PrepareOptions:
     max_side: int | None
     colour_facts: bool
     budget: ObjectBudget = field(default_factory=ObjectBudget)
+    completeness: Mapping[str, LabelCompleteness] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ def prepare_record(record: Record, options: PrepareOptions) -> Prepared | str:
     view = View.of(record.image, options.detail, options.max_side)
     try:
         facts = object_facts(record, root if options.colour_facts else None)
-        context = RecordContext.of(record, facts, view, options.budget)
+        labelling = options.completeness.get(record.dataset)
+        context = RecordContext.of(record, facts, view, options.budget, labelling)
         image, crops = None, []
         if root is not None:
             path = under_root(root, record.image.path, entry=record.id)
@@ -102,6 +106,7 @@ class Preparer:
             settings.max_side,
             settings.colour_facts,
             settings.object_budget(),
+            dict(settings.completeness),
         )
         self._pool: Executor = (
             ProcessPoolExecutor(workers, get_context("spawn"), initializer=_worker_setup)

@@ -82,10 +82,19 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
         return (
             f"dialogue has {len(reply.turns)} turns; {DIALOGUE_TURNS[0]}-{DIALOGUE_TURNS[1]} asked"
         )
-    if not context.complete:
-        return None  # counts and absences are facts only when every object is labelled
     text = "\n".join(texts)
     lowered = None if _FOLDS_TO_ASCII.intersection(text) else text.lower()
+    for category in sorted(context.partial):  # a count the labels cannot vouch for
+        if not _may_occur(category_name(category).plural, lowered):
+            continue
+        for found in _count_pattern(category).finditer(text):
+            if not _LOWER_BOUND.search(text[max(0, found.start() - 20) : found.start()]):
+                return (
+                    f"says {found.group(0)!r} as an exact count, but {category} is not labelled "
+                    f"exhaustively (at least {context.counts[category]})"
+                )
+    if not context.complete:
+        return None  # counts and absences are facts only when every object is labelled
     absent = tuple(
         c
         for c in vocabulary
@@ -95,7 +104,7 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
     if found:
         return f"names {found.group(0)!r}, a class the record does not have"
     for category, count in context.counts.items():
-        if not _may_occur(category_name(category).plural, lowered):
+        if category in context.partial or not _may_occur(category_name(category).plural, lowered):
             continue
         for found in _count_pattern(category).finditer(text):
             said = found.group(1).lower()
@@ -119,6 +128,9 @@ def malformed_ref(text: str) -> str | None:
             return text[found.start() : cut].strip()
     return None
 
+
+# Words before a number that make it a lower bound ("at least 14 small vehicles")
+_LOWER_BOUND = re.compile(r"\b(?:at least|more than|over|some|no fewer than)\s+$", re.IGNORECASE)
 
 # The characters that re.IGNORECASE matches to an ASCII letter (dotless i, long s, capital I with
 # dot, Kelvin sign). In a text without them, an ASCII class name can match only where the

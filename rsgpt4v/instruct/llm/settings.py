@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.instruct.llm.selection import MAX_CROPS, MAX_LISTED_OBJECTS, TABLE_BYTES, ObjectBudget
 
@@ -44,6 +46,8 @@ class LlmSettings:
     prepare_workers: int | None = None  # image-rendering processes; None: by the run's size
     max_objects: int = MAX_LISTED_OBJECTS  # rows of the prompts' object table
     max_crops: int = MAX_CROPS  # crops of small objects the local pass may add
+    # per-dataset overrides of the converters' completeness (instruct --completeness)
+    completeness: Mapping[str, LabelCompleteness] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.check()

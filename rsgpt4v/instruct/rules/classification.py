@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
-from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
 
@@ -18,14 +18,16 @@ def classification(record: Record, rng: TaskRandom, context: RuleContext) -> Ite
     """The scene label asked openly (``#classification-0``) and as a choice (``-1``).
 
     The choice needs other classes of the dataset (its converter's class list) as distractors;
-    without any it is left out rather than asked with one option.
+    without any it is left out rather than asked with one option. Answer wordings come from
+    their own stream (``TaskRandom.spawn``): the main one goes on to draw the options.
     """
     if not record.label or not record.label.strip():
         return
+    wording = rng.spawn("answers")
     pool = load_pool("classification")
     label = category_name(record.label).singular
     question = rng.choice(pool.questions)
-    answer = fill_template(pool.answers["open"], {"label": label})
+    answer = fill_template(pick(pool.answers, "open", wording), {"label": label})
     yield Draft("classification", 0, pool.template, [(question, answer)])
     options = choice_options(label, context.classes(record), rng)
     if options is None:
@@ -36,7 +38,9 @@ def classification(record: Record, rng: TaskRandom, context: RuleContext) -> Ite
     turns = [
         (
             fill_template(question, {"options": listed}),
-            fill_template(pool.answers["choice"], {"letter": letter, "label": label}),
+            fill_template(
+                pick(pool.answers, "choice", wording), {"letter": letter, "label": label}
+            ),
         )
     ]
     yield Draft("classification", 1, pool.template, turns)

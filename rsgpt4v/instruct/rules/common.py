@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from rsgpt4v.completeness import LabelCompleteness, dataset_completeness
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.instruct.answerability import MAX_COUNT, MIN_VISIBLE_PX, ModelInput, visible
 from rsgpt4v.instruct.rules.task_random import TaskRandom
+from rsgpt4v.instruct.vocabulary import declared_completeness
 from rsgpt4v.schema import Instruction, Message, Object, Record, Region, Source, trusted
 
 
@@ -43,15 +43,10 @@ class RuleContext:
     def labelling(self, record: Record) -> LabelCompleteness:
         """The record's dataset's completeness: the run's table, else its converter's."""
         found = self.completeness.get(record.dataset)
-        return found if found is not None else _declared_completeness(record.dataset)
+        return found if found is not None else declared_completeness(record.dataset)
 
     def skip(self, reason: str, count: int = 1) -> None:
         self.skips[reason] += count
-
-
-@lru_cache(maxsize=64)
-def _declared_completeness(dataset: str) -> LabelCompleteness:
-    return dataset_completeness([dataset])[dataset]
 
 
 class Draft(NamedTuple):

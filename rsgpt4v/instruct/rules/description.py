@@ -162,9 +162,19 @@ def _class_sentences(
             sentences.append(say(key, **values, count=len(members), areas=areas))
         else:
             sentences.append(say("areas_some", **values, areas=areas))
-    if form is None:  # not countable at the model's input: no numbers, no boxes
-        return sentences
     arrangement = arrangement_of(members, record.image)
+    if form is None:  # not countable at the model's input: no numbers, no boxes; rows remain
+        for row in arrangement.rows[:MAX_DESCRIBED_GROUPS]:  # a pattern visible as a whole
+            group = [by_id_of(members)[i] for i in row.ids]
+            where = _where(group, record.image)
+            if row.orientation is not None:
+                direction = words["row"][row.orientation]
+                sentences.append(
+                    say("row_uncounted_direction", **values, direction=direction, where=where)
+                )
+            else:
+                sentences.append(say("row_uncounted", **values, where=where))
+        return sentences
     if form == "exact" and arrangement.position is not None and len(cells) > 1:
         sentences.append(
             say("majority", **values, position=words["position"][arrangement.position])
@@ -206,6 +216,10 @@ def _class_sentences(
         stated = approx(density, DENSITY_STEPS)
         sentences.append(say("density", **values, density=stated))
     return sentences
+
+
+def by_id_of(members: list[ObjectFacts]) -> dict[int, ObjectFacts]:
+    return {f.id: f for f in members}
 
 
 def _listable(group: list[ObjectFacts], visible: set[int]) -> bool:

@@ -71,9 +71,14 @@ def geo_frame(record: Record) -> GeoFrame | None:
 
 
 def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
-    """Location, area and direction questions about objects wholly inside the image."""
+    """Location, area and direction questions about objects wholly inside the image.
+
+    Answer wordings come from their own stream (``TaskRandom.spawn``): the main one goes on to
+    sample the objects and pairs asked about.
+    """
     if not record.labelled or not record.objects:
         return
+    wording = rng.spawn("answers")
     frame = geo_frame(record)
     if frame is None:
         return
@@ -89,7 +94,7 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
         turns = [
             (
                 fill_template(rng.choice(pool.questions), words),
-                fill_template(pick(pool.answers, "location", rng), words),
+                fill_template(pick(pool.answers, "location", wording), words),
             )
         ]
         yield Draft("geographic", index, pool.template, turns, [obj])
@@ -102,7 +107,7 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
             turns = [
                 (
                     fill_template(rng.choice(phrasings), words),
-                    fill_template(pick(pool.answers, "area", rng), words),
+                    fill_template(pick(pool.answers, "area", wording), words),
                 )
             ]
             yield Draft("geographic", index, pool.template, turns, [obj])
@@ -113,7 +118,7 @@ def geographic(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
             words = {f"{k}_b": v for k, v in _words(other).items()} | _words(obj)
             words["direction"] = direction
             question = fill_template(rng.choice(phrasings), words)
-            turns = [(question, fill_template(pick(pool.answers, "direction", rng), words))]
+            turns = [(question, fill_template(pick(pool.answers, "direction", wording), words))]
             yield Draft("geographic", index, pool.template, turns, [obj, other])
             index += 1
 

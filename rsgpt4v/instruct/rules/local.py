@@ -82,7 +82,12 @@ def fact_values(fact: ObjectFacts) -> dict[str, str]:
 
 
 def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
-    """One question per sampled object about one of its facts, or about all of them."""
+    """One question per sampled object about one of its facts, or about all of them.
+
+    The subject's wording ("the ship <ref:3>", "the ship at <ref:3>") comes from a stream of its
+    own (``TaskRandom.spawn``): the main one goes on to choose the next object's fact.
+    """
+    wording = rng.spawn("subjects")
     facts = visible_facts(record, context)
     pool = load_pool("local_attributes")
     for index, fact in enumerate(_sample(facts, MAX_LOCAL_OBJECTS, rng)):
@@ -90,10 +95,10 @@ def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> I
         kinds = [k for k in FACT_KINDS if k in values or (k == "extent" and "box_width" in values)]
         kind = rng.choice(["summary", *kinds])
         words = {"singular": singular(fact), "ref": ref(fact)}
-        subject = fill_template(pool.answers["subject"], words)
+        subject = fill_template(pick(pool.answers, "subject", wording), words)
         if kind == "summary":
             question = fill_template(rng.choice(pool.questions), words)
-            later = pool.answers["later_subject"]
+            later = fill_template(pick(pool.answers, "later_subject", wording), words)
             answer = " ".join(
                 fill(
                     pick(pool.answers, k, rng), {**values, "subject": subject if i == 0 else later}

@@ -159,13 +159,15 @@ def _difference(scene: Scene) -> list[Turn] | None:
     if high == low:
         return None
     values = {
+        "more_singular": category_name(more).singular,
         "more_plural": category_name(more).plural,
         "fewer_plural": category_name(fewer).plural,
         "difference": high - low,
         "more_counted": counted_noun(high, more),
         "fewer_counted": counted_noun(low, fewer),
     }
-    return [scene.ask("difference", "difference", **values)]
+    key = "difference_one" if high - low == 1 else "difference"  # "1 more ship than …"
+    return [scene.ask("difference", key, **values)]
 
 
 def _total(scene: Scene) -> list[Turn] | None:

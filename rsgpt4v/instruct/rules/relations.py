@@ -53,8 +53,10 @@ class _Pair:
         record: Record,
         complete: bool,
         rng: TaskRandom,
+        wording: TaskRandom,
     ) -> None:
         self.a, self.b, self.facts, self.complete, self.rng = a, b, facts, complete, rng
+        self.wording = wording  # answer wordings: a stream of their own (TaskRandom.spawn)
         self.gsd = record.image.gsd
         self.relation: PairRelation = relation(a, b, self.gsd)
         self.words = {
@@ -71,7 +73,12 @@ class _Pair:
 
 
 def relations(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator[Draft]:
-    """Up to MAX_RELATION_QUESTIONS questions about pairs of a seeded sample of objects."""
+    """Up to MAX_RELATION_QUESTIONS questions about pairs of a seeded sample of objects.
+
+    Answer wordings come from their own stream (``TaskRandom.spawn``): the main one goes on to
+    choose the pairs and the kind of question asked of each.
+    """
+    wording = rng.spawn("answers")
     known = knowledge(record, context)
     shown = {o.id for o in known.visible_objects()}
     facts = [f for f in labelled_facts(record, context) if f.id in shown]
@@ -88,7 +95,7 @@ def relations(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator
     for a, b in rng.sample(pairs, min(len(pairs), MAX_PAIRS_TRIED)):  # the tried ones only
         if rng.random() < 0.5:
             a, b = b, a
-        pair = _Pair(a, b, facts, record, complete, rng)
+        pair = _Pair(a, b, facts, record, complete, rng, wording)
         for kind in rng.sample(KINDS, len(KINDS)):
             turn = BUILDERS[kind](pair)
             if turn is not None:
@@ -113,7 +120,7 @@ def _relation(pair: _Pair) -> Turn | None:
     answers = load_pool("relations").answers
     if horizontal and vertical:
         both = {"horizontal": sides[horizontal], "vertical": sides[vertical]}
-        side = fill_template(answers["both_sides"], both)
+        side = fill_template(pick(answers, "both_sides", pair.wording), both)
     elif horizontal or vertical:
         side = sides[horizontal or vertical]
     else:
@@ -122,9 +129,9 @@ def _relation(pair: _Pair) -> Turn | None:
     if pair.relation.distance_m is not None:
         values["distance"] = approx(pair.relation.distance_m)
         return _question("relation", pair), fill(
-            pick(answers, "relation_distance", pair.rng), values
+            pick(answers, "relation_distance", pair.wording), values
         )
-    return _question("relation", pair), fill(pick(answers, "relation", pair.rng), values)
+    return _question("relation", pair), fill(pick(answers, "relation", pair.wording), values)
 
 
 def _side_check(kind: str, opposite: dict[str, str]) -> Callable[[_Pair], Turn | None]:
@@ -138,7 +145,7 @@ def _side_check(kind: str, opposite: dict[str, str]) -> Callable[[_Pair], Turn |
         asked = actual if pair.rng.random() < 0.5 else opposite[actual]
         answers = load_pool("relations").answers
         values = {**pair.words, "side": sides[asked], "actual": sides[actual]}
-        answer = pick(answers, "side_yes" if asked == actual else "side_no", pair.rng)
+        answer = pick(answers, "side_yes" if asked == actual else "side_no", pair.wording)
         return _question(kind, pair, side=sides[asked]), fill(answer, values)
 
     return build
@@ -147,7 +154,7 @@ def _side_check(kind: str, opposite: dict[str, str]) -> Callable[[_Pair], Turn |
 def _distance(pair: _Pair) -> Turn | None:
     if pair.relation.distance_m is None:
         return None
-    answer = pick(load_pool("relations").answers, "distance", pair.rng)
+    answer = pick(load_pool("relations").answers, "distance", pair.wording)
     return _question("distance", pair), fill(answer, {"distance": approx(pair.relation.distance_m)})
 
 
@@ -165,8 +172,8 @@ def _nearest(pair: _Pair) -> Turn | None:
     question = _question("nearest", pair, c_name=name.singular, c_plural=name.plural)
     if pair.gsd is not None:
         values["distance"] = approx(found[1] * pair.gsd)
-        return question, fill(answers["nearest_distance"], values)
-    return question, fill(answers["nearest"], values)
+        return question, fill(pick(answers, "nearest_distance", pair.wording), values)
+    return question, fill(pick(answers, "nearest", pair.wording), values)
 
 
 def _between(pair: _Pair) -> Turn | None:
@@ -177,7 +184,7 @@ def _between(pair: _Pair) -> Turn | None:
     if len(found) != 1:
         return None
     c = found[0]
-    answer = load_pool("relations").answers["between"]
+    answer = pick(load_pool("relations").answers, "between", pair.wording)
     return _question("between", pair), fill(answer, {"c": ref(c), "c_name": singular(c)})
 
 
@@ -191,7 +198,7 @@ def _between_check(pair: _Pair) -> Turn | None:
     key, found = pair.rng.choice(options)
     c = pair.rng.choice(found)
     extra = {"c": ref(c), "c_name": singular(c)}
-    answer = load_pool("relations").answers[key]
+    answer = pick(load_pool("relations").answers, key, pair.wording)
     return _question("between_check", pair, **extra), fill(answer, extra)
 
 

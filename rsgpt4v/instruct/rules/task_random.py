@@ -49,6 +49,19 @@ class TaskRandom:
 
         return stream
 
+    def spawn(self, name: str) -> TaskRandom:
+        """A second stream, seeded by this one's current state and ``name``; draws none from it.
+
+        Rules draw the wording of their answers from such a stream where the main one goes on to
+        choose objects, kinds or pairs: a phrasing added to a pool then changes which answer
+        wording is drawn, never which questions are asked.
+        """
+        hasher = blake2b(self._state.to_bytes(8, "little"), digest_size=8)
+        hasher.update(name.encode())
+        random = TaskRandom.__new__(TaskRandom)
+        random._state = int.from_bytes(hasher.digest(), "little")
+        return random
+
     def next64(self) -> int:
         """The next 64-bit draw."""
         self._state = state = (self._state + _GOLDEN) & _MASK
