@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rsgpt4v.instruct.attributes import object_facts  # noqa: E402
-from rsgpt4v.instruct.llm.generate import generate_llm_instructions, make_client  # noqa: E402
+from rsgpt4v.instruct.llm.generate import generate_llm_instructions  # noqa: E402
 from rsgpt4v.instruct.llm.images import render_image  # noqa: E402
 from rsgpt4v.instruct.llm.passes import (  # noqa: E402
     PASSES,
@@ -51,6 +51,7 @@ from rsgpt4v.instruct.llm.passes import (  # noqa: E402
     build_messages,
     response_format,
 )
+from rsgpt4v.instruct.llm.record_runs import make_client  # noqa: E402
 from rsgpt4v.instruct.llm.settings import LlmSettings  # noqa: E402
 from rsgpt4v.schema import Instruction, Record, read_jsonl  # noqa: E402
 from tests.llm_fixtures import make_llm_records  # noqa: E402

@@ -384,7 +384,7 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
 
     from rsgpt4v.completeness import load_completeness
     from rsgpt4v.instruct.llm.command import GENERATORS, run_llm_instruct, write_shard
-    from rsgpt4v.instruct.llm.generate import parse_shard
+    from rsgpt4v.instruct.llm.record_runs import parse_shard
     from rsgpt4v.instruct.llm.settings import LlmSettings
     from rsgpt4v.scale.manifests import drop_manifest, write_manifest
 
@@ -596,6 +596,7 @@ def validate(
         4, "--phash-distance", min=0, help="Perceptual hashes this close (bits) are one image."
     ),
     samples: int = typer.Option(48, "--samples", min=0, help="Instructions in the report viewer."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the report's choice of samples."),
     strict: bool = typer.Option(
         False, "--strict", help="Exit with status 1 when any instruction is rejected."
     ),
@@ -618,6 +619,7 @@ def validate(
             leakage=leakage,
             max_distance=phash_distance,
             samples=samples,
+            seed=seed,
         )
         run = engine_function(
             engine,

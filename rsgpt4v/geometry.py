@@ -320,3 +320,21 @@ def box_fill(polygon: Sequence[Sequence[float]] | np.ndarray) -> float:
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
     bounds_area = float((x1 - x0) * (y1 - y0))
     return float(shape.area) / bounds_area if bounds_area > 0 else 0.0
+
+
+def iou_matrix(boxes: Sequence[Sequence[float]], others: Sequence[Sequence[float]]) -> np.ndarray:
+    """IoU of every COCO ``[x, y, w, h]`` box (rows) with every other (columns): pycocotools'
+    ``mask.iou``, the definition COCO evaluation uses. Empty inputs give an empty matrix."""
+    if not len(boxes) or not len(others):
+        return np.zeros((len(boxes), len(others)))
+    from pycocotools import mask as coco_mask
+
+    rows = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    columns = np.asarray(others, dtype=np.float64).reshape(-1, 4)
+    ious = coco_mask.iou(rows, columns, [0] * len(columns))
+    return np.asarray(ious, dtype=np.float64).reshape(len(rows), len(columns))
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two COCO ``[x, y, w, h]`` boxes (:func:`iou_matrix` of one pair)."""
+    return float(iou_matrix([a], [b])[0, 0])

@@ -314,3 +314,20 @@ def test_images_prepared_in_the_thread_or_in_worker_processes_give_the_same_file
         threaded = tmp_path / "out0.jsonl"
         generate_llm_instructions(records, threaded, settings(server, records, tmp_path / "c0"))
         assert out.read_bytes() == threaded.read_bytes()
+
+
+def test_the_seed_reaches_the_question_wording(
+    server: FakeOpenAIServer, records: Path, tmp_path: Path
+) -> None:
+    """``--seed`` picks the LLM instructions' question wording as it does the rules'."""
+
+    def questions(seed: int) -> list[str]:
+        out = tmp_path / f"seed{seed}.jsonl"
+        generate_llm_instructions(
+            records, out, settings(server, records, tmp_path / "c", seed=seed)
+        )
+        return [i.messages[0].content for i in read_jsonl(out, Instruction)]
+
+    first = questions(0)
+    assert questions(0) == first  # the same seed: the same wording (from the cache)
+    assert questions(1) != first

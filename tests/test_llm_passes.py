@@ -9,7 +9,6 @@ import pytest
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.cache import request_key
-from rsgpt4v.instruct.llm.generate import parse_shard, shard_of
 from rsgpt4v.instruct.llm.images import RenderedImage
 from rsgpt4v.instruct.llm.passes import (
     PASSES,
@@ -22,6 +21,7 @@ from rsgpt4v.instruct.llm.passes import (
     response_format,
 )
 from rsgpt4v.instruct.llm.pricing import ModelPrice, Usage, image_tokens, load_prices
+from rsgpt4v.instruct.llm.record_runs import parse_shard, shard_of
 from rsgpt4v.instruct.llm.replies import DialogueReply, GlobalReply, LocalReply
 from rsgpt4v.instruct.llm.reply_checks import check
 from rsgpt4v.instruct.llm.settings import Redactor

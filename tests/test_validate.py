@@ -379,3 +379,20 @@ def test_demo_phrasing_variety_is_at_least_twice_the_baseline(
     )
     for key, baseline in BASELINE_VARIETY.items():
         assert summary.variety[key] >= 2 * baseline, (key, summary.variety)
+
+
+def test_validate_seed_picks_the_report_samples(clean_set: dict[str, Path], tmp_path: Path) -> None:
+    """``validate --seed`` reaches the report's sample choice (ValidationOptions.seed)."""
+    from typer.testing import CliRunner
+
+    from rsgpt4v.cli import app
+
+    shown = []
+    for seed in (0, 0, 1):
+        report = tmp_path / f"report{len(shown)}"
+        args = ["validate", str(clean_set["instructions"]), "--records", str(clean_set["records"])]
+        args += ["--report", str(report), "--samples", "5", "--seed", str(seed), "--no-leakage"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        shown.append((report / "data.js").read_text(encoding="utf-8"))
+    assert shown[0] == shown[1] and shown[0] != shown[2]

@@ -10,7 +10,8 @@ left unpaired on either side score IoU 0. With ``k = max(#predicted, #true)``:
 
 One true box and one predicted box give the usual 0/1 accuracy of RSVG; an answer with no box
 scores 0; a duplicate or spurious box lowers the score instead of being ignored. Acc@t and mIoU
-average these per-answer values. IoU is pycocotools' (``maskUtils.iou`` on xywh boxes).
+average these per-answer values. IoU is :func:`rsgpt4v.geometry.iou_matrix` (pycocotools'
+``mask.iou``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
+
+from rsgpt4v.geometry import iou_matrix as geometry_iou_matrix
 
 THRESHOLDS = (0.25, 0.5, 0.7)
 Box = Sequence[float]
@@ -27,11 +29,8 @@ Box = Sequence[float]
 
 def iou_matrix(predicted: Sequence[Box], truth: Sequence[Box]) -> np.ndarray:
     """IoU of every predicted box (rows) with every true box (columns)."""
-    if not predicted or not truth:
-        return np.zeros((len(predicted), len(truth)))
     to_xywh = lambda boxes: [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in boxes]  # noqa: E731
-    ious = mask_utils.iou(to_xywh(predicted), to_xywh(truth), [0] * len(truth))
-    return np.asarray(ious, dtype=float).reshape(len(predicted), len(truth))
+    return geometry_iou_matrix(to_xywh(predicted), to_xywh(truth))
 
 
 def paired_ious(predicted: Sequence[Box], truth: Sequence[Box]) -> list[float]:

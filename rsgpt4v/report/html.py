@@ -17,15 +17,22 @@ from dataclasses import asdict
 from html import escape
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol
 
 from rsgpt4v.errors import InputError
 from rsgpt4v.paths import under_root
 from rsgpt4v.report.plots import write_plots
 from rsgpt4v.report.stats import ReportStats
 
-if TYPE_CHECKING:
-    from rsgpt4v.validate.run import ValidationSummary
+
+class RunSummary(Protocol):
+    """What the report reads of a stage's summary (``validate``'s ValidationSummary, a
+    dataclass): its fields for ``summary.json`` and the IoU threshold of the viewer. The report
+    sits below the stages that write it, so it names no stage's type."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+    iou: float
+
 
 IMAGE_MAX_SIDE = 768
 JPEG_QUALITY = 88
@@ -35,7 +42,7 @@ STATIC_FILES = ("viewer.js", "report.css")
 def write_report(
     folder: str | Path,
     stats: ReportStats,
-    summary: ValidationSummary,
+    summary: RunSummary,
     image_root: Path | None,
 ) -> Path:
     """Write the report into ``folder``; return the path of its ``index.html``."""

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct.llm.generate import shard_of
+from rsgpt4v.instruct.llm.record_runs import shard_of
 from rsgpt4v.jsonfiles import loads
 from rsgpt4v.scale.manifests import ShardSet, check_manifests
 from rsgpt4v.schema import JsonlWriter, jsonl_lines
@@ -119,7 +119,7 @@ def _unrepeated(
 
 class _ShardCheck:
     """A ``--records`` merge that proves, as it reads, that its parts are the N hash shards of
-    one ``--shard I/N`` run (:func:`rsgpt4v.instruct.llm.generate.shard_of`), each once.
+    one ``--shard I/N`` run (:func:`rsgpt4v.instruct.llm.record_runs.shard_of`), each once.
 
     Every line must name a record of the records file, and each record's lines must be in one
     part (else a shard was given twice). With manifests, N and each part's shard are known and

@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 
 from rsgpt4v.instruct.llm.cache import CACHE_FILE, ReplyCache
-from rsgpt4v.instruct.llm.generate import shard_of
+from rsgpt4v.instruct.llm.record_runs import shard_of
 
 _TABLES = ("replies", "settings", "batches")
 

@@ -13,9 +13,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rsgpt4v.geometry import box_iou
 from rsgpt4v.instruct.rules.common import labels_are_complete
 from rsgpt4v.instruct.rules.presence import NESTED_VOCABULARIES
-from rsgpt4v.instruct.rules.regions import box_iou
 from rsgpt4v.schema import REF, Instruction, Object, Record
 from rsgpt4v.validate.text_boxes import AUTO, BoxMatch, match_boxes, text_boxes
 from rsgpt4v.validate.vocabulary import Mention, Vocabulary

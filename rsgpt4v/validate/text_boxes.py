@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pycocotools import mask as coco_mask
 
 from rsgpt4v.boxfmt import STYLES, TextBox
 from rsgpt4v.errors import BoxFormatError
 from rsgpt4v.families import BoxConvention, BoxView
+from rsgpt4v.geometry import iou_matrix
 
 AUTO = "auto"
 _MARKED_STYLES = (  # (style, a marker only that style writes), most specific first
@@ -118,9 +118,7 @@ def match_boxes(
         return [BoxMatch(box, style, None, 0.0) for box in boxes]
     view = convention(style, square_pad, max_pixels).view(width, height)
     ground = [_xywh(_as_written(view, bbox)) for _, bbox in truth]
-    ious = np.asarray(coco_mask.iou(detected, ground, [0] * len(ground)), dtype=np.float64).reshape(
-        len(detected), len(ground)
-    )
+    ious = iou_matrix(detected, ground)
     same = np.isclose(np.asarray(detected)[:, None, :], np.asarray(ground)[None, :, :]).all(axis=2)
     ious[same] = 1.0  # equal boxes that the grid made flat have no area, yet match exactly
     best = ious.argmax(axis=1)

@@ -24,6 +24,13 @@ from rsgpt4v.instruct.llm.engine import PendingRequest, Requester, reply_of, usa
 from rsgpt4v.instruct.llm.passes import PASSES, response_format
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import PriceTable, Usage
+from rsgpt4v.instruct.llm.record_runs import (
+    RecordGenerator,
+    in_flight,
+    make_client,
+    run_records,
+    shard_records,
+)
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
 from rsgpt4v.schema import Record, read_jsonl
 
@@ -55,14 +62,6 @@ async def _run(
 ) -> None:
     import openai
 
-    from rsgpt4v.instruct.llm.generate import (
-        RecordGenerator,
-        _workers,
-        make_client,
-        run_records,
-        shard_records,
-    )
-
     client = make_client(settings, key)
     preparer = Preparer(settings, pool_size(settings, records_path))
     try:
@@ -74,7 +73,7 @@ async def _run(
             requester.vocabulary = vocabulary
             records = shard_records(read_jsonl(records_path, Record), settings.shard)
             generator = RecordGenerator(settings, requester, preparer)
-            await run_records(records, generator, lambda result: None, _workers(settings))
+            await run_records(records, generator, lambda result: None, in_flight(settings))
             pending = list({p.key: p for p in requester.pending}.values())
             if not pending:
                 break

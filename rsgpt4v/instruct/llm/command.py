@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct.llm.generate import LlmSummary, shard_records
+from rsgpt4v.instruct.llm.generate import LlmSummary
+from rsgpt4v.instruct.llm.record_runs import shard_records
 from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
 

@@ -10,10 +10,8 @@ run (all replies from the cache, no call) writes the same file.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,14 +21,22 @@ from rsgpt4v.instruct.llm.budget import Budget
 from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import Outcome, Requester
 from rsgpt4v.instruct.llm.images import render_side
-from rsgpt4v.instruct.llm.passes import PASSES, Earlier
+from rsgpt4v.instruct.llm.passes import PASSES
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import load_prices
+from rsgpt4v.instruct.llm.record_runs import (
+    RecordGenerator,
+    RecordResult,
+    in_flight,
+    make_client,
+    run_records,
+    shard_records,
+)
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
-from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF, qa_pairs
+from rsgpt4v.instruct.llm.to_instructions import qa_pairs
 from rsgpt4v.jsonfiles import decode_utf8
 from rsgpt4v.raster import gdal_env
-from rsgpt4v.schema import Instruction, JsonlWriter, Record, read_jsonl
+from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
 
 DEFAULT_CACHE_DIR = ".rsgpt4v-llm-cache"
 
@@ -55,104 +61,6 @@ class LlmSummary:
     stopped: str | None = None  # why the run stopped early
     fatal: bool = False  # stopped by an error (quota, credentials), not by the budget
     batches: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RecordResult:
-    record: Record
-    outcomes: list[Outcome]
-    instructions: list[Instruction]
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"I/N"`` (0 <= I < N) → (I, N); None → no sharding."""
-    if text is None:
-        return None
-    index, sep, count = text.partition("/")
-    if not (sep and index.strip().isdigit() and count.strip().isdigit()):
-        raise InputError(f"--shard must be I/N (e.g. 0/4), got {text!r}")
-    i, n = int(index), int(count)
-    if not 0 <= i < n:
-        raise InputError(f"--shard {text}: I must be in 0..{n - 1}")
-    return i, n
-
-
-def shard_of(record_id: str, count: int) -> int:
-    """The shard of a record: by a hash of its id, so it does not depend on file order."""
-    return int.from_bytes(hashlib.sha256(record_id.encode("utf-8")).digest()[:8], "big") % count
-
-
-def shard_records(records: Iterable[Record], shard: tuple[int, int] | None) -> Iterator[Record]:
-    for record in records:
-        if shard is None or shard_of(record.id, shard[1]) == shard[0]:
-            yield record
-
-
-class RecordGenerator:
-    """Runs the passes of one record: image, facts, then each pass fed with the earlier ones."""
-
-    def __init__(
-        self, settings: LlmSettings, requester: Requester, preparer: Preparer | None = None
-    ) -> None:
-        self.settings = settings
-        self.requester = requester
-        self.preparer = preparer or Preparer(settings)
-
-    async def generate(self, record: Record) -> RecordResult:
-        prepared = await self.preparer(record)
-        if isinstance(prepared, str):
-            failed = Outcome(self.settings.passes[0], "failed", f"image: {prepared}")
-            return RecordResult(record, [failed], [])
-        image, context, crops = prepared.image, prepared.context, prepared.crops
-        earlier = Earlier()
-        outcomes, instructions = [], []
-        for name in self.settings.passes:
-            if name != "local" and "local" in self.settings.passes and earlier.local is None:
-                break  # later passes build on accepted local notes
-            outcome = await self.requester.run(PASSES[name], context, earlier, image, crops)
-            outcomes.append(outcome)
-            if outcome.status != "ok":
-                if outcome.status in ("unsent", "failed"):
-                    break
-                continue
-            assert outcome.reply is not None and outcome.provenance is not None
-            instructions += INSTRUCTIONS_OF[name](record, outcome.reply, outcome.provenance)
-            if name == "local":
-                earlier.local = outcome.reply  # type: ignore[assignment]
-            elif name == "global":
-                earlier.description = outcome.reply.description  # type: ignore[attr-defined]
-        return RecordResult(record, outcomes, instructions)
-
-
-async def run_records(
-    records: Iterable[Record],
-    generator: RecordGenerator,
-    on_result: Callable[[RecordResult], None],
-    workers: int,
-) -> None:
-    """Feed records to ``workers`` tasks; ``on_result`` gets results in input order."""
-    queue: asyncio.Queue = asyncio.Queue(maxsize=2 * workers)
-    done: dict[int, RecordResult] = {}
-    next_index = 0
-
-    async def produce() -> None:
-        for index, record in enumerate(records):
-            if generator.requester.stopped:
-                break
-            await queue.put((index, record))
-        for _ in range(workers):
-            await queue.put(None)
-
-    async def work() -> None:
-        nonlocal next_index
-        while (item := await queue.get()) is not None:
-            index, record = item
-            done[index] = await generator.generate(record)
-            while next_index in done:
-                on_result(done.pop(next_index))
-                next_index += 1
-
-    await asyncio.gather(produce(), *(work() for _ in range(workers)))
 
 
 def log_row(result: RecordResult, outcome: Outcome) -> str:
@@ -248,31 +156,6 @@ def generate_llm_instructions(
     return summary
 
 
-def make_client(settings: LlmSettings, key: str):
-    """One shared client, its connection pool sized to the concurrency.
-
-    The SDK's aiohttp transport (``openai[aiohttp]``) costs half the CPU per request of its
-    default httpx one, which matters at hundreds of requests per second; the httpx transport is
-    used where aiohttp is not installed.
-    """
-    import openai
-    from openai._constants import DEFAULT_CONNECTION_LIMITS
-
-    size = settings.concurrency + 4
-    limits = type(DEFAULT_CONNECTION_LIMITS)(max_connections=size, max_keepalive_connections=size)
-    try:
-        http_client = openai.DefaultAioHttpClient(limits=limits)
-    except (AttributeError, RuntimeError, ImportError):  # older SDK, or aiohttp missing
-        http_client = openai.DefaultAsyncHttpxClient(limits=limits)
-    return openai.AsyncOpenAI(
-        api_key=key,
-        base_url=settings.base_url,
-        max_retries=settings.max_retries,
-        timeout=settings.timeout_s,
-        http_client=http_client,
-    )
-
-
 async def _generate(
     records_path,
     output,
@@ -313,10 +196,10 @@ async def _generate(
         summary.qa_pairs += qa_pairs(result.instructions)
 
     records = shard_records(read_jsonl(records_path, Record), settings.shard)
-    workers = pool_size(settings, records_path)
+    processes = pool_size(settings, records_path)
     try:
         with (
-            Preparer(settings, workers) as preparer,
+            Preparer(settings, processes) as preparer,
             JsonlWriter(output) as writer,
             JsonlWriter(summary.log) as log,
         ):
@@ -324,7 +207,7 @@ async def _generate(
             if prepend is not None:
                 text = decode_utf8(prepend.read_bytes(), prepend)
                 writer.write_lines(text.splitlines(keepends=True))
-            await run_records(records, generator, on_result, _workers(settings))
+            await run_records(records, generator, on_result, in_flight(settings))
     finally:
         if client is not None:
             await client.close()
@@ -333,11 +216,6 @@ async def _generate(
     summary.spent_usd += requester.budget.spent
     summary.stopped = summary.stopped or requester.stopped
     summary.fatal = summary.fatal or requester.fatal
-
-
-def _workers(settings: LlmSettings) -> int:
-    """Workers beyond the request slots keep the slots busy while images are rendered."""
-    return settings.concurrency + max(2, settings.concurrency // 8)
 
 
 def _check(settings: LlmSettings) -> None:

@@ -19,7 +19,6 @@ from itertools import pairwise
 from pathlib import Path
 
 from rsgpt4v.instruct.attributes import object_facts
-from rsgpt4v.instruct.llm.generate import shard_records
 from rsgpt4v.instruct.llm.images import render_side
 from rsgpt4v.instruct.llm.passes import (
     PASSES,
@@ -36,6 +35,7 @@ from rsgpt4v.instruct.llm.pricing import (
     load_prices,
     text_tokens_bound,
 )
+from rsgpt4v.instruct.llm.record_runs import shard_records
 from rsgpt4v.instruct.llm.replies import LocalReply, ObjectNote, Relation
 from rsgpt4v.instruct.llm.selection import View
 from rsgpt4v.instruct.llm.settings import LlmSettings

@@ -96,10 +96,10 @@ def _instruction(
 
 
 def local_instructions(
-    record: Record, reply: LocalReply, provenance: Provenance
+    record: Record, reply: LocalReply, provenance: Provenance, seed: int = 0
 ) -> Iterable[Instruction]:
-    """One question per described object, one per relation."""
-    rng = random.Random(f"{record.id}/local")
+    """One question per described object, one per relation (wording drawn with the run's seed)."""
+    rng = random.Random(f"{seed}|{record.id}/local")
     for index, note in enumerate(reply.objects):
         answer = note.description.strip()
         if note.attributes:
@@ -114,15 +114,15 @@ def local_instructions(
 
 
 def global_instructions(
-    record: Record, reply: GlobalReply, provenance: Provenance
+    record: Record, reply: GlobalReply, provenance: Provenance, seed: int = 0
 ) -> Iterable[Instruction]:
-    question = random.Random(f"{record.id}/global").choice(DESCRIPTION_QUESTIONS)
+    question = random.Random(f"{seed}|{record.id}/global").choice(DESCRIPTION_QUESTIONS)
     turns = [(question, reply.description.strip())]
     yield _instruction(record, "llm_detailed_description", 0, turns, provenance)
 
 
 def dialogue_instructions(
-    record: Record, reply: DialogueReply, provenance: Provenance
+    record: Record, reply: DialogueReply, provenance: Provenance, seed: int = 0
 ) -> Iterable[Instruction]:
     turns = [(t.question.strip(), t.answer.strip()) for t in reply.turns]
     yield _instruction(record, "llm_multi_turn", 0, turns, provenance)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from rsgpt4v.geometry import iou_matrix
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
@@ -45,38 +46,9 @@ def region_identification(record: Record, rng: TaskRandom, context: RuleContext)
 
 
 def is_ambiguous(obj: Object, others: Sequence[Object]) -> bool:
-    """True when another class's box overlaps this one by AMBIGUOUS_IOU or more.
-
-    :func:`box_iou` written out in the loop (the same arithmetic): rules ask this for a few
-    objects of every record, against all of its objects.
-    """
-    x0, y0, w, h = obj.bbox
-    x1, y1, area, category = x0 + w, y0 + h, w * h, obj.category
-    for other in others:
-        if other.category == category:
-            continue
-        left, top, other_w, other_h = other.bbox
-        right = left + other_w
-        width = (x1 if x1 < right else right) - (x0 if x0 > left else left)
-        if width <= 0:
-            continue
-        bottom = top + other_h
-        height = (y1 if y1 < bottom else bottom) - (y0 if y0 > top else top)
-        if height > 0:
-            overlap = width * height
-            if overlap / (area + other_w * other_h - overlap) >= AMBIGUOUS_IOU:
-                return True
-    return False
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two COCO ``[x, y, w, h]`` boxes."""
-    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)
+    """True when another class's box overlaps this one by AMBIGUOUS_IOU or more."""
+    rivals = [other.bbox for other in others if other.category != obj.category]
+    return bool(rivals) and bool((iou_matrix([obj.bbox], rivals) >= AMBIGUOUS_IOU).any())
 
 
 def indefinite_article(noun_phrase: str) -> str:
