@@ -134,7 +134,11 @@ def test_tiny_objects_get_no_counting_or_grounding_at_llava_input_large_ones_do(
     assert _answers(tiny, "counting", llava) == [] and _answers(tiny, "grounding", llava) == []
     assert _answers(tiny, "region_identification", llava) == []
     assert _answers(tiny, "relations", llava) == []
-    assert "objects too small" in " ".join(llava.skips)
+    for task in ("local_attributes", "region_caption", "multi_turn"):
+        assert _answers(tiny, task, llava) == [], task
+    reasons = " | ".join(llava.skips)
+    for task in ("counting", "grounding", "region_identification", "local_attributes"):
+        assert f"{task}: objects too small at the model's input" in reasons, reasons
     large = _record(_grid(20, 80), size=2048)  # 80 px → 13 px at 336
     (count,) = _answers(large, "counting", llava)
     assert count in renderings("counting", "many", count=20, singular="car", plural="cars")

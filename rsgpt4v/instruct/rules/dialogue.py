@@ -52,7 +52,9 @@ def multi_turn(record: Record, rng: TaskRandom, context: RuleContext) -> Iterato
         other = rng.choice(others) if others and focus in known.complete() else None
         scene = Scene(record, facts, known, visible, rng, focus, other)
         found = _dialogue(scene, rng)
-        if found is not None:
+        if found is None:
+            context.skip("multi_turn: too few facts a model can see for a dialogue")
+        else:
             turns, used = found
             draft = draft_from_text(
                 "multi_turn", index, load_pool("multi_turn").template, turns, record

@@ -53,13 +53,17 @@ def labelled_facts(record: Record, context: RuleContext) -> list[ObjectFacts]:
     return cached_object_facts(record, context.image_root)
 
 
-def visible_facts(record: Record, context: RuleContext) -> list[ObjectFacts]:
-    """The facts of the objects large enough at the model's input to be asked about alone."""
+def visible_facts(record: Record, context: RuleContext, task: str) -> list[ObjectFacts]:
+    """The facts of the objects large enough at the model's input to be asked about alone (the
+    others are counted as ``task``'s skips when none is left)."""
     facts = labelled_facts(record, context)
     if not facts:
         return []
     known = knowledge(record, context)
-    return [f for f, o in zip(facts, record.objects, strict=True) if known.visible(o)]
+    shown = [f for f, o in zip(facts, record.objects, strict=True) if known.visible(o)]
+    if not shown:
+        context.skip(f"{task}: objects too small at the model's input")
+    return shown
 
 
 def fact_values(fact: ObjectFacts) -> dict[str, str]:
@@ -88,7 +92,7 @@ def local_attributes(record: Record, rng: TaskRandom, context: RuleContext) -> I
     own (``TaskRandom.spawn``): the main one goes on to choose the next object's fact.
     """
     wording = rng.spawn("subjects")
-    facts = visible_facts(record, context)
+    facts = visible_facts(record, context, "local_attributes")
     pool = load_pool("local_attributes")
     for index, fact in enumerate(_sample(facts, MAX_LOCAL_OBJECTS, rng)):
         values = fact_values(fact)
@@ -119,7 +123,7 @@ def region_caption(record: Record, rng: TaskRandom, context: RuleContext) -> Ite
     A box that (nearly) coincides with a box of another class is skipped, as in region
     identification: the region alone cannot say which object is meant.
     """
-    facts = visible_facts(record, context)
+    facts = visible_facts(record, context, "region_caption")
     if not facts:
         return
     pool = load_pool("region_caption")

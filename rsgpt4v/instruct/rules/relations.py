@@ -83,6 +83,8 @@ def relations(record: Record, rng: TaskRandom, context: RuleContext) -> Iterator
     shown = {o.id for o in known.visible_objects()}
     facts = [f for f in labelled_facts(record, context) if f.id in shown]
     if len(facts) < 2:
+        if len(record.objects) >= 2 and record.labelled:
+            context.skip("relations: objects too small at the model's input")
         return
     # "nearest" and "between" speak of every object: all classes exact, every object visible
     complete = bool(known.classes) and len(known.complete()) == len(known.classes)
