@@ -24,6 +24,7 @@ from rsgpt4v.exporters.common import (
 from rsgpt4v.exporters.llava import to_llava
 from rsgpt4v.exporters.rendered import ImageRenderer
 from rsgpt4v.families import BoxConvention
+from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import LineNumbers, ProblemLog, write_rejects
 from rsgpt4v.schema import Instruction, count_lines, read_jsonl
 
@@ -86,8 +87,7 @@ def export_instructions(
         raise InputError("--render-images reads the images: give --image-root")
     output = Path(output)
     root = Path(image_root) if image_root is not None else None
-    if root is not None and not root.is_dir():
-        raise InputError("image root is not a folder", file=root)
+    ImageRoot.of(root)  # a folder, or an error naming it
     rendered = Path(render_images) if render_images is not None else None
     options = ExportOptions(convention, root, embed_images, image_url_prefix, max_side, rendered)
     resize = convention.shown_size if convention.spec.frame == "resize" else None

@@ -11,10 +11,49 @@ may climb out of it by design (``export --image-root`` writes them so); they rea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
+
+
+@dataclass(frozen=True)
+class ImageRoot:
+    """The folder that record image paths resolve under (``--image-root``), for every stage.
+
+    Checked once to be a folder; each image path goes through :meth:`resolve` (refused when it
+    leaves the folder) or :meth:`existing` (also refused when there is no file), with errors
+    that name the input file, the entry and the path.
+    """
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        if not Path(self.folder).is_dir():
+            raise InputError("image root is not a folder", file=self.folder)
+
+    @classmethod
+    def of(cls, folder: str | Path | ImageRoot | None) -> ImageRoot | None:
+        """The root of an optional ``--image-root`` (None stays None)."""
+        if folder is None or isinstance(folder, ImageRoot):
+            return folder
+        return cls(Path(folder))
+
+    def resolve(
+        self, relative: str, *, file: str | Path | None = None, entry: str | None = None
+    ) -> Path:
+        return under_root(self.folder, relative, file=file, entry=entry)
+
+    def existing(
+        self, relative: str, *, file: str | Path | None = None, entry: str | None = None
+    ) -> Path:
+        path = self.resolve(relative, file=file, entry=entry)
+        if not path.is_file():
+            raise InputError(
+                "image not found under the image root", file=file, entry=entry, value=path
+            )
+        return path
 
 
 def under_root(

@@ -40,6 +40,7 @@ from rasterio.windows import Window
 
 from rsgpt4v.atomic import StagedFiles
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
 from rsgpt4v.raster import check_complete, decode_errors
 from rsgpt4v.schema import ImageInfo, JsonlWriter, Object, Record, count_lines, read_jsonl
@@ -117,8 +118,7 @@ def tile_records(
     if settings.workers < 0:
         raise InputError("workers must be 0 (automatic) or more", value=settings.workers)
     image_root, tiles_dir, output = Path(image_root), Path(tiles_dir), Path(output)
-    if not image_root.is_dir():
-        raise InputError("image root is not a folder", file=image_root)
+    ImageRoot(image_root)  # a folder, or an error naming it
     log = ProblemLog(skip_bad=skip_bad)
     summary = TilingSummary(output=output, manifest=manifest_path(output))
     records: Iterable[Record] = read_jsonl(records_path, Record)
@@ -166,13 +166,12 @@ class _SceneTiler:
         self.log, self.source = log, source
 
     def tile(self, record: Record) -> list[tuple[Record, ManifestEntry]]:
-        image = self.image_root / record.image.path
-        if not image.resolve().is_relative_to(self.image_root.resolve()):
-            reason = "image path escapes --image-root"
-            self.log.reject(reason, self.source, entry=record.id, value=image)
-            return []
-        if not image.is_file():
-            self.log.reject("image not found", self.source, entry=record.id, value=image)
+        try:
+            image = ImageRoot(self.image_root).existing(
+                record.image.path, file=self.source, entry=record.id
+            )
+        except InputError as error:
+            self.log.reject(error.reason, self.source, entry=record.id, value=error.value)
             return []
         if record.captions or record.qa or record.label:
             self.log.count("scene captions, QA and labels not carried to tiles")

@@ -199,7 +199,7 @@ def test_image_path_outside_the_root_is_rejected(tmp_path: Path) -> None:
     summary = export_instructions(
         source, tmp_path / "o.json", image_root=tmp_path / "root", skip_bad=True
     )
-    assert summary.written == 0 and "outside the image root" in summary.rejects[0].reason
+    assert summary.written == 0 and "leaves the image root" in summary.rejects[0].reason
 
 
 @pytest.mark.parametrize(

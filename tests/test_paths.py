@@ -46,3 +46,23 @@ def test_an_llm_record_whose_image_leaves_the_root_is_never_read(tmp_path: Path)
     options = PrepareOptions(tmp_path / "root", "low", None, colour_facts=False)
     failure = prepare_record(record, options)
     assert isinstance(failure, str) and "leaves the image root" in failure
+
+
+def test_image_root_is_checked_once_and_refuses_what_leaves_it_or_is_missing(tmp_path) -> None:
+    import pytest
+
+    from rsgpt4v.errors import InputError
+    from rsgpt4v.paths import ImageRoot
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"x")
+    root = ImageRoot(tmp_path / "images")
+    assert root.existing("a.png", entry="r1") == tmp_path / "images" / "a.png"
+    assert ImageRoot.of(None) is None and ImageRoot.of(root) is root
+    with pytest.raises(InputError, match="leaves the image root"):
+        root.existing("../secret.png", entry="r1")
+    with pytest.raises(InputError, match="image not found under the image root"):
+        root.existing("b.png", entry="r1")
+    with pytest.raises(InputError, match="image root is not a folder"):
+        ImageRoot(tmp_path / "secret.png")

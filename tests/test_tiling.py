@@ -355,7 +355,7 @@ def test_skip_bad_keeps_the_good_scenes(tmp_path: Path) -> None:
     rejects = [json.loads(x) for x in summary.rejects_file.read_text().splitlines()]
     assert [(r["entry"], r["reason"]) for r in rejects] == [
         ("dota/train/P0005", "record says 41x40, image is 40x40"),
-        ("dota/train/outside", "image path escapes --image-root"),
+        ("dota/train/outside", "image path leaves the image root"),
     ]
     assert not list((tmp_path / "tiles" / "images").glob("P0005*"))
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from rsgpt4v.atomic import atomic_text  # re-exported: the exporters write through it
+from rsgpt4v.errors import InputError
 from rsgpt4v.families import BoxConvention
 from rsgpt4v.geometry import box_fill, polygon_to_obb
+from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import Problem
 from rsgpt4v.schema import Instruction, Message
 
@@ -199,11 +201,10 @@ def resolve_image(instruction: Instruction, root: Path | None, out_dir: Path) ->
     """Where the image is; with a root it must exist inside it. Raises ValueError if not."""
     if root is None:
         return ImageRef(instruction.image, instruction.image, None)
-    path = (root / instruction.image).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise ValueError(f"image path {instruction.image!r} resolves outside the image root")
-    if not path.is_file():
-        raise ValueError(f"image not found under the image root: {root / instruction.image}")
+    try:
+        path = ImageRoot(root).existing(instruction.image).resolve()
+    except InputError as error:
+        raise ValueError(f"{error.reason}: {instruction.image!r}") from None
     written = Path(os.path.relpath(path, out_dir.resolve())).as_posix()
     return ImageRef(instruction.image, written, path)
 

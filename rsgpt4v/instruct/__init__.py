@@ -23,6 +23,7 @@ from rsgpt4v.instruct.rules import (
     rule_instructions,
 )
 from rsgpt4v.instruct.vocabulary import dataset_completeness, dataset_vocabulary
+from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import LineNumbers, at_line
 from rsgpt4v.schema import JsonlWriter, Record, count_lines, read_jsonl
 
@@ -145,8 +146,7 @@ def rule_context(
     model_input: ModelInput | None = None,
 ) -> RuleContext:
     """What the rules know beyond each record, for the local and the Ray engine alike."""
-    if image_root is not None and not Path(image_root).is_dir():
-        raise InputError("image root is not a folder", file=image_root)
+    ImageRoot.of(image_root)  # a folder, or an error naming it
     vocabulary = dataset_vocabulary(vocabulary_from or records_path)
     if isinstance(completeness, str | Path):
         completeness = load_completeness(completeness)

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import Problem, write_rejects
 from rsgpt4v.scale.merge import concatenate
 from rsgpt4v.scale.session import Unit, ray_session, run_units
@@ -100,8 +101,7 @@ def tile_records_ray(
     settings = settings or TileSettings()
     if settings.workers == 0:  # one CPU per task: one writer thread each, the tasks fan out
         settings = dataclasses.replace(settings, workers=1)
-    if not Path(image_root).is_dir():
-        raise InputError("image root is not a folder", file=image_root)
+    ImageRoot(Path(image_root))  # a folder, or an error naming it
     output = Path(output)
     units = line_units(records_path, unit_lines)
     folder = shards_folder(output)

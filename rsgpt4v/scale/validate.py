@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from rsgpt4v.boxfmt import TextBox
 from rsgpt4v.errors import InputError
-from rsgpt4v.paths import under_root
+from rsgpt4v.paths import ImageRoot, under_root
 from rsgpt4v.report.stats import ReportStats
 from rsgpt4v.scale.session import Unit, ray_session, run_units
 from rsgpt4v.scale.shards import remove_shards, shard_path, shards_folder, write_shard
@@ -156,8 +156,7 @@ def validate_instructions_ray(
             "--engine local",
             file=instructions,
         )
-    if options.image_root is not None and not options.image_root.is_dir():
-        raise InputError("image root is not a folder", file=options.image_root)
+    ImageRoot.of(options.image_root)  # a folder, or an error naming it
     summary = ValidationSummary(
         format=fmt, output=Path(output) if output else None, iou=options.checks.iou
     )

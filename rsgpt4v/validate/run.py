@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from rsgpt4v.atomic import commit, create_staged
 from rsgpt4v.errors import InputError
-from rsgpt4v.paths import under_root
+from rsgpt4v.paths import ImageRoot, under_root
 from rsgpt4v.problems import LineNumbers, at_line, rejects_path
 from rsgpt4v.report.stats import ReportStats
 from rsgpt4v.schema import Instruction, JsonlWriter, Record, Source, count_lines, jsonl_lines
@@ -98,8 +98,7 @@ def validate_instructions(
     instructions = Path(instructions)
     if options.fmt not in FORMATS:
         raise InputError(f"unknown format {options.fmt!r}; expected one of {', '.join(FORMATS)}")
-    if options.image_root is not None and not options.image_root.is_dir():
-        raise InputError("image root is not a folder", file=options.image_root)
+    ImageRoot.of(options.image_root)  # a folder, or an error naming it
     fmt = detect_format(instructions) if options.fmt == "auto" else options.fmt
     summary = ValidationSummary(
         format=fmt, output=Path(output) if output else None, iou=options.checks.iou

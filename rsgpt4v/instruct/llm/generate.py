@@ -35,6 +35,7 @@ from rsgpt4v.instruct.llm.record_runs import (
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
 from rsgpt4v.instruct.llm.to_instructions import qa_pairs
 from rsgpt4v.jsonfiles import decode_utf8
+from rsgpt4v.paths import ImageRoot
 from rsgpt4v.raster import gdal_env
 from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
 
@@ -230,5 +231,4 @@ def _check(settings: LlmSettings) -> None:
     render_side(settings.detail)
     if settings.image_root is None:
         raise InputError("--image-root is needed with --generator llm: the model sees the images")
-    if not settings.image_root.is_dir():
-        raise InputError("image root is not a folder", file=settings.image_root)
+    ImageRoot(settings.image_root)  # a folder, or an error naming it
