@@ -17,12 +17,16 @@ $(BIN)/python:
 	@$(PIP) -c $(LOCK) --upgrade pip setuptools wheel
 
 # torch first, pinned: an unpinned torch (pulled in by transformers/peft) is a multi-GB CUDA build.
-# Everything else at the tested versions of $(LOCK), pip, setuptools and wheel included, so a
-# fresh clone installs what was tested; the project is built with the locked setuptools of the
-# venv (no isolated build environment, which would fetch the newest setuptools).
+# Then exactly the packages of $(LOCK) at their tested versions (pip, setuptools and wheel
+# included), and the project itself without resolving anything (--no-deps): nothing the lock does
+# not list can enter the venv, whatever the registry serves that day. The project is built with
+# the locked setuptools (no isolated build environment, which would fetch the newest one);
+# `pip check` then fails the install if the lock lacks a requirement of the project.
 $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) -c $(LOCK) $(TORCH_PIN)
-	@$(PIP) -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
+	@$(PIP) -r $(LOCK)
+	@$(PIP) --no-deps --no-build-isolation -e ".[$(EXTRAS)]"
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -54,7 +58,7 @@ lock: system-deps
 	$(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest
 	{ echo "# Tested versions, written by 'make lock' after the suite passed on them (Python 3.11,"; \
-	  echo "# Linux x86_64, CPU torch). 'make install/demo/test' install with -c $(LOCK)."; \
+	  echo "# Linux x86_64, CPU torch). 'make install/demo/test' install exactly these (-r $(LOCK))."; \
 	  $(BIN)/pip freeze --all --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(LOCK)
 	touch $(STAMP)
 

@@ -544,7 +544,8 @@ def export(
     if summary.oblique_skipped:
         typer.echo(
             f"not written: {summary.oblique_skipped} questions about thin oblique objects, "
-            f"which {boxes} boxes cannot outline (geochat and pixel write them oriented)"
+            f"which {boxes} boxes cannot outline (geochat and pixel write them oriented); "
+            f"listed in {summary.not_written_file}"
         )
     if summary.rejects_file:
         typer.echo(f"{len(summary.rejects)} rejected instructions listed in {summary.rejects_file}")

@@ -25,7 +25,7 @@ from rsgpt4v.exporters.llava import to_llava
 from rsgpt4v.exporters.rendered import ImageRenderer
 from rsgpt4v.families import BoxConvention
 from rsgpt4v.paths import ImageRoot
-from rsgpt4v.problems import LineNumbers, ProblemLog, write_rejects
+from rsgpt4v.problems import LineNumbers, Problem, ProblemLog, write_rejects
 from rsgpt4v.schema import Instruction, count_lines, read_jsonl
 
 RENDERED_FORMATS = ("llava", "sharegpt")  # formats whose trainers open the image files with PIL
@@ -109,8 +109,11 @@ def export_instructions(
                 if renderer is not None:
                     image = renderer(image, instruction.image_size)
                 item = exporter.item(instruction, image)
-            except ObliqueRegion:
-                summary.oblique_skipped += 1
+            except ObliqueRegion as why:
+                left_out = Problem(
+                    str(why), str(instructions_path), line_of(number), entry=instruction.id
+                )
+                summary.not_written.append(left_out)
                 continue
             except ValueError as error:
                 log.reject(
@@ -127,6 +130,7 @@ def export_instructions(
         exporter.write(items(line_of))
     summary.rejects = log.problems
     summary.rejects_file = write_rejects(output, log.problems)
+    summary.not_written_file = write_rejects(output, summary.not_written, "not-written")
     summary.side_files = exporter.finish(summary)
     if renderer is not None:
         summary.images_rendered, summary.images_reused = renderer.rendered, renderer.reused

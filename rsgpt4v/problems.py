@@ -75,23 +75,26 @@ class ProblemLog:
         self.counts[what] += n
 
 
-def rejects_path(output: str | Path) -> Path:
+def rejects_path(output: str | Path, kind: str = "rejects") -> Path:
     """``train.jsonl`` → ``train.jsonl.rejects.jsonl``: named from the whole file name.
 
     Named from the stem, ``validate -o train.jsonl`` and ``export -o train.json`` would share one
-    rejects file, and the second run would delete the first one's rejects.
+    rejects file, and the second run would delete the first one's rejects. ``kind`` names other
+    listings of items left out on purpose (``train.json.not-written.jsonl``).
     """
     output = Path(output)
-    return output.with_name(output.name + ".rejects.jsonl")
+    return output.with_name(f"{output.name}.{kind}.jsonl")
 
 
-def write_rejects(output: str | Path, problems: list[Problem]) -> Path | None:
+def write_rejects(
+    output: str | Path, problems: list[Problem], kind: str = "rejects"
+) -> Path | None:
     """One JSON line per reject next to output; a stale file from an earlier run is removed.
 
     Written to a fresh temporary file and renamed into place, so a killed run leaves the earlier
     rejects whole.
     """
-    path = rejects_path(output)
+    path = rejects_path(output, kind)
     if not problems:
         path.unlink(missing_ok=True)
         return None

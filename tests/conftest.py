@@ -29,3 +29,12 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from rsgpt4v.sample import make_sample
 
     return make_sample(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture
+def server():
+    """A fake OpenAI-compatible server for one test (tests/fake_openai_server.py)."""
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as running:
+        yield running

@@ -365,3 +365,23 @@ def test_polygon_to_obb_on_noisy_quads_is_le90(cx, cy, w, h, angle, noise):
     _, _, got_w, got_h, got_angle = polygon_to_obb(quad)
     assert got_w >= got_h
     assert -90 <= got_angle < 90
+
+
+def test_box_iou_is_iou_matrix_for_one_pair() -> None:
+    """The one IoU (pycocotools' definition); box_iou writes it out for a single pair."""
+    import random
+
+    from rsgpt4v.geometry import box_iou, iou_matrix
+
+    rng = random.Random(0)
+    boxes = [[rng.uniform(0, 100), rng.uniform(0, 100), rng.uniform(0, 60), rng.uniform(0, 60)]]
+    boxes += [
+        [rng.uniform(0, 100), rng.uniform(0, 100), rng.uniform(0, 60), rng.uniform(0, 60)]
+        for _ in range(199)
+    ]
+    matrix = iou_matrix(boxes[:100], boxes[100:])
+    for i, a in enumerate(boxes[:100]):
+        for j, b in enumerate(boxes[100:]):
+            assert abs(box_iou(a, b) - matrix[i, j]) < 1e-12
+    assert box_iou([0, 0, 10, 10], [5, 0, 10, 10]) == pytest.approx(1 / 3)
+    assert box_iou([0, 0, 10, 10], [20, 20, 5, 5]) == 0.0

@@ -25,12 +25,6 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_llm_records(tmp_path_factory.mktemp("llm_records"), RECORDS)
 
 
-@pytest.fixture
-def server():
-    with FakeOpenAIServer() as running:
-        yield running
-
-
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RSGPT4V_TEST_KEY", KEY)

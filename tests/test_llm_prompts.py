@@ -177,12 +177,6 @@ def test_crops_go_where_they_cover_most_and_the_rest_is_marked_too_small() -> No
     assert selection.too_small  # more small spots than crops
 
 
-@pytest.fixture
-def server():
-    with FakeOpenAIServer() as running:
-        yield running
-
-
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RSGPT4V_PROMPTS_KEY", KEY)

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).parents[1]
 
@@ -97,11 +98,7 @@ def test_wheel_runs_in_a_fresh_virtual_environment(wheel: Path, tmp_path: Path) 
     assert "LLaVA JSON" in out and (tmp_path / "demo/llava.json").is_file()
 
 
-def test_the_environment_is_the_lock() -> None:
-    """make install/test install requirements-lock.txt: every locked package present has its
-    locked version, and the lock pins the installers and the build backend too."""
-    from importlib.metadata import distributions
-
+def _locked() -> dict[str, str]:
     from packaging.utils import canonicalize_name
 
     locked = {}
@@ -109,14 +106,68 @@ def test_the_environment_is_the_lock() -> None:
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             locked[canonicalize_name(name)] = version
-    assert {"pip", "setuptools", "wheel", "torch"} <= locked.keys()
-    installed: dict[str, str] = {}
-    for dist in distributions():  # the first on sys.path is the one imported; later ones are
-        # copies vendored by other packages (setuptools puts its _vendor folder on sys.path)
-        installed.setdefault(canonicalize_name(dist.metadata["Name"]), dist.version)
-    differ = {
-        name: (installed[name], version)
-        for name, version in locked.items()
-        if name in installed and installed[name].split("+")[0] != version
+    return locked
+
+
+def _venv_distributions() -> dict[str, str]:
+    """Name → version of what the venv's site-packages hold (not copies vendored elsewhere on
+    sys.path: setuptools puts its _vendor folder there), the project itself left out."""
+    import sysconfig
+    from importlib.metadata import distributions
+
+    from packaging.utils import canonicalize_name
+
+    folders = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    found = {
+        canonicalize_name(d.metadata["Name"]): d.version.split("+")[0]
+        for d in distributions(path=folders)
     }
+    found.pop("rsgpt4v", None)
+    return found
+
+
+def _in_make_venv() -> bool:
+    return Path(sys.prefix).resolve() == (REPO / ".venv").resolve()
+
+
+def test_the_environment_is_the_lock() -> None:
+    """make install/test install exactly requirements-lock.txt: the venv holds every locked
+    package at its locked version and nothing else, and the lock pins the installers and the
+    build backend too. (Elsewhere, e.g. a user's own environment, only the lock's form is
+    checked.)"""
+    locked = _locked()
+    assert {"pip", "setuptools", "wheel", "torch"} <= locked.keys()
+    if not _in_make_venv():
+        pytest.skip("not the .venv that make builds from the lock")
+    installed = _venv_distributions()
+    assert sorted(installed.keys() - locked.keys()) == [], "installed but not in the lock"
+    assert sorted(locked.keys() - installed.keys()) == [], "locked but not installed"
+    differ = {n: (installed[n], v) for n, v in locked.items() if installed[n] != v}
     assert not differ, f"installed (left) is not the lock (right): {differ}"
+
+
+def test_the_lock_satisfies_every_requirement_of_the_installed_extras() -> None:
+    """The project is installed --no-deps: a requirement pyproject.toml gains must come with a
+    lock entry that satisfies it, or this fails (on Linux, for the extras make installs)."""
+    import re
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    extras = re.search(r"^EXTRAS := (.+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"]]
+    for extra in extras.split(","):
+        for text in project["optional-dependencies"][extra]:
+            requirement = Requirement(text)
+            if canonicalize_name(requirement.name) != "rsgpt4v":  # an extra naming others
+                wanted.append(requirement)
+    locked = _locked()
+    missing = []
+    for requirement in wanted:
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        version = locked.get(canonicalize_name(requirement.name))
+        if version is None or not requirement.specifier.contains(version, prereleases=True):
+            missing.append(f"{requirement} (lock: {version})")
+    assert missing == []

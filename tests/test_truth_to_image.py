@@ -228,6 +228,15 @@ def test_a_thin_oblique_object_gets_an_oriented_region_in_geochat_and_is_skipped
     assert pixel.written == 2 and texts.count("[[") == 1  # the pier as its outline
     llava = export_instructions(instructions, tmp_path / "l.json", boxes="llava")
     assert llava.written == 1 and llava.oblique_skipped == 1 and not llava.rejects
+    (left_out,) = [json.loads(line) for line in llava.not_written_file.read_text().splitlines()]
+    assert left_out["file"] == str(instructions) and left_out["line"] in (1, 2)
+    assert (
+        left_out["entry"].endswith("#region_identification-0")
+        and "thin oblique" in left_out["reason"]
+    )
+    assert llava.not_written_file.name == "l.json.not-written.jsonl"
+    geochat_again = export_instructions(instructions, tmp_path / "l.json", boxes="geochat")
+    assert geochat_again.not_written_file is None and not llava.not_written_file.exists()
 
 
 # -- overlapping tiles ------------------------------------------------------------------------

@@ -67,7 +67,15 @@ class ExportSummary:
     rejects_file: Path | None = None
     side_files: list[Path] = field(default_factory=list)
     images_rendered: int = 0  # --render-images: copies written, and copies found up to date
-    oblique_skipped: int = 0  # questions about thin oblique objects, in a style with no OBB
+    # questions about thin oblique objects in a style with no oriented box: left out on purpose,
+    # listed in OUTPUT.not-written.jsonl
+    not_written: list[Problem] = field(default_factory=list)
+    not_written_file: Path | None = None
+
+    @property
+    def oblique_skipped(self) -> int:
+        return len(self.not_written)
+
     images_reused: int = 0
 
     def add(self, instruction: Instruction) -> None:

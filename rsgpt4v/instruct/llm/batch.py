@@ -23,15 +23,15 @@ from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import PendingRequest, Requester, reply_of, usage_of
 from rsgpt4v.instruct.llm.passes import PASSES, response_format
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
-from rsgpt4v.instruct.llm.pricing import PriceTable, Usage
+from rsgpt4v.instruct.llm.pricing import Usage
 from rsgpt4v.instruct.llm.record_runs import (
     RecordGenerator,
+    Run,
     in_flight,
     make_client,
     run_records,
     shard_records,
 )
-from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
 from rsgpt4v.schema import Record, read_jsonl
 
 MAX_LINES = 50_000
@@ -39,39 +39,27 @@ MAX_BYTES = 150 * 1024**2
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
-def run_batches(
-    records_path,
-    settings: LlmSettings,
-    cache: ReplyCache,
-    prices: PriceTable,
-    key: str,
-    redact: Redactor,
-    vocabulary: dict,
-    summary,
-    ledger: str | None = None,
-) -> None:
-    """Fill the cache through batches, one round per pass; ``summary`` gets batch ids and spend,
-    and the budget ``ledger`` (an output's, see generate.ledger_of) what each reply cost."""
-    asyncio.run(
-        _run(records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger)
-    )
+def run_batches(run: Run) -> None:
+    """Fill the cache through batches, one round per pass; ``run.summary`` gets batch ids and
+    spend, and the budget ``run.ledger`` (an output's, see generate.ledger_of) what each reply
+    cost."""
+    asyncio.run(_run(run))
 
 
-async def _run(
-    records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger
-) -> None:
+async def _run(run: Run) -> None:
     import openai
 
-    client = make_client(settings, key)
-    preparer = Preparer(settings, pool_size(settings, records_path))
+    settings, cache, summary = run.settings, run.cache, run.summary
+    client = make_client(settings, run.key)
+    preparer = Preparer(settings, pool_size(settings, run.records_path))
     try:
-        finish = partial(_finish, client, cache, prices, settings, ledger=ledger)
+        finish = partial(_finish, client, cache, run.prices, settings, ledger=run.ledger)
         for open_batch, entries in cache.open_batches():
             summary.spent_usd += await finish(open_batch, entries)
         for _ in settings.passes:
-            requester = Requester(settings, cache, prices, None, redact, mode="collect")
-            requester.vocabulary = vocabulary
-            records = shard_records(read_jsonl(records_path, Record), settings.shard)
+            requester = Requester(settings, cache, run.prices, None, run.redact, mode="collect")
+            requester.vocabulary = run.vocabulary
+            records = shard_records(read_jsonl(run.records_path, Record), settings.shard)
             generator = RecordGenerator(settings, requester, preparer)
             await run_records(records, generator, lambda result: None, in_flight(settings))
             pending = list({p.key: p for p in requester.pending}.values())
@@ -90,7 +78,7 @@ async def _run(
                 summary.stopped = stopped
                 break
     except openai.APIError as error:
-        raise RsgptError(redact(f"batch API error: {error}")[:500]) from None
+        raise RsgptError(run.redact(f"batch API error: {error}")[:500]) from None
     finally:
         preparer.__exit__()
         await client.close()

@@ -27,6 +27,7 @@ from rsgpt4v.instruct.llm.pricing import load_prices
 from rsgpt4v.instruct.llm.record_runs import (
     RecordGenerator,
     RecordResult,
+    Run,
     in_flight,
     make_client,
     run_records,
@@ -127,56 +128,28 @@ def generate_llm_instructions(
     with ReplyCache(settings.cache_dir or output.parent / DEFAULT_CACHE_DIR) as cache:
         if own_budget:
             summary.earlier_usd = cache.charged(ledger_of(output))
+        run = Run(records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger)
         if settings.batch:
             from rsgpt4v.instruct.llm.batch import run_batches
 
-            run_batches(
-                records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger
-            )
+            run_batches(run)
         if budget is None:
             budget = Budget(settings.budget_usd, summary.earlier_usd + summary.spent_usd)
         # The collector skips what the imports made and runs less often; GDAL keeps one
         # environment for every image read (rsgpt4v.raster.gdal_env).
         with older_objects_frozen(), fewer_collections(), gdal_env():
-            asyncio.run(
-                _generate(
-                    records_path,
-                    output,
-                    settings,
-                    cache,
-                    prices,
-                    key,
-                    redact,
-                    vocabulary,
-                    summary,
-                    prepend,
-                    budget,
-                    ledger,
-                )
-            )
+            asyncio.run(_generate(run, output, prepend, budget))
     return summary
 
 
-async def _generate(
-    records_path,
-    output,
-    settings,
-    cache,
-    prices,
-    key,
-    redact,
-    vocabulary,
-    summary,
-    prepend,
-    budget,
-    ledger,
-) -> None:
-    client = None if settings.batch else make_client(settings, key)
+async def _generate(run: Run, output: Path, prepend: Path | None, budget: Budget) -> None:
+    settings, summary = run.settings, run.summary
+    client = None if settings.batch else make_client(settings, run.key)
     mode = "cache_only" if settings.batch else "call"
     requester = Requester(
-        settings, cache, prices, client, redact, mode, budget=budget, ledger=ledger
+        settings, run.cache, run.prices, client, run.redact, mode, budget=budget, ledger=run.ledger
     )
-    requester.vocabulary = vocabulary
+    requester.vocabulary = run.vocabulary
 
     def on_result(result: RecordResult) -> None:
         summary.records += 1
@@ -196,8 +169,8 @@ async def _generate(
             summary.per_task[instruction.task] += 1
         summary.qa_pairs += qa_pairs(result.instructions)
 
-    records = shard_records(read_jsonl(records_path, Record), settings.shard)
-    processes = pool_size(settings, records_path)
+    records = shard_records(read_jsonl(run.records_path, Record), settings.shard)
+    processes = pool_size(settings, run.records_path)
     try:
         with (
             Preparer(settings, processes) as preparer,

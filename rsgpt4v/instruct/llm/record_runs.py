@@ -8,12 +8,16 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import Outcome, Requester
 from rsgpt4v.instruct.llm.passes import PASSES, Earlier
 from rsgpt4v.instruct.llm.prepare import Preparer
-from rsgpt4v.instruct.llm.settings import LlmSettings
+from rsgpt4v.instruct.llm.pricing import PriceTable
+from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor
 from rsgpt4v.instruct.llm.to_instructions import INSTRUCTIONS_OF
 from rsgpt4v.schema import Instruction, Record
 
@@ -145,3 +149,19 @@ def make_client(settings: LlmSettings, key: str):
 def in_flight(settings: LlmSettings) -> int:
     """Workers beyond the request slots keep the slots busy while images are rendered."""
     return settings.concurrency + max(2, settings.concurrency // 8)
+
+
+@dataclass
+class Run:
+    """What the parts of one LLM run share: its input, settings, reply cache, prices, key (and
+    its redactor), the dataset vocabularies, the summary it fills and the budget ledger."""
+
+    records_path: str | Path
+    settings: LlmSettings
+    cache: ReplyCache
+    prices: PriceTable
+    key: str
+    redact: Redactor
+    vocabulary: dict[str, tuple[str, ...]]
+    summary: Any  # rsgpt4v.instruct.llm.generate.LlmSummary
+    ledger: str | None = None

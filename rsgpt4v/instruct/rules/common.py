@@ -154,12 +154,13 @@ class Knowledge:
     scale: float | None
     scene_questions: bool
     absence_known: bool  # "there is no X" may be said of exhaustive classes absent here
+    hidden: frozenset[int] = frozenset()  # id() of the record's objects too small to ask about
 
     def visible(self, obj: Object) -> bool:
-        return visible(obj, self.scale)
+        return id(obj) not in self.hidden
 
     def visible_objects(self) -> list[Object]:
-        return [o for o in self.record.objects if visible(o, self.scale)]
+        return [o for o in self.record.objects if id(o) not in self.hidden]
 
     def countable(self) -> dict[str, ClassFacts]:
         """Classes whose count may be stated (exactly or as "at least")."""
@@ -196,12 +197,14 @@ def knowledge(record: Record, context: RuleContext) -> Knowledge:
     # what the labels may leave out (objects under min_size) must be invisible to the model
     small_gap_hidden = labelling.min_size * (1.0 if scale is None else scale) < MIN_VISIBLE_PX
     complete = complete_labels and small_gap_hidden
+    # each object's oriented width is measured once per record (a hull per object)
+    hidden = frozenset(id(o) for o in record.objects if not visible(o, scale))
     classes = {
         category: ClassFacts(
             category,
             objects,
             exhaustive=complete and labelling.exhaustive(category),
-            visible=all(visible(o, scale) for o in objects),
+            visible=not any(id(o) in hidden for o in objects),
         )
         for category, objects in sorted(groups.items())
     }
@@ -212,6 +215,7 @@ def knowledge(record: Record, context: RuleContext) -> Knowledge:
         scale,
         scene_questions="repeats" not in record.meta,
         absence_known=absence_known,
+        hidden=hidden,
     )
     _knowledge = (record, context, result)
     return result

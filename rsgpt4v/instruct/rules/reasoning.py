@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from scipy.spatial.distance import pdist
 
 from rsgpt4v.instruct.attributes import ObjectFacts
 from rsgpt4v.instruct.layout import (
@@ -361,7 +362,7 @@ def _closest_pair(scene: Scene) -> list[Turn] | None:
     if not scene.exact or len(members) < 2:
         return None
     pairs = list(itertools.combinations(members, 2))
-    distances = [_centre_distance(a, b) for a, b in pairs]
+    distances = pdist(np.array([f.centre for f in members])).tolist()  # in the pairs' order
     best = _unique_minimum(distances)
     if best is None:
         return None

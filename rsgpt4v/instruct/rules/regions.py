@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from rsgpt4v.geometry import iou_matrix
+from rsgpt4v.geometry import box_iou
 from rsgpt4v.instruct.phrasing import category_name, load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
@@ -47,8 +47,10 @@ def region_identification(record: Record, rng: TaskRandom, context: RuleContext)
 
 def is_ambiguous(obj: Object, others: Sequence[Object]) -> bool:
     """True when another class's box overlaps this one by AMBIGUOUS_IOU or more."""
-    rivals = [other.bbox for other in others if other.category != obj.category]
-    return bool(rivals) and bool((iou_matrix([obj.bbox], rivals) >= AMBIGUOUS_IOU).any())
+    return any(
+        other.category != obj.category and box_iou(obj.bbox, other.bbox) >= AMBIGUOUS_IOU
+        for other in others
+    )
 
 
 def indefinite_article(noun_phrase: str) -> str:
