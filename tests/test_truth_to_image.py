@@ -278,3 +278,17 @@ def test_overlapping_tiles_get_scene_questions_once(tmp_path: Path) -> None:
     generate_instructions(tmp_path / "tiles.jsonl", tmp_path / "out.jsonl", tasks="counting")
     counted = [i.record_id for i in read_jsonl(tmp_path / "out.jsonl", Instruction)]
     assert counted == [taken[0].id]
+
+
+def test_a_misspelt_class_in_a_completeness_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "records.jsonl", [_record([("car", [10, 10, 20, 20])])])
+    table = tmp_path / "completeness.yaml"
+    table.write_text("toy:\n  partial: [cars]\n", encoding="utf-8")
+    with pytest.raises(InputError, match="'cars' is not a class of that dataset") as error:
+        generate_instructions(tmp_path / "records.jsonl", tmp_path / "o.jsonl", completeness=table)
+    assert str(table) in str(error.value)
+    table.write_text("toy:\n  partial: [car]\nother:\n  partial: [x]\n", encoding="utf-8")
+    summary = generate_instructions(
+        tmp_path / "records.jsonl", tmp_path / "o.jsonl", tasks="counting", completeness=table
+    )
+    assert summary.instructions == 1  # "at least 1 car"; the dataset not in the input is ignored

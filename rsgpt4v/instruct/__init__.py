@@ -31,6 +31,7 @@ __all__ = [
     "RULE_TASKS",
     "InstructionSummary",
     "batches_with_facts",
+    "check_partial_classes",
     "dataset_vocabulary",
     "generate_instructions",
     "parse_tasks",
@@ -148,14 +149,38 @@ def rule_context(
     """What the rules know beyond each record, for the local and the Ray engine alike."""
     ImageRoot.of(image_root)  # a folder, or an error naming it
     vocabulary = dataset_vocabulary(vocabulary_from or records_path)
-    if isinstance(completeness, str | Path):
-        completeness = load_completeness(completeness)
+    source = completeness if isinstance(completeness, str | Path) else None
+    if source is not None:
+        completeness = load_completeness(source)
+    check_partial_classes(completeness or {}, vocabulary, source)
     return RuleContext(
         vocabulary=vocabulary,
         image_root=Path(image_root).resolve() if image_root is not None else None,
         completeness=dataset_completeness(vocabulary, completeness),
         model_input=model_input or ModelInput(),
     )
+
+
+def check_partial_classes(
+    table: Mapping[str, LabelCompleteness],
+    vocabulary: Mapping[str, tuple[str, ...]],
+    source: str | Path | None,
+) -> None:
+    """A class the completeness file names must be one of its dataset's classes: a misspelt one
+    ("ships") would otherwise leave the real class exhaustive without a word."""
+    for dataset, entry in table.items():
+        known = vocabulary.get(dataset)
+        if known is None or isinstance(entry.partial, str):
+            continue  # a dataset this input does not hold, or "all"
+        unknown = sorted(set(entry.partial) - set(known))
+        if unknown:
+            raise InputError(
+                f"completeness entry {dataset!r}: {unknown[0]!r} is not a class of that dataset "
+                f"(its classes: {', '.join(known)})",
+                file=source,
+                entry=dataset,
+                value=unknown[0],
+            )
 
 
 def _numbered(records: Iterable[Record], numbers: dict[int, int]) -> Iterator[Record]:

@@ -108,7 +108,7 @@ def generate_llm_instructions(
     this one included (the ledger in the reply cache). ``ledger`` names the ledger that paid
     replies are charged to when the budget is shared (default: none; else the output's own).
     """
-    from rsgpt4v.instruct import dataset_vocabulary
+    from rsgpt4v.instruct import check_partial_classes, dataset_vocabulary
 
     output = Path(output)
     _check(settings)
@@ -121,6 +121,7 @@ def generate_llm_instructions(
     key = read_api_key(settings)
     redact = Redactor(key)
     vocabulary = dataset_vocabulary(records_path)
+    check_partial_classes(settings.completeness, vocabulary, None)
     summary = LlmSummary(output=output, log=log_path_of(output))
     own_budget = budget is None
     if own_budget:
