@@ -55,28 +55,32 @@ def run_local(records: Path, folder: Path) -> dict[str, float]:
 def run_ray(records: Path, folder: Path, cpus: int, unit_lines: int) -> dict[str, float]:
     import ray
 
-    from rsgpt4v.scale.instruct import instruct_rules_ray
-    from rsgpt4v.scale.session import quiet_ray_data
-    from rsgpt4v.scale.validate import validate_instructions_ray
-    from rsgpt4v.validate.run import ValidationOptions
+    from rsgpt4v.engines import open_engine
+    from rsgpt4v.engines.ray import quiet_ray_data
+    from rsgpt4v.instruct.settings import RulesSettings
+    from rsgpt4v.instruct.stage import RulesStage
+    from rsgpt4v.validate.run import ValidationOptions, validate_instructions
 
+    rules = RulesSettings(tasks=TASKS)
     start = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     quiet_ray_data()
     warm_up = folder / "warm_up.jsonl"  # one unit per worker: each imports rsgpt4v once
     with records.open(encoding="utf-8") as handle:
         warm_up.write_text(handle.readline() * cpus, encoding="utf-8")
-    instruct_rules_ray(warm_up, folder / "warm_up.out.jsonl", tasks=TASKS, unit_lines=1)
-    started = time.perf_counter() - start
     try:
-        out = folder / f"ray{cpus}.jsonl"
+        with open_engine("ray") as engine:  # the session started above
+            engine.run(RulesStage(warm_up, folder / "warm_up.out.jsonl", rules, lines_per_unit=1))
+            started = time.perf_counter() - start
+            out = folder / f"ray{cpus}.jsonl"
+            start = time.perf_counter()
+            summary = engine.run(RulesStage(records, out, rules, lines_per_unit=unit_lines))
+            instruct = summary.records / (time.perf_counter() - start)
         start = time.perf_counter()
-        summary = instruct_rules_ray(records, out, tasks=TASKS, unit_lines=unit_lines)
-        instruct = summary.records / (time.perf_counter() - start)
-        start = time.perf_counter()
-        checked = validate_instructions_ray(
+        checked = validate_instructions(
             out, records, folder / f"ray{cpus}.clean.jsonl",
-            options=ValidationOptions(leakage=False), unit_lines=unit_lines * 5,
+            options=ValidationOptions(leakage=False), engine="ray",
+            lines_per_unit=unit_lines * 5,
         )  # fmt: skip
         validate = checked.instructions / (time.perf_counter() - start)
     finally:

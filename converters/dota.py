@@ -256,14 +256,19 @@ class DotaConverter(Converter):
 
     # -- records ------------------------------------------------------------------------------
     def records(self) -> Iterator[Record]:
-        splits = [
-            (split, folder, self.find_labels(split, folder))
-            for split, folder in self.split_folders()
-        ]
-        fallback = self._unlabelled_dataset_name()
-        for split, folder, found in splits:
-            dataset = self.dataset_name(found, folder) if found else fallback
-            yield from self._split_records(dataset, split, folder, found)
+        for split in self.work_units():
+            yield from self.unit_records(split)
+
+    def work_units(self) -> list[str]:
+        """The split folders (train, val, test): parts converted independently, in order
+        (:class:`rsgpt4v.convert.SplitConverter`, for the Ray engine)."""
+        return [split for split, _ in self.split_folders()]
+
+    def unit_records(self, unit: str) -> Iterator[Record]:
+        folder = dict(self.split_folders())[unit]
+        found = self.find_labels(unit, folder)
+        dataset = self.dataset_name(found, folder) if found else self._unlabelled_dataset_name()
+        yield from self._split_records(dataset, unit, folder, found)
 
     def _unlabelled_dataset_name(self) -> str:
         """Unlabelled splits (test) take the version of the labelled splits beside them."""

@@ -13,7 +13,13 @@ from typing import TypeVar
 import typer
 
 from rsgpt4v import __version__
+from rsgpt4v.cli_options import settings_options
+from rsgpt4v.convert_settings import ConvertSettings
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.instruct.llm.settings import LlmSettings
+from rsgpt4v.instruct.settings import RulesSettings
+from rsgpt4v.tile_settings import TileSettings
+from rsgpt4v.validate.settings import MAX_PIXELS_HELP, ValidationOptions
 
 app = typer.Typer(
     help="Remote-sensing instruction data for multimodal LLMs: convert legacy datasets, write "
@@ -68,16 +74,6 @@ def _fail(error: RsgptError) -> None:
     raise typer.Exit(code=2)
 
 
-def _parse_options(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
-        options[key.strip()] = value.strip()
-    return options
-
-
 ENGINE_HELP = (
     "local (this machine), or ray: fan out over a Ray cluster through Ray Data (pip install "
     "'rsgpt4v\\[ray]'; see docs/scale.md); the output is the local engine's, line for line."
@@ -93,10 +89,6 @@ PAD_HELP = (
     "pad). Default: the family's own (on for llava, off for the others)."
 )
 DECIMALS_HELP = "Decimals of normalised boxes (default: the family's; llava 2)."
-MAX_PIXELS_HELP = (
-    "qwen25vl: the processor's max_pixels; boxes are pixels of the image resized within it "
-    "(default 12845056, Qwen2.5-VL's processor; LLaMA-Factory's image_max_pixels is 589824)."
-)
 MIN_PIXELS_HELP = "qwen25vl: the processor's min_pixels (default 3136)."
 
 
@@ -116,47 +108,22 @@ def datasets() -> None:
 
 
 @app.command()
+@settings_options(lambda error: _fail(error), settings=ConvertSettings)
 def convert(
     dataset: str = typer.Argument(..., help="Converter name (see `rsgpt4v datasets`)."),
     root: Path = typer.Argument(..., help="The dataset's root folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Records file to write (JSONL)."),
-    split: str | None = typer.Option(None, "--split", help="Convert only this split."),
-    captions: Path | None = typer.Option(
-        None, "--captions", help="JSON object mapping image paths (or stems) to caption lists."
-    ),
-    option: list[str] = typer.Option(
-        [], "-O", "--option", help="Converter option KEY=VALUE (repeatable), e.g. labels=hbb."
-    ),
-    category_field: str | None = typer.Option(
-        None,
-        "--category-field",
-        help="geo: the label attribute holding the class (same as -O category_field=NAME).",
-    ),
-    skip_bad: bool = typer.Option(
-        False, "--skip-bad", help="Skip bad items and list them in OUTPUT.rejects.jsonl."
-    ),
+    settings: ConvertSettings = ConvertSettings(),
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Convert a legacy dataset into records (one JSON line per image)."""
-    from rsgpt4v.convert import convert_dataset
-    from rsgpt4v.scale import engine_function
+    from rsgpt4v.convert import ConvertStage
+    from rsgpt4v.engines import run_stage
 
+    stage = ConvertStage(dataset, root, output, settings)
     try:
-        run = engine_function(
-            engine, convert_dataset, "rsgpt4v.scale.convert:convert_dataset_ray", ray_address
-        )
-        summary = run(
-            dataset,
-            root,
-            output,
-            split=split,
-            skip_bad=skip_bad,
-            captions=captions,
-            options=_parse_options(option)
-            | ({"category_field": category_field} if category_field else {}),
-            progress=_progress(f"convert {dataset}"),
-        )
+        summary = run_stage(stage, engine, ray_address, _progress(f"convert {dataset}"))
     except RsgptError as error:
         _fail(error)
     typer.echo(
@@ -174,24 +141,8 @@ def convert(
         typer.echo(f"{len(summary.rejects)} rejected items listed in {summary.rejects_file}")
 
 
-def _finite(low: float, *, above: bool = False) -> Callable[[float | None], float | None]:
-    """An option callback refusing NaN, infinities and numbers below ``low``: NaN compares false
-    with everything, so a NaN budget or timeout would silently limit nothing."""
-
-    def check(value: float | None) -> float | None:
-        import math
-
-        if value is not None and (
-            not math.isfinite(value) or value < low or (above and value == low)
-        ):
-            relation = "greater than" if above else "at least"
-            raise typer.BadParameter(f"must be a finite number {relation} {low:g}, got {value}")
-        return value
-
-    return check
-
-
 @app.command()
+@settings_options(lambda error: _fail(error), rules=RulesSettings, llm=LlmSettings)
 def instruct(
     records: Path = typer.Argument(..., help="Records file written by `rsgpt4v convert`."),
     output: Path = typer.Option(..., "-o", "--output", help="Instructions file to write (JSONL)."),
@@ -201,155 +152,34 @@ def instruct(
         help="Who writes the answers: rules (offline, exact), llm (a vision LLM on any "
         "OpenAI-compatible server: local → global → multi-turn passes), both (rules, then llm).",
     ),
-    tasks: str | None = typer.Option(
-        None,
-        "--tasks",
-        help="Comma-separated rule tasks (default all), e.g. counting,grounding,presence; an "
-        "unknown name lists the known ones.",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed for the choice of phrasings."),
-    image_root: Path | None = typer.Option(
-        None,
-        "--image-root",
-        help="Folder the records' image paths are relative to (the convert ROOT), for rules "
-        "that read pixels; needed by llm (the model sees the images).",
-    ),
-    mix: Path | None = typer.Option(
-        None,
-        "--mix",
-        help="YAML file of per-source and per-task weights and caps (docs/instructions.md, "
-        "section Mixing).",
-    ),
-    model_family: str | None = typer.Option(
-        None,
-        "--model-family",
-        help="The model the data is for (llava, qwen2vl, qwen25vl, geochat, minigptv2, "
-        "internvl, pixel): objects too small at its input size are not asked about, nor "
-        "counted (docs/instructions.md, Answerability).",
-    ),
-    input_size: int | None = typer.Option(
-        None,
-        "--input-size",
-        min=1,
-        help="Or: the longer side, in pixels, the model is shown images at.",
-    ),
-    completeness: Path | None = typer.Option(
-        None,
-        "--completeness",
-        help="YAML file overriding which classes each dataset labels exhaustively (exact "
-        "counts and 'no' answers only for those; docs/instructions.md, Label completeness).",
-    ),
-    model: str | None = typer.Option(
-        None, "--model", help="llm: model name, e.g. gpt-4o-2024-08-06 or a vLLM/Ollama model."
-    ),
-    base_url: str | None = typer.Option(
-        None,
-        "--base-url",
-        help="llm: OpenAI-compatible API root, e.g. http://localhost:8000/v1 (default OpenAI).",
-    ),
-    api_key_env: str = typer.Option(
-        "OPENAI_API_KEY",
-        "--api-key-env",
-        help="llm: environment variable holding the API key (the key is never written).",
-    ),
-    concurrency: int = typer.Option(8, "--concurrency", help="llm: requests in flight at most."),
-    cache: Path | None = typer.Option(
-        None,
-        "--cache",
-        help="llm: folder of the reply cache (default .rsgpt4v-llm-cache beside the output); "
-        "a rerun pays nothing for finished work.",
-    ),
-    budget_usd: float | None = typer.Option(
-        None,
-        "--budget-usd",
-        callback=_finite(0.0),
-        help="llm: stop cleanly before the runs writing this output spend more than this in all "
-        "(USD).",
-    ),
+    rules: RulesSettings = RulesSettings(),
+    llm: LlmSettings = LlmSettings(),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
         help="llm: print each pass's rendered prompt (later passes fed placeholder replies) and "
         "the run's estimate; no call.",
     ),
-    batch: bool = typer.Option(
-        False, "--batch", help="llm: go through the OpenAI Batch API (half price, within 24 h)."
-    ),
-    shard: str | None = typer.Option(
-        None, "--shard", help="Only shard I of N (I/N, 0-based), chosen by a hash of record ids."
-    ),
-    detail: str = typer.Option("low", "--detail", help="llm: image detail, low or high."),
-    max_objects: int = typer.Option(
-        40,
-        "--max-objects",
-        min=1,
-        help="llm: objects listed in a prompt at most, spread over the scene, larger and more "
-        "distinct first (the class counts cover all).",
-    ),
-    max_crops: int = typer.Option(
-        4,
-        "--max-crops",
-        min=0,
-        help="llm: full-resolution crops the local pass may add for objects too small in the "
-        "scene image (0: none; such objects get no appearance question).",
-    ),
-    prices: Path | None = typer.Option(
-        None, "--prices", help="llm: price table YAML (default: the bundled, dated one)."
-    ),
-    timeout: float = typer.Option(
-        120.0,
-        "--timeout",
-        callback=_finite(0.0, above=True),
-        help="llm: seconds per attempt before it is retried.",
-    ),
-    max_retries: int = typer.Option(
-        4, "--max-retries", min=0, help="llm: retries per request after the first attempt."
-    ),
-    poll_interval: float = typer.Option(
-        30.0,
-        "--poll-interval",
-        callback=_finite(0.0, above=True),
-        help="llm --batch: seconds between batch status polls.",
-    ),
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Write (question, answer) instructions for every record."""
-    from rsgpt4v.instruct import generate_instructions
-    from rsgpt4v.instruct.answerability import ModelInput
-    from rsgpt4v.scale import engine_function
-
-    if model_family is not None and input_size is not None:
-        _fail(RsgptError("give --model-family or --input-size, not both"))
+    from rsgpt4v.engines import run_stage
+    from rsgpt4v.instruct.stage import RulesStage
 
     def run_rules(source: Path, out: Path):  # -> rsgpt4v.instruct.InstructionSummary
-        generate = engine_function(
-            engine, generate_instructions, "rsgpt4v.scale.instruct:instruct_rules_ray", ray_address
-        )
-        return generate(
+        stage = RulesStage(
             source,
             out,
-            tasks=tasks,
-            seed=seed,
-            image_root=image_root,
-            progress=_progress("instruct"),
-            mix=mix,
+            rules,
+            image_root=llm.image_root,
             vocabulary_from=records,  # a --shard run asks about its whole input's classes
-            completeness=completeness,
-            model_input=ModelInput(model_family, input_size),
         )
+        return run_stage(stage, engine, ray_address, _progress("instruct"))
 
     try:
-        if generator != "rules" or shard is not None:
-            _instruct_llm(
-                generator, records, output, run_rules, dry_run=dry_run, model=model,
-                base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, cache=cache,
-                budget_usd=budget_usd, batch=batch, shard=shard, detail=detail, prices=prices,
-                max_objects=max_objects, max_crops=max_crops,
-                timeout=timeout, max_retries=max_retries, image_root=image_root, seed=seed,
-                poll_interval=poll_interval, engine=engine, ray_address=ray_address,
-                completeness=completeness,
-            )  # fmt: skip
+        if generator != "rules" or llm.shard is not None:
+            _instruct_llm(generator, records, output, run_rules, llm, dry_run, engine, ray_address)
             return
         summary = run_rules(records, output)
     except RsgptError as error:
@@ -378,17 +208,23 @@ def _echo_rules_summary(summary) -> None:
         typer.echo(f"not asked: {reason}: {count}")
 
 
-def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **options) -> None:
+def _instruct_llm(
+    generator: str,
+    records: Path,
+    output: Path,
+    run_rules: Callable,
+    settings: LlmSettings,
+    dry_run: bool,
+    engine: str,
+    address: str | None,
+) -> None:
     """``instruct`` with --generator llm|both or --shard (see rsgpt4v.instruct.llm.command)."""
     import tempfile
 
-    from rsgpt4v.completeness import load_completeness
+    from rsgpt4v.engines.manifests import drop_manifest, write_manifest
     from rsgpt4v.instruct.llm.command import GENERATORS, run_llm_instruct, write_shard
-    from rsgpt4v.instruct.llm.record_runs import parse_shard
-    from rsgpt4v.instruct.llm.settings import LlmSettings
-    from rsgpt4v.scale.manifests import drop_manifest, write_manifest
 
-    shard = parse_shard(options["shard"])
+    shard = settings.shard
     if generator not in GENERATORS:
         raise RsgptError(f"unknown generator {generator!r}; available: {', '.join(GENERATORS)}")
     if generator == "rules":
@@ -397,44 +233,16 @@ def _instruct_llm(generator: str, records: Path, output: Path, run_rules, **opti
         if shard is not None:  # the whole shard is written: merge-shards can prove the set
             write_manifest(output, shard, {"records": records})
         return
-    if not options["model"]:
-        raise RsgptError("--generator llm and both need --model")
 
     def rules_line(source: Path, out: Path) -> str:
         summary = run_rules(source, out)
         return f"{summary.instructions} instructions from {summary.records} records"
 
-    settings = LlmSettings(
-        model=options["model"],
-        base_url=options["base_url"],
-        api_key_env=options["api_key_env"],
-        concurrency=options["concurrency"],
-        cache_dir=options["cache"],
-        budget_usd=options["budget_usd"],
-        detail=options["detail"],
-        max_objects=options["max_objects"],
-        max_crops=options["max_crops"],
-        seed=options["seed"],
-        max_retries=options["max_retries"],
-        timeout_s=options["timeout"],
-        prices=options["prices"],
-        shard=shard,
-        image_root=options["image_root"],
-        batch=options["batch"],
-        poll_interval_s=options["poll_interval"],
-        completeness=load_completeness(options["completeness"]) if options["completeness"] else {},
-    )
-    from rsgpt4v.scale import check_engine
-
-    run = run_llm_instruct
-    if check_engine(options["engine"]) == "ray":  # see rsgpt4v.scale.llm
-        from functools import partial
-
-        from rsgpt4v.scale.llm import run_llm_instruct_ray
-
-        run = partial(run_llm_instruct_ray, address=options["ray_address"])
-    report = run(generator, records, output, settings, dry_run=options["dry_run"], rules=rules_line)
-    if shard is not None and not options["dry_run"]:
+    report = run_llm_instruct(
+        generator, records, output, settings, dry_run=dry_run, rules=rules_line, engine=engine,
+        address=address,
+    )  # fmt: skip
+    if shard is not None and not dry_run:
         # a run that stopped early (budget, errors) has not written its whole shard
         stopped = report.error or any(w.startswith("stopped:") for w in report.warnings)
         if stopped:
@@ -552,6 +360,7 @@ def export(
 
 
 @app.command()
+@settings_options(lambda error: _fail(error), options=ValidationOptions)
 def validate(
     instructions: Path = typer.Argument(
         ..., help="Instructions (rsgpt4v JSONL) or a LLaVA / ShareGPT JSON or JSONL dataset."
@@ -565,39 +374,7 @@ def validate(
     report: Path | None = typer.Option(
         None, "--report", help="Write summary.json, figures and an HTML sample viewer here."
     ),
-    image_root: Path | None = typer.Option(
-        None,
-        "--image-root",
-        help="Folder the records' image paths are relative to: needed for the leakage check "
-        "and for images in the report.",
-    ),
-    iou: float = typer.Option(
-        0.5, "--iou", min=0.0, max=1.0, help="Boxes written as text below this IoU are rejected."
-    ),
-    boxes: str = typer.Option(
-        "auto",
-        "--boxes",
-        help="Style of boxes written as text: auto (from the text), llava, qwen2vl, qwen25vl, "
-        "geochat, minigptv2, internvl, pixel.",
-    ),
-    square_pad: bool | None = typer.Option(
-        None,
-        "--square-pad/--no-square-pad",
-        help="Text boxes are relative to the image padded to a square (default: the family's; "
-        "on for llava).",
-    ),
-    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
-    fmt: str = typer.Option(
-        "auto", "--format", help="Input format: auto, instructions, llava, sharegpt."
-    ),
-    leakage: bool = typer.Option(
-        True, "--leakage/--no-leakage", help="Look for the same image in two splits."
-    ),
-    phash_distance: int = typer.Option(
-        4, "--phash-distance", min=0, help="Perceptual hashes this close (bits) are one image."
-    ),
-    samples: int = typer.Option(48, "--samples", min=0, help="Instructions in the report viewer."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the report's choice of samples."),
+    options: ValidationOptions = ValidationOptions(),
     strict: bool = typer.Option(
         False, "--strict", help="Exit with status 1 when any instruction is rejected."
     ),
@@ -605,31 +382,18 @@ def validate(
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Check instructions against their records' labels; keep what passes, list the rest."""
-    from rsgpt4v.scale import engine_function
-    from rsgpt4v.validate.checks import CheckSettings
-    from rsgpt4v.validate.run import ValidationOptions, validate_instructions
-    from rsgpt4v.validate.text_boxes import check_style
+    from rsgpt4v.validate.run import validate_instructions
 
     try:
-        options = ValidationOptions(
-            checks=CheckSettings(
-                iou=iou, boxes=check_style(boxes), square_pad=square_pad, max_pixels=max_pixels
-            ),
-            fmt=fmt,
-            image_root=image_root,
-            leakage=leakage,
-            max_distance=phash_distance,
-            samples=samples,
-            seed=seed,
-        )
-        run = engine_function(
-            engine,
-            validate_instructions,
-            "rsgpt4v.scale.validate:validate_instructions_ray",
-            ray_address,
-        )
-        summary = run(
-            instructions, records, output, report_dir=report, options=options, progress=_progress
+        summary = validate_instructions(
+            instructions,
+            records,
+            output,
+            report_dir=report,
+            options=options,
+            progress=_progress,
+            engine=engine,
+            address=ray_address,
         )
     except RsgptError as error:
         _fail(error)
@@ -700,6 +464,7 @@ def coco(
 
 
 @app.command()
+@settings_options(lambda error: _fail(error), settings=TileSettings)
 def tile(
     records: Path = typer.Argument(..., help="Records file written by `rsgpt4v convert`."),
     output: Path = typer.Option(
@@ -711,46 +476,17 @@ def tile(
     image_root: Path = typer.Option(
         ..., "--image-root", help="Folder the records' image paths are relative to (convert ROOT)."
     ),
-    size: int = typer.Option(1024, "--size", help="Tile width and height in pixels."),
-    gap: int = typer.Option(200, "--gap", help="Overlap of neighbouring tiles in pixels."),
-    iof: float = typer.Option(
-        0.7,
-        "--iof",
-        help="Intersection-over-object threshold: devkit marks cut objects at or below it "
-        "difficult; keep drops objects below it.",
-    ),
-    mode: str = typer.Option(
-        "devkit",
-        "--mode",
-        help="devkit: DOTA_devkit ImgSplit (cut objects clipped); keep: mmrotate img_split "
-        "(cut objects kept whole).",
-    ),
-    workers: int = typer.Option(
-        0, "--workers", help="Threads writing tiles (0: one per CPU, at most 4)."
-    ),
-    skip_bad: bool = typer.Option(
-        False, "--skip-bad", help="Skip bad records and list them in OUTPUT.rejects.jsonl."
-    ),
+    settings: TileSettings = TileSettings(),
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Split large scenes into overlapping tiles, with their objects (one record per tile)."""
-    from rsgpt4v.scale import engine_function
-    from rsgpt4v.tiling import TileSettings, tile_records
+    from rsgpt4v.engines import run_stage
+    from rsgpt4v.tiling import TileStage
 
+    stage = TileStage(records, output, tiles_dir, image_root, settings)
     try:
-        run = engine_function(
-            engine, tile_records, "rsgpt4v.scale.tile:tile_records_ray", ray_address
-        )
-        summary = run(
-            records,
-            output,
-            tiles_dir=tiles_dir,
-            image_root=image_root,
-            settings=TileSettings(size=size, gap=gap, iof=iof, mode=mode, workers=workers),
-            skip_bad=skip_bad,
-            progress=_progress("tile"),
-        )
+        summary = run_stage(stage, engine, ray_address, _progress("tile"))
     except RsgptError as error:
         _fail(error)
     typer.echo(
@@ -1013,7 +749,7 @@ def merge_shards(
     A missing or repeated shard stops it (exit 2) before anything is written: shards' manifests
     (PART.shard.json) prove the set, else their ids do (see docs/scale.md).
     """
-    from rsgpt4v.scale.merge import merge_shards as merge_files
+    from rsgpt4v.engines.merge import merge_shards as merge_files
 
     try:
         count = merge_files(shards, output, records)

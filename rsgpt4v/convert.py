@@ -1,19 +1,36 @@
-"""The ``convert`` stage: a legacy dataset → records.jsonl, plus a rejects file for bad items."""
+"""The ``convert`` stage: a legacy dataset → records.jsonl, plus a rejects file for bad items.
+
+On the local engine the converter's whole stream is one unit. On a cluster, a converter that
+names parts of its dataset converting independently and in order (:class:`SplitConverter`,
+e.g. DOTA's split folders) is one unit per part; their concatenation in unit order is the
+converter's own stream, so the records, rejects and warnings are the local run's. Any other
+converter, and any run with ``--captions`` (matching captions needs the whole stream), is one
+unit: correct for every registered converter, not faster.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-from rsgpt4v.collector import older_objects_frozen
-from rsgpt4v.converters import get_converter
+from rsgpt4v.convert_settings import ConvertSettings
+from rsgpt4v.converters import Converter, get_converter
+from rsgpt4v.engines import run_stage
+from rsgpt4v.engines.shards import as_given
+from rsgpt4v.engines.stage import Counts, FanOut, Progress, Unit, UnitOutputs, UnitRun
 from rsgpt4v.errors import InputError
 from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
 from rsgpt4v.schema import JsonlWriter, Record
+
+WHOLE = "(whole dataset)"
+_WRITE_BATCH = 4096
 
 
 @dataclass
@@ -28,6 +45,15 @@ class ConversionSummary:
     warnings: list[Problem] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     rejects_file: Path | None = None
+
+
+@runtime_checkable
+class SplitConverter(Protocol):
+    """A converter whose dataset splits into parts converted independently, in order."""
+
+    def work_units(self) -> list[str]: ...
+
+    def unit_records(self, unit: str) -> Iterator[Record]: ...
 
 
 def load_captions(path: str | Path) -> dict[str, list[str]]:
@@ -60,6 +86,89 @@ def _attach_captions(
         log.warn(f"captions entry {key!r} matches no converted image", source)
 
 
+@dataclass(frozen=True)
+class ConvertStage:
+    """The dataset at ``root``, converted by the converter registered as ``dataset``."""
+
+    dataset: str
+    root: Path
+    output: Path
+    settings: ConvertSettings = field(default_factory=ConvertSettings)
+
+    @property
+    def description(self) -> str:
+        return f"convert {self.dataset}"
+
+    @property
+    def shards_beside(self) -> Path:
+        return self.output
+
+    def converter(self, root: str | Path, log: ProblemLog) -> Converter:
+        settings = self.settings
+        converter = get_converter(self.dataset)
+        return converter(root, split=settings.split, log=log, options=settings.converter_options())
+
+    def units(self, fan_out: FanOut | None) -> list[Unit]:
+        converter = self.converter(self.root, ProblemLog(skip_bad=True))  # root and options
+        if fan_out is None:
+            return [{"part": WHOLE, "root": str(self.root)}]
+        whole = not isinstance(converter, SplitConverter) or self.settings.captions is not None
+        parts = [WHOLE] if whole else converter.work_units()  # type: ignore[union-attr]
+        root = str(self.root.resolve())  # workers on other nodes see it on shared storage
+        return [{"part": part, "root": root} for part in parts]
+
+    def run_unit(self, unit: Unit, progress: Progress | None) -> UnitRun:
+        settings = self.settings
+        log = ProblemLog(skip_bad=settings.skip_bad)
+        converter = self.converter(unit["root"], log)
+        records: Iterable[Record]
+        if unit["part"] == WHOLE:
+            records = converter.records()
+            if settings.captions is not None:
+                captions = load_captions(settings.captions)
+                records = _attach_captions(records, captions, settings.captions, log)
+            if progress is not None:
+                records = progress(records, converter.estimate_count())
+        else:
+            records = converter.unit_records(unit["part"])  # type: ignore[attr-defined]
+        counts = Counter[str]()
+        categories = Counter[str]()
+        for record in records:
+            yield record.model_dump_json(exclude_none=False) + "\n"
+            counts["records"] += 1
+            counts["objects"] += len(record.objects)
+            counts["unlabelled"] += not record.labelled
+            counts["captions"] += len(record.captions)
+            categories.update(map(attrgetter("category"), record.objects))
+        return {
+            "root": unit["root"],
+            "totals": counts,
+            "categories": categories,
+            "counts": log.counts,
+            "rejects": [dataclasses.asdict(problem) for problem in log.problems],
+            "warnings": [dataclasses.asdict(problem) for problem in log.warnings],
+        }
+
+    def finish(self, outputs: UnitOutputs) -> ConversionSummary:
+        summary = ConversionSummary(output=self.output)
+        with JsonlWriter(self.output) as writer:
+            rows = iter(outputs.rows())
+            while batch := list(itertools.islice(rows, _WRITE_BATCH)):
+                writer.write_lines(batch)
+        for counts in outputs.counts:
+            self._add(summary, counts)
+        summary.rejects_file = write_rejects(self.output, summary.rejects)
+        return summary
+
+    def _add(self, summary: ConversionSummary, counts: Counts) -> None:
+        for name, value in counts["totals"].items():
+            setattr(summary, name, getattr(summary, name) + value)
+        summary.categories.update(counts["categories"])
+        summary.counts.update(counts["counts"])
+        summary.rejects += as_given(counts["rejects"], counts["root"], self.root)
+        summary.warnings += as_given(counts["warnings"], counts["root"], self.root)
+
+
 def convert_dataset(
     name: str,
     root: str | Path,
@@ -69,26 +178,16 @@ def convert_dataset(
     skip_bad: bool = False,
     captions: str | Path | None = None,
     options: Mapping[str, str] | None = None,
-    progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
+    progress: Progress | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> ConversionSummary:
     """Convert the dataset at root with the converter registered as name; stream to output."""
-    output = Path(output)
-    log = ProblemLog(skip_bad=skip_bad)
-    converter = get_converter(name)(root, split=split, log=log, options=options)
-    records: Iterable[Record] = converter.records()
-    if captions is not None:
-        records = _attach_captions(records, load_captions(captions), Path(captions), log)
-    if progress is not None:
-        records = progress(records, converter.estimate_count())
-    summary = ConversionSummary(output=output)
-    with older_objects_frozen(), JsonlWriter(output) as writer:
-        for record in records:
-            writer.write(record)
-            summary.records += 1
-            summary.objects += len(record.objects)
-            summary.unlabelled += not record.labelled
-            summary.captions += len(record.captions)
-            summary.categories.update(map(attrgetter("category"), record.objects))
-    summary.rejects, summary.warnings, summary.counts = log.problems, log.warnings, log.counts
-    summary.rejects_file = write_rejects(output, log.problems)
-    return summary
+    settings = ConvertSettings(
+        split=split,
+        skip_bad=skip_bad,
+        captions=Path(captions) if captions is not None else None,
+        options=dict(options or {}),
+    )
+    stage = ConvertStage(name, Path(root), Path(output), settings)
+    return run_stage(stage, engine, address, progress)

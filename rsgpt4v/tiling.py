@@ -21,11 +21,11 @@ tiles whole and the previous tiles file true (meanwhile the disk holds both runs
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +39,19 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from rsgpt4v.atomic import StagedFiles
+from rsgpt4v.engines import run_stage
+from rsgpt4v.engines.shards import as_given
+from rsgpt4v.engines.stage import FanOut, Progress, Unit, UnitOutputs, UnitRun
+from rsgpt4v.engines.units import file_units, unit_models
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
 from rsgpt4v.raster import check_complete, decode_errors
-from rsgpt4v.schema import ImageInfo, JsonlWriter, Object, Record, count_lines, read_jsonl
+from rsgpt4v.schema import ImageInfo, JsonlWriter, Object, Record, count_lines
+from rsgpt4v.tile_settings import TileSettings
 from rsgpt4v.tile_windows import (
     SceneObjects,
     TileWindow,
-    check_tiling,
     plan_windows,
     repeated_tiles,
 )
@@ -91,15 +95,77 @@ def manifest_path(output: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
-class TileSettings:
-    size: int = 1024
-    gap: int = 200
-    iof: float = 0.7
-    mode: str = "devkit"
-    workers: int = 0  # 0: one per CPU, at most 4
+class TileStage:
+    """Every scene of ``records`` cut into tiles under ``tiles_dir``; tile records to
+    ``output``, the manifest beside it. Units are line ranges of the scene records."""
 
-    def threads(self) -> int:
-        return self.workers or min(4, os.cpu_count() or 1)
+    records: Path
+    output: Path
+    tiles_dir: Path
+    image_root: Path
+    settings: TileSettings = field(default_factory=TileSettings)
+    #: Scenes per unit on a cluster: a scene is seconds of work, so a few give every worker
+    #: a share.
+    scenes_per_unit: int = 4
+    description = "tile"
+
+    @property
+    def shards_beside(self) -> Path:
+        return self.output
+
+    def units(self, fan_out: FanOut | None) -> list[Unit]:
+        ImageRoot(self.image_root)  # a folder, or an error naming it
+        units = file_units(self.records, fan_out, self.scenes_per_unit)
+        for unit in units:  # a task has one CPU on a cluster: one writer thread each
+            unit["threads"] = 1 if fan_out is not None else self.settings.threads()
+            resolve = Path.resolve if fan_out is not None else Path  # shared storage
+            unit["image_root"] = str(resolve(self.image_root))
+            unit["tiles_dir"] = str(resolve(self.tiles_dir))
+        return units
+
+    def run_unit(self, unit: Unit, progress: Progress | None) -> UnitRun:
+        log = ProblemLog(skip_bad=self.settings.skip_bad)
+        scenes: Iterable[tuple[int, Record]] = unit_models(unit, Record)
+        if progress is not None:
+            scenes = progress(scenes, count_lines(self.records))
+        source, image_root = Path(unit["path"]), Path(unit["image_root"])
+        tiler = _SceneTiler(image_root, Path(unit["tiles_dir"]), self.settings, log, source)
+        totals = Counter[str]()
+        with (
+            warnings.catch_warnings(),  # set here, once: the filters are global, not per thread
+            rasterio.Env(GDAL_CACHEMAX=BLOCK_CACHE_MB),
+            ThreadPoolExecutor(unit["threads"]) as pool,
+            StagedFiles(sidecars=(".aux.xml",)) as staged,  # renamed before the files naming them
+        ):
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG scenes and tiles
+            tiler.pool, tiler.staged = pool, staged
+            for _, record in scenes:
+                totals["records"] += 1
+                for tile, entry in tiler.tile(record):
+                    yield [tile.model_dump_json(exclude_none=False), entry.model_dump_json()]
+                    totals["tiles"] += 1
+                    totals["objects"] += len(tile.objects)
+        rejects = [dataclasses.asdict(problem) for problem in log.problems]
+        return {"totals": totals, "counts": log.counts, "rejects": rejects} | unit
+
+    def finish(self, outputs: UnitOutputs) -> TilingSummary:
+        summary = TilingSummary(output=self.output, manifest=manifest_path(self.output))
+        with JsonlWriter(self.output) as tiles, JsonlWriter(summary.manifest) as manifest:
+            for tile, entry in outputs.rows():
+                tiles.write_lines([tile + "\n"])
+                manifest.write_lines([entry + "\n"])
+        for counts in outputs.counts:
+            summary.records += counts["totals"].get("records", 0)
+            summary.tiles += counts["totals"].get("tiles", 0)
+            summary.objects += counts["totals"].get("objects", 0)
+            summary.counts.update(counts["counts"])
+            rejects = as_given(counts["rejects"], counts["path"], self.records)
+            rejects = as_given(
+                [dataclasses.asdict(r) for r in rejects], counts["image_root"], self.image_root
+            )
+            summary.rejects += rejects
+        summary.rejects_file = write_rejects(self.output, summary.rejects)
+        return summary
 
 
 def tile_records(
@@ -110,42 +176,16 @@ def tile_records(
     image_root: str | Path,
     settings: TileSettings | None = None,
     skip_bad: bool = False,
-    progress: Callable[[Iterable[Record], int | None], Iterable[Record]] | None = None,
+    progress: Progress | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> TilingSummary:
     """Tile every record's image; stream tile records to output and the manifest beside it."""
     settings = settings or TileSettings()
-    check_tiling(settings.size, settings.gap, settings.iof, settings.mode)
-    if settings.workers < 0:
-        raise InputError("workers must be 0 (automatic) or more", value=settings.workers)
-    image_root, tiles_dir, output = Path(image_root), Path(tiles_dir), Path(output)
-    ImageRoot(image_root)  # a folder, or an error naming it
-    log = ProblemLog(skip_bad=skip_bad)
-    summary = TilingSummary(output=output, manifest=manifest_path(output))
-    records: Iterable[Record] = read_jsonl(records_path, Record)
-    if progress is not None:
-        records = progress(records, count_lines(records_path))
-    tiler = _SceneTiler(image_root, tiles_dir, settings, log, Path(records_path))
-    with (
-        warnings.catch_warnings(),  # set here, once: the filters are global, not per thread
-        rasterio.Env(GDAL_CACHEMAX=BLOCK_CACHE_MB),
-        ThreadPoolExecutor(settings.threads()) as pool,
-        JsonlWriter(output) as writer,
-        JsonlWriter(summary.manifest) as manifest,
-        StagedFiles(sidecars=(".aux.xml",)) as staged,  # renamed first: before what points to them
-    ):
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNG scenes and tiles
-        tiler.pool, tiler.staged = pool, staged
-        for record in records:
-            summary.records += 1
-            for tile, entry in tiler.tile(record):
-                writer.write(tile)
-                manifest.write(entry)
-                summary.tiles += 1
-                summary.objects += len(tile.objects)
-    summary.counts = log.counts
-    summary.rejects = log.problems
-    summary.rejects_file = write_rejects(output, log.problems)
-    return summary
+    if skip_bad:
+        settings = settings.model_copy(update={"skip_bad": True})
+    stage = TileStage(Path(records_path), Path(output), Path(tiles_dir), Path(image_root), settings)
+    return run_stage(stage, engine, address, progress)
 
 
 class _SceneTiler:

@@ -37,15 +37,20 @@ LAYERS = (
         "rsgpt4v.raster",
         "rsgpt4v.gsd",
         "rsgpt4v.completeness",
+        "rsgpt4v.label_facts",
+        "rsgpt4v.settings",
         "rsgpt4v.prompts",
     ),
+    ("rsgpt4v.engines",),
     ("rsgpt4v.families",),
     (
         "rsgpt4v.converters",
         "rsgpt4v.convert",
+        "rsgpt4v.convert_settings",
         "rsgpt4v.sample",
         "rsgpt4v.tile_windows",
         "rsgpt4v.tiling",
+        "rsgpt4v.tile_settings",
         "rsgpt4v.coco_export",
         "rsgpt4v.exporters",
         "rsgpt4v.export",
@@ -54,7 +59,7 @@ LAYERS = (
     ("rsgpt4v.validate", "rsgpt4v.report"),
     ("rsgpt4v.finetune",),
     ("rsgpt4v.evaluate",),
-    ("rsgpt4v.scale", "rsgpt4v.demo", "rsgpt4v.cli"),
+    ("rsgpt4v.demo", "rsgpt4v.cli", "rsgpt4v.cli_options"),
 )
 
 

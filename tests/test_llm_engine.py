@@ -169,7 +169,7 @@ def test_the_budget_cap_holds_and_a_rerun_pays_only_for_the_rest(
     assert sum(r["cost_usd"] for r in log_rows(summary)) <= budget
     assert 0 < summary.statuses["ok"] < RECORDS * PASSES
     first = server.calls["chat"]
-    config.budget_usd = None
+    config = config.model_copy(update={"budget_usd": None})
     rest = generate_llm_instructions(records, tmp_path / "out.jsonl", config)
     assert rest.records_complete == RECORDS and rest.calls == RECORDS * PASSES - first
 
@@ -228,7 +228,7 @@ def test_the_cap_covers_every_run_writing_one_output(
     assert server.calls["chat"] == calls and again.calls == 0 and again.spent_usd == 0
     assert again.stopped and "over all runs" in again.stopped
     assert again.earlier_usd == pytest.approx(first.spent_usd)
-    config.budget_usd = 2 * budget  # a higher cap goes on from what was spent
+    config = config.model_copy(update={"budget_usd": 2 * budget})  # goes on from what was spent
     more = generate_llm_instructions(records, out, config)
     assert more.calls > 0 and first.spent_usd + more.spent_usd <= 2 * budget
     other = generate_llm_instructions(records, tmp_path / "other.jsonl", config)
@@ -272,9 +272,8 @@ def test_settings_that_would_disable_a_limit_are_refused(
 
     with pytest.raises(InputError, match=re.escape(message)):
         settings(server, records, tmp_path / "cache", **change)
-    config = settings(server, records, tmp_path / "cache")
-    for name, value in change.items():
-        setattr(config, name, value)  # changed after the settings were made: checked again
+    # changed after the settings were made (model_copy does not validate): checked again
+    config = settings(server, records, tmp_path / "cache").model_copy(update=change)
     with pytest.raises(InputError, match=re.escape(message)):
         generate_llm_instructions(records, tmp_path / "out.jsonl", config)
     assert server.calls["chat"] == 0

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rsgpt4v.engines.shards import shard_of
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct.attributes import object_facts
 from rsgpt4v.instruct.llm.cache import request_key
@@ -21,10 +22,9 @@ from rsgpt4v.instruct.llm.passes import (
     response_format,
 )
 from rsgpt4v.instruct.llm.pricing import ModelPrice, Usage, image_tokens, load_prices
-from rsgpt4v.instruct.llm.record_runs import parse_shard, shard_of
 from rsgpt4v.instruct.llm.replies import DialogueReply, GlobalReply, LocalReply
 from rsgpt4v.instruct.llm.reply_checks import check
-from rsgpt4v.instruct.llm.settings import Redactor
+from rsgpt4v.instruct.llm.settings import Redactor, parse_shard
 from rsgpt4v.schema import ImageInfo, Object, Record
 
 VOCABULARY = ("plane", "ship", "storage-tank")

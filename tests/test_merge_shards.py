@@ -1,7 +1,7 @@
 """``merge-shards`` writes the whole run or nothing: a missing or repeated shard exits 2, named.
 
 Parts are real ``instruct --shard I/N`` outputs. Parts with manifests (``PART.shard.json``, as
-:func:`rsgpt4v.scale.manifests.write_manifest` writes them when a shard finishes) are checked
+:func:`rsgpt4v.engines.manifests.write_manifest` writes them when a shard finishes) are checked
 by them; parts without one by their record ids.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.scale.manifests import manifest_path, write_manifest
+from rsgpt4v.engines.manifests import manifest_path, write_manifest
 from rsgpt4v.schema import ImageInfo, Object, Record, write_jsonl
 
 runner = CliRunner()

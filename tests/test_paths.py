@@ -66,3 +66,19 @@ def test_image_root_is_checked_once_and_refuses_what_leaves_it_or_is_missing(tmp
         root.existing("b.png", entry="r1")
     with pytest.raises(InputError, match="image root is not a folder"):
         ImageRoot(tmp_path / "secret.png")
+
+
+def test_predict_refuses_an_image_that_leaves_the_image_root(tmp_path: Path) -> None:
+    """An evaluation item's image goes through the same ImageRoot as every stage's."""
+    from rsgpt4v.evaluate.predict import load_image
+    from rsgpt4v.evaluate.references import EvalItem
+    from rsgpt4v.paths import ImageRoot
+
+    (tmp_path / "root").mkdir()
+    item = EvalItem(
+        id="q1", record_id="r1", image="../secret.png", image_size=[4, 4], task="vqa",
+        metric="vqa", question="Is it?", references=["yes"],
+    )  # fmt: skip
+    with pytest.raises(InputError, match="leaves the image root") as raised:
+        load_image(item, ImageRoot(tmp_path / "root"), None)
+    assert raised.value.entry == "q1"

@@ -24,15 +24,16 @@ from rsgpt4v.evaluate.references import (
     split_of,
 )
 from rsgpt4v.families import BoxConvention
+from rsgpt4v.paths import ImageRoot
 
 INSTRUCTION_ID = re.compile(r"^(?P<record>.+)#(?P<task>[A-Za-z_]+)-\d+$")
 UNKNOWN_TASK = "conversation"
 
 
-def _image_size(image_root: Path, image: str) -> list[int]:
+def _image_size(image_root: ImageRoot, image: str, entry: str) -> list[int]:
     from PIL import Image, UnidentifiedImageError
 
-    path = image_root / image
+    path = image_root.existing(image, entry=entry)
     try:
         with Image.open(path) as opened:
             return list(opened.size)
@@ -59,6 +60,7 @@ def items_from_export(
         raise InputError("this is an instructions file: use --benchmark instructions", file=path)
     if image_root is None:
         raise InputError("--image-root is needed to read the image sizes of an export", file=path)
+    root = ImageRoot(Path(image_root))  # a folder, or an error naming it
     for conversation in read_conversations(path, fmt):
         if conversation.problem is not None:
             raise InputError(conversation.problem, file=path, line=conversation.line)
@@ -71,7 +73,7 @@ def items_from_export(
             continue
         task = named.group("task") if named else UNKNOWN_TASK
         answer = turns[1]["content"].strip()
-        size = _image_size(Path(image_root), conversation.image)
+        size = _image_size(root, conversation.image, conversation.id)
         item = EvalItem(
             id=conversation.id,
             record_id=record_id,

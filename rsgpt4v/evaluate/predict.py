@@ -24,6 +24,7 @@ from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.evaluate.predictions import Prediction, run_file, sha256_of
 from rsgpt4v.evaluate.references import EvalItem, render_text
 from rsgpt4v.families import BoxConvention, pad_colour
+from rsgpt4v.paths import ImageRoot
 from rsgpt4v.schema import JsonlWriter
 
 RUN_CONFIG = "finetune.yaml"  # written by rsgpt4v finetune next to its adapter/ folder
@@ -184,15 +185,13 @@ def generate_answers(
     return [t.strip() for t in processor.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-def load_image(item: EvalItem, image_root: Path, max_side: int | None) -> Any:
+def load_image(item: EvalItem, image_root: ImageRoot, max_side: int | None) -> Any:
     """The item's image as an 8-bit RGB PIL image (any raster rasterio reads)."""
     from PIL import Image
 
     from rsgpt4v.raster import read_rgb8
 
-    path = image_root / item.image
-    if not path.is_file():
-        raise InputError(f"image of item {item.id} not found", file=path)
+    path = image_root.existing(item.image, entry=item.id)
     return Image.fromarray(read_rgb8(path, max_side=max_side))
 
 
@@ -249,6 +248,7 @@ def write_predictions(
     if model_dir is not None:
         if image_root is None:
             raise InputError("--image-root is needed to show the model its images")
+        root = ImageRoot(Path(image_root))  # a folder, or an error naming it
         model, processor = load_model(model_dir, adapter)
         boxes = boxes.with_processor(processor.image_processor)
         background = mean_colour(processor)
@@ -265,7 +265,7 @@ def write_predictions(
             prompts = [prompt_of(item, boxes) for item in batch]
             answers: list[str | None] = [None] * len(batch)
             if model is not None:
-                images = [load_image(i, Path(image_root), settings.max_side) for i in batch]
+                images = [load_image(i, root, settings.max_side) for i in batch]
                 if boxes.padded:
                     from rsgpt4v.raster import pad_to_square
 

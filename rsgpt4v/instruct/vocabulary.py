@@ -43,13 +43,17 @@ class _RecordClasses(BaseModel):
 
 def dataset_vocabulary(records_path: str | Path) -> dict[str, tuple[str, ...]]:
     """Class strings per dataset: the registered converter's list plus every class seen."""
+    return {
+        dataset: tuple(sorted(set(declared_classes(dataset)) | categories))
+        for dataset, categories in _seen_classes(existing_file(records_path)).items()
+    }
+
+
+def declared_classes(dataset: str) -> tuple[str, ...]:
+    """The class list of the dataset's registered converter (none for a user's own dataset)."""
     from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
 
-    vocabulary = {}
-    for dataset, categories in _seen_classes(existing_file(records_path)).items():
-        known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
-        vocabulary[dataset] = tuple(sorted(set(known) | categories))
-    return vocabulary
+    return tuple(get_converter(dataset).CLASSES) if dataset in BUILTIN_CONVERTERS else ()
 
 
 def _seen_classes(path: Path) -> dict[str, set[str]]:

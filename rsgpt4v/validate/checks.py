@@ -1,21 +1,23 @@
 """Checks of one instruction: its structure, its regions, and its text against the labels.
 
 Each failed check is a :class:`Rejection` with a machine-readable ``code`` (``REASONS`` lists
-them) and a message naming the instruction id and the offending value. Counting and category
-checks need labels that list every object of the image (``labels_are_complete``); text quoted
-verbatim from the record's own captions or QA answers is the source's ground truth and is only
-checked for structure, not for its words.
+them) and a message naming the instruction id and the offending value. Whether a count or a
+class word is what the labels show is decided by :class:`rsgpt4v.label_facts.LabelFacts`, the
+rule the LLM pass holds its replies to as well; text quoted verbatim from the record's own
+captions or QA answers is the source's ground truth and is only checked for structure, not for
+its words.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.geometry import box_iou
-from rsgpt4v.instruct.rules.common import labels_are_complete
-from rsgpt4v.instruct.rules.presence import NESTED_VOCABULARIES
+from rsgpt4v.instruct.vocabulary import declared_completeness
+from rsgpt4v.label_facts import LabelFacts
 from rsgpt4v.schema import REF, Instruction, Object, Record
 from rsgpt4v.validate.text_boxes import AUTO, BoxMatch, match_boxes, text_boxes
 from rsgpt4v.validate.vocabulary import Mention, Vocabulary
@@ -33,9 +35,10 @@ REASONS: dict[str, str] = {
     "box_outside_image": "a region's box is not inside the image",
     "ref_box_mismatch": "a region's box is not the record's box of that object",
     "ref_category_mismatch": "a class word right before <ref:N> is not object N's class",
-    "count_mismatch": "a counting answer's number of objects differs from the label count, or "
-    "another answer's exceeds it",
-    "invented_category": "an object class of the dataset said to be present is not in the labels",
+    "count_mismatch": "a counting answer's number of objects differs from the label count (or is "
+    "exact where the labels may miss some), or another answer's exceeds it",
+    "invented_category": "an object class of the dataset said to be present is not in the "
+    "complete labels",
     "text_box_mismatch": "a box written as text overlaps no labelled box by the IoU threshold",
     "duplicate": "same image and same conversation as an earlier instruction",
     "leaked_image": "the image also appears (same bytes or near-same pixels) in another split",
@@ -77,6 +80,8 @@ class CheckSettings:
     boxes: str = AUTO
     square_pad: bool | None = None
     max_pixels: int | None = None
+    #: The run's ``--completeness`` overrides (else each dataset's converter declares it).
+    completeness: Mapping[str, LabelCompleteness] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,7 +135,7 @@ def check_regions(instruction: Instruction, record: Record | None, findings: Fin
     for ref in sorted({int(n) for m in instruction.messages for n in REF.findall(m.content)}):
         if str(ref) not in instruction.regions:
             findings.add("unknown_ref", instruction, f"<ref:{ref}> has no region", ref)
-    objects = _record_facts(record)[4] if record is not None else None
+    objects = _record_facts(record)[3] if record is not None else None
     for key, region in instruction.regions.items():
         x, y, w, h = region.bbox
         outside = (
@@ -187,7 +192,7 @@ def check_text(
     findings: Findings,
 ) -> None:
     """Counts, category words and text boxes of every generated message, against the labels."""
-    quoted, complete, counts, truth, objects = _record_facts(record)
+    quoted, facts, truth, objects = _record_facts(record, settings.completeness)
     question = ""
     width, height = record.image.width, record.image.height
     for message in instruction.messages:
@@ -212,35 +217,39 @@ def check_text(
                 )
         mentions = vocabulary.mentions(text)
         _check_ref_categories(instruction, text, mentions, vocabulary, objects, findings)
-        if message.role != "assistant" or not complete:
+        if message.role != "assistant":
             continue
         counting = instruction.task in COUNTING_TASKS or COUNTING_QUESTION.search(question)
-        _check_counts(instruction, mentions, counts, findings, exact=bool(counting))
-        if record.dataset not in NESTED_VOCABULARIES:
-            _check_categories(instruction, text, mentions, vocabulary, counts, findings)
+        _check_counts(instruction, mentions, facts, findings, total=bool(counting))
+        _check_categories(instruction, text, mentions, vocabulary, facts, findings)
 
 
-_last_facts: tuple[Record, tuple] | None = None
+_last_facts: tuple[Record, Mapping, tuple] | None = None
 
 
 def _record_facts(
-    record: Record,
-) -> tuple[set[str], bool, Counter[str], list[tuple[int, list[float]]], dict[int, Object]]:
-    """What the text checks need of a record, kept for the last record asked about.
+    record: Record, completeness: Mapping[str, LabelCompleteness] | None = None
+) -> tuple[set[str], LabelFacts, list[tuple[int, list[float]]], dict[int, Object]]:
+    """What the text checks need of a record, kept for the last record asked about (its label
+    facts by ``completeness``; None: any, for a caller that reads the objects only).
 
     A record's instructions come one after another, so each record is summarised once.
     """
     global _last_facts
-    if _last_facts is None or _last_facts[0] is not record:
+    fresh = _last_facts is not None and _last_facts[0] is record
+    if fresh and completeness is not None:
+        fresh = _last_facts[1] is completeness  # type: ignore[index]
+    if not fresh:
+        completeness = completeness or {}
+        labelling = completeness.get(record.dataset) or declared_completeness(record.dataset)
         facts = (
             quoted_texts(record),
-            labels_are_complete(record),
-            Counter(o.category for o in record.objects),
+            LabelFacts.of(record, labelling),
             [(o.id, o.bbox) for o in record.objects],
             {o.id: o for o in record.objects},
         )
-        _last_facts = (record, facts)
-    return _last_facts[1]
+        _last_facts = (record, completeness, facts)
+    return _last_facts[2]
 
 
 def _check_ref_categories(
@@ -267,27 +276,28 @@ def _check_ref_categories(
 def _check_counts(
     instruction: Instruction,
     mentions: list[Mention],
-    counts: Counter[str],
+    facts: LabelFacts,
     findings: Findings,
     *,
-    exact: bool,
+    total: bool,
 ) -> None:
-    """Numbers before category words: equal to the label count in counting answers (``exact``).
+    """Numbers before category words: what the labels vouch for (``LabelFacts.count_problem``).
 
-    Elsewhere a number may count a subset ("3 ships are moored at the quay" of 5), so only a
-    number above the label count is wrong there.
+    Counting answers (``total``) give the number of them all; elsewhere a number may count a
+    subset ("3 ships are moored at the quay" of 5), so only one above the label count is wrong.
     """
     for mention in mentions:
         if mention.count is None:
             continue
-        labelled = sum(counts[c] for c in mention.categories)
-        if mention.count != labelled if exact else mention.count > labelled:
-            findings.add(
-                "count_mismatch",
-                instruction,
-                f"answer says {mention.count_text} {mention.words}, the labels have {labelled}",
-                mention.count,
-            )
+        problem = facts.count_problem(
+            mention.categories,
+            mention.count,
+            total=total,
+            lower_bound=mention.lower_bound is not None,
+        )
+        if problem is not None:
+            message = f"answer says {mention.said} {problem}"
+            findings.add("count_mismatch", instruction, message, mention.count)
 
 
 def _check_categories(
@@ -295,13 +305,18 @@ def _check_categories(
     text: str,
     mentions: list[Mention],
     vocabulary: Vocabulary,
-    counts: Counter[str],
+    facts: LabelFacts,
     findings: Findings,
 ) -> None:
-    """A class of the dataset named as present (not negated, not counted as zero) must be."""
-    present = [c for c, n in counts.items() if n]
+    """A class of the dataset named as present (not negated, not counted as zero) must be
+    labelled (``LabelFacts.invented``), or be a kind of a labelled one."""
+    present = [c for c, n in facts.counts.items() if n]
     for mention in mentions:
-        if mention.count == 0 or vocabulary.covers(mention, present):
+        if (
+            mention.count == 0
+            or not facts.invented(mention.categories)
+            or vocabulary.covers(mention, present)
+        ):
             continue
         clause_start = max((m.end() for m in _CLAUSE.finditer(text, 0, mention.start)), default=0)
         if _NEGATION.search(text, clause_start, mention.start):

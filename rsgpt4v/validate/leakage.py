@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.validate.settings import DEFAULT_MAX_DISTANCE
 
 HOLDOUT_SPLITS = frozenset({"test", "val", "valid", "validation", "eval", "dev"})
-DEFAULT_MAX_DISTANCE = 4
 HASH_BITS = 64
 FINGERPRINT_WORKERS = 4
 PHASH_SIDE = 256  # images are read decimated to this side: enough for an 8x8 DCT hash

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rsgpt4v.schema import Record, read_jsonl
 from rsgpt4v.validate.importer import ImageIndex
-from rsgpt4v.validate.vocabulary import Vocabulary, dataset_vocabulary
+from rsgpt4v.validate.vocabulary import Vocabulary, mention_vocabulary
 
 CACHED_RECORDS = 256
 
@@ -69,7 +69,7 @@ class RecordTable:
         return self._record(record_id) if record_id else None
 
     def vocabulary(self, record: Record) -> Vocabulary:
-        return dataset_vocabulary(record.dataset, self._seen.get(record.dataset, frozenset()))
+        return mention_vocabulary(record.dataset, self._seen.get(record.dataset, frozenset()))
 
     def _record(self, record_id: str) -> Record:
         cached = self._cache.get(record_id)

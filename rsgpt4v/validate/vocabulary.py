@@ -20,6 +20,8 @@ import yaml
 
 from rsgpt4v.errors import RsgptError
 from rsgpt4v.instruct.phrasing import category_name, pluralise
+from rsgpt4v.instruct.vocabulary import declared_classes
+from rsgpt4v.label_facts import lower_bound_before
 
 _UNITS = [
     *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
@@ -54,7 +56,8 @@ def parse_number(text: str) -> int:
 
 @dataclass(frozen=True)
 class Mention:
-    """A category word in a text, with the number written right before it (if any)."""
+    """A category word in a text, with the number written right before it (if any) and the
+    words that make that number a lower bound ("at least")."""
 
     words: str
     categories: frozenset[str]
@@ -62,6 +65,12 @@ class Mention:
     end: int
     count: int | None = None
     count_text: str | None = None
+    lower_bound: str | None = None
+
+    @property
+    def said(self) -> str:
+        """The number and the words as written: ``at least 9 small vehicles``."""
+        return " ".join(w for w in (self.lower_bound, self.count_text, self.words) if w)
 
 
 Words = dict[str, tuple[str, ...]]
@@ -155,6 +164,7 @@ class Vocabulary:
                     end=match.end(),
                     count=parse_number(count_text) if count_text else None,
                     count_text=count_text,
+                    lower_bound=lower_bound_before(text, number.start(1)) if number else None,
                 )
             )
         return found
@@ -203,9 +213,6 @@ def _trie_pattern(terms: Iterable[str]) -> str:
 
 
 @cache
-def dataset_vocabulary(dataset: str, seen: frozenset[str]) -> Vocabulary:
-    """The vocabulary of a dataset: its converter's class list plus every class seen in records."""
-    from rsgpt4v.converters import BUILTIN_CONVERTERS, get_converter
-
-    known = get_converter(dataset).CLASSES if dataset in BUILTIN_CONVERTERS else ()
-    return Vocabulary(sorted(set(known) | seen), dataset)
+def mention_vocabulary(dataset: str, seen: frozenset[str]) -> Vocabulary:
+    """The finder of a dataset's class words: its converter's classes plus every class seen."""
+    return Vocabulary(sorted(set(declared_classes(dataset)) | seen), dataset)

@@ -1,9 +1,11 @@
-"""The spending cap of an LLM run: worst-case reservations before calls, real costs after."""
+"""The spending cap of an LLM run: worst-case reservations before calls, real costs after;
+one cap shared by the tasks of a run fanned out over a cluster (:class:`BudgetLedger`)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,40 @@ class Budget:
             if held.estimate > 0:
                 self.ratio = max(self.ratio, actual / held.estimate)
             self._settled.notify_all()
+
+
+class BudgetLedger:
+    """One budget for every task of a fanned-out run, held by a shared object (a Ray actor).
+
+    A reservation of a worker that died never settles; a request waits for it at most
+    ``patience`` seconds (longer than any call can take) and then counts the cap as reached.
+    """
+
+    def __init__(self, limit_usd: float, patience: float) -> None:
+        self.budget = Budget(limit_usd)
+        self.patience = patience
+
+    async def reserve(self, estimate: float) -> Reservation | bool:
+        try:
+            return await asyncio.wait_for(self.budget.reserve(estimate), self.patience)
+        except TimeoutError:
+            return False
+
+    async def settle(self, reserved: Reservation | float | bool, actual: float) -> None:
+        await self.budget.settle(reserved, actual)
+
+
+class SharedBudget:
+    """What one task's requester sees in place of its own :class:`Budget`: the run's
+    :class:`BudgetLedger` (shared: ``await ledger.method(...)``), plus what this task spent."""
+
+    def __init__(self, ledger: Any) -> None:
+        self.ledger = ledger
+        self.spent = 0.0
+
+    async def reserve(self, estimate: float) -> Reservation | bool:
+        return await self.ledger.reserve(estimate)
+
+    async def settle(self, reserved: Reservation | float | bool, actual: float) -> None:
+        self.spent += actual
+        await self.ledger.settle(reserved, actual)

@@ -1,5 +1,6 @@
 """What ``rsgpt4v instruct`` does for ``--generator llm|both`` and ``--shard``, kept out of cli.py.
 
+The LLM passes run as a stage (:class:`~rsgpt4v.instruct.llm.stage.LlmStage`) on either engine.
 ``both`` writes the rule instructions first (the unchanged rules stage, into a temporary file) and
 then the LLM ones after them in the same output. ``--shard I/N`` keeps the records whose id hashes
 to shard I, for every generator, so N machines can split one input and their outputs add up to the
@@ -13,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rsgpt4v.engines import run_stage
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct.llm.generate import LlmSummary
 from rsgpt4v.instruct.llm.record_runs import shard_records
 from rsgpt4v.instruct.llm.settings import LlmSettings
+from rsgpt4v.instruct.llm.stage import LlmStage, refuse_on_cluster
 from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
 
 GENERATORS = ("rules", "llm", "both")
@@ -48,28 +51,34 @@ def run_llm_instruct(
     *,
     dry_run: bool,
     rules: Callable[[Path, Path], str],
+    engine: str = "local",
+    address: str | None = None,
 ) -> LlmRunReport:
-    """Run the LLM passes (after the rules for ``both``); ``rules(records, out)`` runs the rules
-    stage and returns its summary line."""
-    from rsgpt4v.instruct.llm.generate import generate_llm_instructions
-
+    """Run the LLM passes (after the rules for ``both``) on the engine ``engine`` (Ray: joining
+    the cluster at ``address``); ``rules(records, out)`` runs the rules stage and returns its
+    summary line."""
     if generator not in GENERATORS:
         raise InputError(f"unknown generator {generator!r}; available: {', '.join(GENERATORS)}")
+    settings.check()
     report = LlmRunReport()
     if dry_run:
         from rsgpt4v.instruct.llm.plan import plan_run
 
         report.lines = plan_run(records, settings).lines()
         return report
-    with tempfile.TemporaryDirectory(prefix="rsgpt4v-instruct-") as folder:
-        prepend = None
+    if engine == "ray":
+        refuse_on_cluster(settings)  # before the rules run and Ray starts
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # beside the output: on a cluster, workers write the rules' shards beside their file
+    with tempfile.TemporaryDirectory(prefix="rsgpt4v-instruct-", dir=output.parent) as folder:
+        stage = LlmStage(records, output, settings)
         if generator == "both":
             source = (
                 write_shard(records, settings.shard, Path(folder)) if settings.shard else records
             )
-            prepend = Path(folder) / "rules.jsonl"
-            report.lines.append("rules: " + rules(source, prepend))
-        summary = generate_llm_instructions(records, output, settings, prepend=prepend)
+            stage.prepend = Path(folder) / "rules.jsonl"
+            report.lines.append("rules: " + rules(source, stage.prepend))
+        summary = run_stage(stage, engine, address)
     return finish_report(report, summary, settings)
 
 

@@ -17,11 +17,9 @@ from pathlib import Path
 
 from rsgpt4v.collector import fewer_collections, older_objects_frozen
 from rsgpt4v.errors import InputError, RsgptError
-from rsgpt4v.instruct.llm.budget import Budget
+from rsgpt4v.instruct.llm.budget import Budget, SharedBudget
 from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import Outcome, Requester
-from rsgpt4v.instruct.llm.images import render_side
-from rsgpt4v.instruct.llm.passes import PASSES
 from rsgpt4v.instruct.llm.prepare import Preparer, pool_size
 from rsgpt4v.instruct.llm.pricing import load_prices
 from rsgpt4v.instruct.llm.record_runs import (
@@ -91,22 +89,28 @@ def ledger_of(output: Path) -> str:
     return str(Path(output).resolve())
 
 
+def cache_of(output: str | Path, settings: LlmSettings) -> Path:
+    """The reply cache folder of a run: ``--cache``, else one beside the output."""
+    return settings.cache_dir or Path(output).parent / DEFAULT_CACHE_DIR
+
+
 def generate_llm_instructions(
     records_path: str | Path,
     output: str | Path,
     settings: LlmSettings,
     *,
     prepend: Path | None = None,
-    budget: Budget | None = None,
+    budget: Budget | SharedBudget | None = None,
     ledger: str | None = None,
 ) -> LlmSummary:
     """Write the LLM instructions of every record (of the shard) to output, and the log beside.
 
     ``prepend`` is a file of instructions (the rules' ones for ``--generator both``) copied first.
-    ``budget`` is one shared by several runs (the Ray engine's ledger: same ``reserve`` and
-    ``settle``); by default ``settings.budget_usd`` caps what every run writing this output paid,
-    this one included (the ledger in the reply cache). ``ledger`` names the ledger that paid
-    replies are charged to when the budget is shared (default: none; else the output's own).
+    ``budget`` is one shared by several runs (the tasks of a fanned-out run: a
+    :class:`~rsgpt4v.instruct.llm.budget.SharedBudget`); by default ``settings.budget_usd`` caps
+    what every run writing this output paid, this one included (the ledger in the reply cache).
+    ``ledger`` names the ledger that paid replies are charged to when the budget is shared
+    (default: none; else the output's own).
     """
     from rsgpt4v.instruct import check_partial_classes, dataset_vocabulary
 
@@ -126,7 +130,7 @@ def generate_llm_instructions(
     own_budget = budget is None
     if own_budget:
         ledger = ledger_of(output)
-    with ReplyCache(settings.cache_dir or output.parent / DEFAULT_CACHE_DIR) as cache:
+    with ReplyCache(cache_of(output, settings)) as cache:
         if own_budget:
             summary.earlier_usd = cache.charged(ledger_of(output))
         run = Run(records_path, settings, cache, prices, key, redact, vocabulary, summary, ledger)
@@ -194,15 +198,7 @@ async def _generate(run: Run, output: Path, prepend: Path | None, budget: Budget
 
 
 def _check(settings: LlmSettings) -> None:
-    settings.check()  # again: a field may have been changed since the settings were made
-    if settings.concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1, got {settings.concurrency}")
-    unknown = [p for p in settings.passes if p not in PASSES]
-    if unknown or not settings.passes:
-        raise InputError(
-            f"unknown pass {unknown[0] if unknown else ''!r}; known: local, global, multi_turn"
-        )
-    render_side(settings.detail)
+    settings.check()  # again: settings.model_copy(update=...) does not validate what it changes
     if settings.image_root is None:
         raise InputError("--image-root is needed with --generator llm: the model sees the images")
     ImageRoot(settings.image_root)  # a folder, or an error naming it

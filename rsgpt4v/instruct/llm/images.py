@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 from rsgpt4v.errors import InputError
+from rsgpt4v.instruct.llm.settings import DETAILS
 from rsgpt4v.raster import read_rgb8
 
-DETAILS = ("low", "high")
 LOW_DETAIL_SIDE = 512
 HIGH_DETAIL_SIDE = 2048
 JPEG_QUALITY = 85

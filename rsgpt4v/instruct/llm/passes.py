@@ -47,6 +47,7 @@ from rsgpt4v.instruct.llm.selection import (
 )
 from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.instruct.vocabulary import declared_completeness
+from rsgpt4v.label_facts import labels_are_complete
 from rsgpt4v.schema import Record
 
 MAX_REPLY_TOKENS = 8000
@@ -144,8 +145,6 @@ class RecordContext:
         sent); ``budget``: the objects listed and crops allowed (default :class:`ObjectBudget`);
         ``labelling``: which classes the dataset labels exhaustively (default: its converter's
         declaration, :mod:`rsgpt4v.completeness`)."""
-        from rsgpt4v.instruct.rules.common import labels_are_complete
-
         counts = Counter(o.category for o in record.objects)
         view = view or View.of(record.image)
         selection = select(facts, record.image, view, budget or ObjectBudget())

@@ -37,7 +37,7 @@ from rsgpt4v.instruct.llm.pricing import (
 )
 from rsgpt4v.instruct.llm.record_runs import shard_records
 from rsgpt4v.instruct.llm.replies import LocalReply, ObjectNote, Relation
-from rsgpt4v.instruct.llm.selection import View
+from rsgpt4v.instruct.llm.selection import ObjectBudget, View
 from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.schema import Record, read_jsonl
@@ -87,7 +87,7 @@ def plan_run(records_path: str | Path, settings: LlmSettings) -> Plan:
     prices = load_prices(settings.prices)
     price = prices.price_of(settings.model)
     side = render_side(settings.detail, settings.max_side)
-    budget = settings.object_budget()
+    budget = ObjectBudget.of(settings)
     vocabulary = dataset_vocabulary(records_path)
     system = system_text()
     plan = Plan(settings.model, priced=price is not None, prices_version=prices.version)

@@ -105,7 +105,7 @@ class Preparer:
             settings.detail,
             settings.max_side,
             settings.colour_facts,
-            settings.object_budget(),
+            ObjectBudget.of(settings),
             dict(settings.completeness),
         )
         self._pool: Executor = (

@@ -5,13 +5,12 @@ synchronous run (:mod:`generate`) and the Batch API run (:mod:`batch`) alike."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rsgpt4v.errors import InputError
+from rsgpt4v.engines.shards import shard_of
 from rsgpt4v.instruct.llm.cache import ReplyCache
 from rsgpt4v.instruct.llm.engine import Outcome, Requester
 from rsgpt4v.instruct.llm.passes import PASSES, Earlier
@@ -27,24 +26,6 @@ class RecordResult:
     record: Record
     outcomes: list[Outcome]
     instructions: list[Instruction]
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"I/N"`` (0 <= I < N) → (I, N); None → no sharding."""
-    if text is None:
-        return None
-    index, sep, count = text.partition("/")
-    if not (sep and index.strip().isdigit() and count.strip().isdigit()):
-        raise InputError(f"--shard must be I/N (e.g. 0/4), got {text!r}")
-    i, n = int(index), int(count)
-    if not 0 <= i < n:
-        raise InputError(f"--shard {text}: I must be in 0..{n - 1}")
-    return i, n
-
-
-def shard_of(record_id: str, count: int) -> int:
-    """The shard of a record: by a hash of its id, so it does not depend on file order."""
-    return int.from_bytes(hashlib.sha256(record_id.encode("utf-8")).digest()[:8], "big") % count
 
 
 def shard_records(records: Iterable[Record], shard: tuple[int, int] | None) -> Iterator[Record]:

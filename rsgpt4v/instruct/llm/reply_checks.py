@@ -2,9 +2,13 @@
 
 A reply is rejected, with the reason, when it writes an object reference other than exactly
 ``<ref:N>``, refers to an id the record does not have, writes coordinates, has a dialogue outside
-3-5 turns, or, when the labels are complete, names a class of the dataset's vocabulary that the
-record lacks or states a total that differs from a label count. Anything else it describes (land
-use, roads, car parks, water, vegetation: what no label covers) is not checked.
+3-5 turns, or says of a class what the labels do not show, as
+:class:`rsgpt4v.label_facts.LabelFacts` decides for ``validate`` too: where the labels are
+complete, it names (even to deny it) a class of the dataset's vocabulary that the record lacks,
+unless the dataset's classes nest; it gives a number of a class (every number is read as a
+total) other than the label count; or, for a class whose labels may miss instances, any number
+but "at least" one no larger than the label count. Anything else it describes (land use, roads,
+car parks, water, vegetation: what no label covers) is not checked.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from functools import cache, lru_cache
 
 from pydantic import BaseModel
 
+from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.instruct.llm.passes import RecordContext
 from rsgpt4v.instruct.llm.replies import DialogueReply
 from rsgpt4v.instruct.phrasing import category_name
+from rsgpt4v.label_facts import LabelFacts, lower_bound_before
 from rsgpt4v.schema import REF
 
 DIALOGUE_TURNS = (3, 5)
@@ -84,34 +90,20 @@ def check(reply: BaseModel, context: RecordContext, vocabulary: tuple[str, ...])
         )
     text = "\n".join(texts)
     lowered = None if _FOLDS_TO_ASCII.intersection(text) else text.lower()
-    for category in sorted(context.partial):  # a count the labels cannot vouch for
-        if not _may_occur(category_name(category).plural, lowered):
-            continue
-        for found in _count_pattern(category).finditer(text):
-            if not _LOWER_BOUND.search(text[max(0, found.start() - 20) : found.start()]):
-                return (
-                    f"says {found.group(0)!r} as an exact count, but {category} is not labelled "
-                    f"exhaustively (at least {context.counts[category]})"
-                )
-    if not context.complete:
-        return None  # counts and absences are facts only when every object is labelled
-    absent = tuple(
-        c
-        for c in vocabulary
-        if c not in context.counts and any(_may_occur(f, lowered) for f in _plain_forms(c))
+    facts = _label_facts(context)
+    return _invented_class(text, lowered, facts, vocabulary) or _count_problem(
+        text, lowered, facts, vocabulary
     )
-    found = _classes_pattern(absent).search(text) if absent else None
-    if found:
-        return f"names {found.group(0)!r}, a class the record does not have"
-    for category, count in context.counts.items():
-        if category in context.partial or not _may_occur(category_name(category).plural, lowered):
-            continue
-        for found in _count_pattern(category).finditer(text):
-            said = found.group(1).lower()
-            number = NUMBER_WORDS.get(said, int(said) if said.isdigit() else None)
-            if number is not None and number != count:
-                return f"says {found.group(0)!r} but the labels have {count} {category}"
-    return None
+
+
+def _label_facts(context: RecordContext) -> LabelFacts:
+    """The record's :class:`LabelFacts` under the run's completeness.
+
+    ``context.partial`` holds the labelled classes that completeness leaves partial; a class
+    without a label is partial or not to no effect here, since every number read is a total.
+    """
+    partial = LabelCompleteness(context.partial)
+    return LabelFacts(context.record.dataset, context.counts, context.complete, partial)
 
 
 def malformed_ref(text: str) -> str | None:
@@ -129,14 +121,44 @@ def malformed_ref(text: str) -> str | None:
     return None
 
 
-# Words before a number that make it a lower bound ("at least 14 small vehicles")
-_LOWER_BOUND = re.compile(r"\b(?:at least|more than|over|some|no fewer than)\s+$", re.IGNORECASE)
-
 # The characters that re.IGNORECASE matches to an ASCII letter (dotless i, long s, capital I with
 # dot, Kelvin sign). In a text without them, an ASCII class name can match only where the
 # lower-cased text holds it: a substring test rules most of the patterns out before they run
 # (the regular expressions cost most of a reply's check).
 _FOLDS_TO_ASCII = frozenset("\u0131\u017f\u0130\u212a")
+
+
+def _invented_class(
+    text: str, lowered: str | None, facts: LabelFacts, vocabulary: tuple[str, ...]
+) -> str | None:
+    """Any name of a vocabulary class the labels do not show, negated or not."""
+    absent = tuple(
+        c
+        for c in vocabulary
+        if facts.invented((c,)) and any(_may_occur(f, lowered) for f in _plain_forms(c))
+    )
+    found = _classes_pattern(absent).search(text) if absent else None
+    return f"names {found.group(0)!r}, a class the record does not have" if found else None
+
+
+def _count_problem(
+    text: str, lowered: str | None, facts: LabelFacts, vocabulary: tuple[str, ...]
+) -> str | None:
+    """The first number of a class (a total, or "at least" it) the labels do not vouch for."""
+    for category in sorted(set(facts.counts) | set(vocabulary)):
+        if not _may_occur(category_name(category).plural, lowered):
+            continue
+        for found in _count_pattern(category).finditer(text):
+            said = found.group(1).lower()
+            number = NUMBER_WORDS[said] if said in NUMBER_WORDS else int(said)
+            bound = lower_bound_before(text, found.start())
+            problem = facts.count_problem(
+                (category,), number, total=True, lower_bound=bound is not None
+            )
+            if problem is not None:
+                written = f"{bound} {found.group(0)}" if bound else found.group(0)
+                return f"says {written!r} {problem}"
+    return None
 
 
 def _may_occur(form: str, lowered: str | None) -> bool:

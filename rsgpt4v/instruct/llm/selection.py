@@ -38,13 +38,12 @@ from typing import Any
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct.attributes import GRID_CELLS, ObjectFacts
 from rsgpt4v.instruct.llm.images import CROP_READ_MAX_SIDE, CROP_SIDE, seen_scale
+from rsgpt4v.instruct.llm.settings import MAX_CROPS, MAX_LISTED_OBJECTS, LlmSettings
 from rsgpt4v.schema import ImageInfo
 
-MAX_LISTED_OBJECTS = 40  # rows of the object table (the local reply grows ~90 tokens per row)
 TABLE_BYTES = 8000  # bytes of object table at most (a row takes 110 to 190)
 SELECTION_GRID = 4  # cells per side of the grid the rows are spread over
 MIN_APPEARANCE_PX = 20  # long side, in the image the model sees, below which appearance is a guess
-MAX_CROPS = 4  # extra crop images of the local pass (85 tokens each at detail low)
 _FLAG_BYTES = len(',"too_small":true')  # what a row may grow by once crops are planned
 
 
@@ -61,6 +60,11 @@ class ObjectBudget:
             raise InputError(f"--max-objects must be at least 1, got {self.max_objects}")
         if isinstance(self.max_crops, bool) or self.max_crops < 0:
             raise InputError(f"--max-crops must not be negative, got {self.max_crops}")
+
+    @classmethod
+    def of(cls, settings: LlmSettings) -> ObjectBudget:
+        """The budget ``--max-objects`` and ``--max-crops`` set."""
+        return cls(settings.max_objects, TABLE_BYTES, settings.max_crops)
 
 
 @dataclass(frozen=True)

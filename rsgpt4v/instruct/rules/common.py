@@ -12,6 +12,7 @@ from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.instruct.answerability import MAX_COUNT, MIN_VISIBLE_PX, ModelInput, visible
 from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.instruct.vocabulary import declared_completeness
+from rsgpt4v.label_facts import labels_are_complete
 from rsgpt4v.schema import Instruction, Message, Object, Record, Region, Source, trusted
 
 
@@ -98,22 +99,6 @@ def make_instruction(record: Record, draft: Draft) -> Instruction:
         source=source,
         messages=messages,
         regions=regions,
-    )
-
-
-def labels_are_complete(record: Record) -> bool:
-    """True when the objects are every object of the image, so counts and absences are facts.
-
-    Not so for unlabelled images, images that lost objects to --skip-bad, referring-expression
-    sets that label only some objects (``objects_exhaustive: false``) and COCO crowd regions
-    (one region, many objects).
-    """
-    meta = record.meta
-    return (
-        record.labelled
-        and not meta.get("skipped_objects")
-        and meta.get("objects_exhaustive", True) is not False
-        and not meta.get("crowd_regions")
     )
 
 

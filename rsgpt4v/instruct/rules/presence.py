@@ -19,13 +19,11 @@ from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
+from rsgpt4v.label_facts import NESTED_VOCABULARIES
 from rsgpt4v.schema import Record
 
 MAX_NEGATIVES = 3  # "no" questions per image, about absent classes of its dataset
 MAX_FALSE_PREMISES = 1  # questions that presume an absent object, answered "there is none"
-# Datasets whose class lists nest (HRSC2016: ship ⊃ aircraft carrier ⊃ Nimitz; xView: passenger
-# vehicle ⊃ small car): an absent class name may still be present under another name.
-NESTED_VOCABULARIES = frozenset({"hrsc2016", "xview"})
 _PRESENT_FORMS = {"exact": "present", "at_least": "present_at_least", None: "present_uncounted"}
 
 

@@ -9,7 +9,7 @@ ray engine; without it, it sorts lines by their id field (``id``, or ``tile`` fo
 manifests) and then by their text, so the result does not depend on how the input was cut.
 Sorted shards are merged streaming (memory: one line per shard); a shard found out of order is
 sorted in memory instead. Nothing is written unless the parts are the whole run, each part once:
-their manifests (:mod:`rsgpt4v.scale.manifests`) prove it; parts without manifests are checked
+their manifests (:mod:`rsgpt4v.engines.manifests`) prove it; parts without manifests are checked
 by ids (an id, or a record's lines, in two parts is a repeat; with the records file, a hash
 shard holding records and no part is missing).
 """
@@ -23,10 +23,10 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from rsgpt4v.engines.manifests import ShardSet, check_manifests
+from rsgpt4v.engines.shards import shard_of
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct.llm.record_runs import shard_of
 from rsgpt4v.jsonfiles import loads
-from rsgpt4v.scale.manifests import ShardSet, check_manifests
 from rsgpt4v.schema import JsonlWriter, jsonl_lines
 
 ID_FIELDS = ("id", "tile")
@@ -78,7 +78,7 @@ def merge_shards(
     ``record_id``) or else sorted by id; return how many were written.
 
     Nothing is written unless the parts are the shards of one run, each once: proven by their
-    manifests (:mod:`rsgpt4v.scale.manifests`) where they have them, else by ids (a record's
+    manifests (:mod:`rsgpt4v.engines.manifests`) where they have them, else by ids (a record's
     lines, or an id, in two parts; with ``records``, the parts' hash shards).
     """
     paths = [Path(shard) for shard in shards]
@@ -119,7 +119,7 @@ def _unrepeated(
 
 class _ShardCheck:
     """A ``--records`` merge that proves, as it reads, that its parts are the N hash shards of
-    one ``--shard I/N`` run (:func:`rsgpt4v.instruct.llm.record_runs.shard_of`), each once.
+    one ``--shard I/N`` run (:func:`rsgpt4v.engines.shards.shard_of`), each once.
 
     Every line must name a record of the records file, and each record's lines must be in one
     part (else a shard was given twice). With manifests, N and each part's shard are known and

@@ -18,8 +18,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from rsgpt4v.engines.shards import shard_of
 from rsgpt4v.instruct.llm.cache import CACHE_FILE, ReplyCache
-from rsgpt4v.instruct.llm.record_runs import shard_of
 
 _TABLES = ("replies", "settings", "batches")
 

@@ -1,4 +1,5 @@
-"""Where a fanned-out run keeps its shards: ``OUTPUT.shards/`` beside the output.
+"""Shards: where a fanned-out run keeps them (``OUTPUT.shards/`` beside the output), and which
+hash shard a record belongs to.
 
 Each unit writes its own shard, named by the unit's index, atomically (``JsonlWriter``), so a
 retried task rewrites its shard and never adds a second one. The folder is emptied when a run
@@ -7,12 +8,17 @@ starts (a stale shard of an earlier run must not be merged) and removed after th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 from rsgpt4v.problems import Problem
-from rsgpt4v.schema import JsonlWriter
+
+
+def shard_of(record_id: str, count: int) -> int:
+    """The hash shard of a record: by a hash of its id, so it does not depend on file order."""
+    return int.from_bytes(hashlib.sha256(record_id.encode("utf-8")).digest()[:8], "big") % count
 
 
 def shards_folder(output: str | Path, fresh: bool = True) -> Path:
@@ -29,20 +35,16 @@ def shard_path(folder: str | Path, index: int, kind: str = "part") -> Path:
     return Path(folder) / f"{kind}-{index:06d}.jsonl"
 
 
-def write_shard(path: str | Path, lines: list[str]) -> str:
-    """Write lines (newlines included) to a shard; return its path as text."""
-    with JsonlWriter(path) as writer:
-        writer.write_lines(lines)
-    return str(path)
-
-
 def remove_shards(folder: str | Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def as_given(problems: list[dict], resolved: str | Path, given: str | Path) -> list[Problem]:
-    """Problems found by workers (which see absolute paths), named as the user gave the paths."""
+    """Problems found by units (which may see absolute paths), named as the user gave the
+    paths: ``resolved`` is a file or folder, ``given`` its name as the user wrote it."""
     resolved, given = str(resolved), str(given)
+    if resolved == given:
+        return [Problem(**problem) for problem in problems]
     out = []
     for problem in problems:
         file = problem["file"]
