@@ -13,13 +13,19 @@ from typing import TypeVar
 import typer
 
 from rsgpt4v import __version__
-from rsgpt4v.cli_options import settings_options
+from rsgpt4v.cli_options import FROM_OPTIONS, settings_options
 from rsgpt4v.convert_settings import ConvertSettings
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.export_settings import (
+    BOXES_HELP,
+    DECIMALS_HELP,
+    MIN_PIXELS_HELP,
+    ExportSettings,
+)
 from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.instruct.settings import RulesSettings
 from rsgpt4v.tile_settings import TileSettings
-from rsgpt4v.validate.settings import MAX_PIXELS_HELP, ValidationOptions
+from rsgpt4v.validate.settings import ValidationOptions
 
 app = typer.Typer(
     help="Remote-sensing instruction data for multimodal LLMs: convert legacy datasets, write "
@@ -79,17 +85,6 @@ ENGINE_HELP = (
     "'rsgpt4v\\[ray]'; see docs/scale.md); the output is the local engine's, line for line."
 )
 RAY_ADDRESS_HELP = "ray: the cluster to join (default $RAY_ADDRESS, else a local instance)."
-BOXES_HELP = (
-    "Model family whose box convention to write (docs/families.md): llava (0-1 of the padded "
-    "square, 2 decimals), qwen2vl (0-1000 grid, object_ref phrases), qwen25vl (pixels of the "
-    "smart_resize'd image, JSON with labels), geochat, minigptv2, internvl, pixel."
-)
-PAD_HELP = (
-    "Boxes relative to the image padded to a centred square (LLaVA-1.5's image_aspect_ratio "
-    "pad). Default: the family's own (on for llava, off for the others)."
-)
-DECIMALS_HELP = "Decimals of normalised boxes (default: the family's; llava 2)."
-MIN_PIXELS_HELP = "qwen25vl: the processor's min_pixels (default 3136)."
 
 
 @app.command()
@@ -113,7 +108,7 @@ def convert(
     dataset: str = typer.Argument(..., help="Converter name (see `rsgpt4v datasets`)."),
     root: Path = typer.Argument(..., help="The dataset's root folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Records file to write (JSONL)."),
-    settings: ConvertSettings = ConvertSettings(),
+    settings: ConvertSettings = FROM_OPTIONS,
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
@@ -152,8 +147,8 @@ def instruct(
         help="Who writes the answers: rules (offline, exact), llm (a vision LLM on any "
         "OpenAI-compatible server: local → global → multi-turn passes), both (rules, then llm).",
     ),
-    rules: RulesSettings = RulesSettings(),
-    llm: LlmSettings = LlmSettings(),
+    rules: RulesSettings = FROM_OPTIONS,
+    llm: LlmSettings = FROM_OPTIONS,
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -258,80 +253,18 @@ def _instruct_llm(
 
 
 @app.command()
+@settings_options(lambda error: _fail(error), settings=ExportSettings)
 def export(
     instructions: Path = typer.Argument(..., help="Instructions file written by `instruct`."),
     output: Path = typer.Option(..., "-o", "--output", help="Training file to write."),
-    fmt: str = typer.Option(
-        "llava",
-        "--format",
-        help="Training format: llava (LLaVA conversations JSON), sharegpt (LLaMA-Factory "
-        "messages + images, .json or .jsonl, and its dataset_info.json entry), openai (chat "
-        "fine-tuning JSONL, image as a content part), parquet (Hugging Face datasets Parquet "
-        "with a README.md dataset card).",
-    ),
-    boxes: str = typer.Option("llava", "--boxes", help=BOXES_HELP),
-    image_root: Path | None = typer.Option(
-        None,
-        "--image-root",
-        help="Folder the image paths are relative to (the convert ROOT); "
-        "images are checked and written relative to the output's folder.",
-    ),
-    square_pad: bool | None = typer.Option(None, "--square-pad/--no-square-pad", help=PAD_HELP),
-    box_decimals: int | None = typer.Option(None, "--box-decimals", min=0, help=DECIMALS_HELP),
-    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help=MAX_PIXELS_HELP),
-    min_pixels: int | None = typer.Option(None, "--min-pixels", min=1, help=MIN_PIXELS_HELP),
-    skip_bad: bool = typer.Option(
-        False, "--skip-bad", help="Skip bad instructions and list them in a rejects file."
-    ),
-    embed_images: bool = typer.Option(
-        False,
-        "--embed-images",
-        help="parquet: store the images in the file (PNG/JPEG as they are, other rasters "
-        "rendered to 8-bit RGB PNG); needs --image-root.",
-    ),
-    image_url_prefix: str | None = typer.Option(
-        None,
-        "--image-url-prefix",
-        help="openai: image URL = this prefix + the dataset-relative image path (images you "
-        "host) instead of JPEG data URLs read from --image-root.",
-    ),
-    max_side: int = typer.Option(
-        1024,
-        "--max-side",
-        min=0,
-        help="openai data URLs: longer image side in pixels at most (0: full size); "
-        "boxes are rendered for the scaled image.",
-    ),
-    render_images: Path | None = typer.Option(
-        None,
-        "--render-images",
-        help="llava, sharegpt: write 8-bit RGB PNG copies of the images that are not PNG or "
-        "JPEG (16-bit, multi-band GeoTIFFs, which the trainers' PIL cannot read) into this "
-        "folder, at full size, and point the file to them; needs --image-root. With --boxes "
-        "qwen25vl every image is copied at the size its boxes are written for.",
-    ),
+    settings: ExportSettings = FROM_OPTIONS,
 ) -> None:
     """Export instructions as a training file, boxes in the target model's style."""
-    from rsgpt4v.export import export_instructions
+    from rsgpt4v.export import write_export
 
+    fmt, boxes, render_images = settings.fmt, settings.boxes, settings.render_images
     try:
-        summary = export_instructions(
-            instructions,
-            output,
-            fmt=fmt,
-            boxes=boxes,
-            image_root=image_root,
-            square_pad=square_pad,
-            box_decimals=box_decimals,
-            max_pixels=max_pixels,
-            min_pixels=min_pixels,
-            skip_bad=skip_bad,
-            embed_images=embed_images,
-            image_url_prefix=image_url_prefix,
-            max_side=max_side or None,
-            render_images=render_images,
-            progress=_progress(f"export {fmt}"),
-        )
+        summary = write_export(instructions, output, settings, _progress(f"export {fmt}"))
     except RsgptError as error:
         _fail(error)
     typer.echo(f"{summary.written} conversations ({fmt}, boxes {boxes}) → {summary.output}")
@@ -374,7 +307,7 @@ def validate(
     report: Path | None = typer.Option(
         None, "--report", help="Write summary.json, figures and an HTML sample viewer here."
     ),
-    options: ValidationOptions = ValidationOptions(),
+    options: ValidationOptions = FROM_OPTIONS,
     strict: bool = typer.Option(
         False, "--strict", help="Exit with status 1 when any instruction is rejected."
     ),
@@ -476,7 +409,7 @@ def tile(
     image_root: Path = typer.Option(
         ..., "--image-root", help="Folder the records' image paths are relative to (convert ROOT)."
     ),
-    settings: TileSettings = TileSettings(),
+    settings: TileSettings = FROM_OPTIONS,
     engine: str = typer.Option("local", "--engine", help=ENGINE_HELP),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:

@@ -22,6 +22,9 @@ from rsgpt4v.errors import RsgptError
 from rsgpt4v.settings import flags_of
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: The default of a command's settings parameter: the decorator builds the model from the
+#: options (``settings: TileSettings = FROM_OPTIONS``).
+FROM_OPTIONS: Any = object()
 
 
 def settings_options(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from rsgpt4v.errors import BoxFormatError, InputError
+from rsgpt4v.export_settings import ExportSettings
 from rsgpt4v.exporters import EXPORTERS, FORMATS
 from rsgpt4v.exporters.common import (
     ExportOptions,
@@ -28,29 +30,36 @@ from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import LineNumbers, Problem, ProblemLog, write_rejects
 from rsgpt4v.schema import Instruction, count_lines, read_jsonl
 
-RENDERED_FORMATS = ("llava", "sharegpt")  # formats whose trainers open the image files with PIL
-__all__ = ["FORMATS", "ExportSummary", "export_instructions", "render_refs", "to_llava"]
+__all__ = [
+    "FORMATS",
+    "ExportSettings",
+    "ExportSummary",
+    "export_instructions",
+    "render_refs",
+    "to_llava",
+    "write_export",
+]
 
 
 def export_instructions(
     instructions_path: str | Path,
     output: str | Path,
     *,
-    fmt: str = "llava",
-    boxes: str | BoxConvention = "llava",
-    image_root: str | Path | None = None,
-    square_pad: bool | None = None,
-    box_decimals: int | None = None,
-    max_pixels: int | None = None,
-    min_pixels: int | None = None,
-    skip_bad: bool = False,
-    embed_images: bool = False,
-    image_url_prefix: str | None = None,
-    max_side: int | None = 1024,
-    render_images: str | Path | None = None,
+    progress: Callable[[Iterable[Instruction], int | None], Iterable[Instruction]] | None = None,
+    **options: Any,
+) -> ExportSummary:
+    """Write instructions as a training file; ``options`` are :class:`ExportSettings` fields
+    (``fmt="sharegpt"``, ``boxes="qwen25vl"``, ``image_root=...``)."""
+    return write_export(instructions_path, output, ExportSettings(**options), progress)
+
+
+def write_export(
+    instructions_path: str | Path,
+    output: str | Path,
+    settings: ExportSettings,
     progress: Callable[[Iterable[Instruction], int | None], Iterable[Instruction]] | None = None,
 ) -> ExportSummary:
-    """Write instructions as a training file in format ``fmt``.
+    """Write instructions as a training file in format ``settings.fmt``.
 
     With ``image_root`` (the folder the records' image paths are relative to), every image must
     exist inside it and is written relative to the output's folder, the layout LLaVA's
@@ -59,44 +68,38 @@ def export_instructions(
     ``square_pad``, ``box_decimals`` and ``max_pixels``/``min_pixels`` (qwen25vl: boxes in pixels
     of the image resized within that budget) change its defaults. ``embed_images`` (parquet)
     stores the image bytes in the file; ``image_url_prefix`` and ``max_side`` (openai) choose
-    hosted URLs or JPEG data URLs whose longer side is at most ``max_side`` (None: full size).
+    hosted URLs or JPEG data URLs whose longer side is at most ``max_side`` (0: full size).
     ``render_images`` (llava, sharegpt) is a folder for 8-bit RGB PNG copies of the images that
     are not PNG or JPEG (:mod:`rsgpt4v.exporters.rendered`), which the file then points to; for
     a family that resizes (qwen25vl) every image is copied at the size its boxes are written for.
     """
-    if fmt not in EXPORTERS:
-        raise InputError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     try:
-        convention = (
-            boxes
-            if isinstance(boxes, BoxConvention)
-            else BoxConvention(boxes, square_pad, box_decimals, max_pixels, min_pixels)
+        convention = BoxConvention(
+            settings.boxes,
+            settings.square_pad,
+            settings.box_decimals,
+            settings.max_pixels,
+            settings.min_pixels,
         )
     except BoxFormatError as error:
         raise InputError(str(error)) from None
-    if embed_images and fmt != "parquet":
-        raise InputError("--embed-images applies to --format parquet")
-    if image_url_prefix is not None and fmt != "openai":
-        raise InputError("--image-url-prefix applies to --format openai")
-    if render_images is not None and fmt not in RENDERED_FORMATS:
-        raise InputError(
-            f"--render-images applies to --format {' and '.join(RENDERED_FORMATS)} (openai and "
-            "parquet --embed-images render the images into the file)"
-        )
-    if render_images is not None and image_root is None:
-        raise InputError("--render-images reads the images: give --image-root")
-    output = Path(output)
-    root = Path(image_root) if image_root is not None else None
+    output, root, rendered = Path(output), settings.image_root, settings.render_images
     ImageRoot.of(root)  # a folder, or an error naming it
-    rendered = Path(render_images) if render_images is not None else None
-    options = ExportOptions(convention, root, embed_images, image_url_prefix, max_side, rendered)
+    options = ExportOptions(
+        convention,
+        root,
+        settings.embed_images,
+        settings.image_url_prefix,
+        settings.data_url_side(),
+        rendered,
+    )
     resize = convention.shown_size if convention.spec.frame == "resize" else None
     renderer = (
         ImageRenderer(rendered, root, output.parent, resize=resize) if rendered and root else None
     )
-    exporter = EXPORTERS[fmt](options, output)
+    exporter = EXPORTERS[settings.fmt](options, output)
     exporter.check()
-    log = ProblemLog(skip_bad=skip_bad)
+    log = ProblemLog(skip_bad=settings.skip_bad)
     summary = ExportSummary(output=output)
     instructions: Iterable[Instruction] = read_jsonl(instructions_path, Instruction)
     if progress is not None:

@@ -54,6 +54,7 @@ LAYERS = (
         "rsgpt4v.coco_export",
         "rsgpt4v.exporters",
         "rsgpt4v.export",
+        "rsgpt4v.export_settings",
     ),
     ("rsgpt4v.instruct",),
     ("rsgpt4v.validate", "rsgpt4v.report"),

@@ -11,9 +11,10 @@ from pydantic import field_validator
 from typer.testing import CliRunner
 
 from rsgpt4v.cli import app
-from rsgpt4v.cli_options import settings_options
+from rsgpt4v.cli_options import FROM_OPTIONS, settings_options
 from rsgpt4v.convert_settings import ConvertSettings
 from rsgpt4v.errors import InputError, RsgptError
+from rsgpt4v.export_settings import ExportSettings
 from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.instruct.settings import RulesSettings
 from rsgpt4v.settings import StageSettings, flags_of, key_values, option
@@ -46,7 +47,9 @@ def _app(seen: list) -> typer.Typer:
 
     @demo.command()
     @settings_options(refuse, knobs=Knobs, more=More)
-    def run(what: str = typer.Argument(...), knobs: Knobs = Knobs(), more: More = More()) -> None:
+    def run(
+        what: str = typer.Argument(...), knobs: Knobs = FROM_OPTIONS, more: More = FROM_OPTIONS
+    ) -> None:
         seen.append((what, knobs, more))
 
     return demo
@@ -106,6 +109,7 @@ def test_a_stage_check_is_the_cli_one_line_error(tmp_path: Path) -> None:
         ("instruct", RulesSettings),
         ("instruct", LlmSettings),
         ("validate", ValidationOptions),
+        ("export", ExportSettings),
     ],
 )
 def test_every_settings_option_is_on_its_command(command: str, model) -> None:

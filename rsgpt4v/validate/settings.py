@@ -14,6 +14,7 @@ from pydantic import field_validator, model_validator
 
 from rsgpt4v.completeness import LabelCompleteness, load_completeness
 from rsgpt4v.errors import InputError
+from rsgpt4v.export_settings import MAX_PIXELS_HELP
 from rsgpt4v.settings import StageSettings, option
 
 if TYPE_CHECKING:
@@ -21,11 +22,6 @@ if TYPE_CHECKING:
 
 #: Perceptual-hash distance (bits) at or below which two images are one (:mod:`.leakage`).
 DEFAULT_MAX_DISTANCE = 4
-
-MAX_PIXELS_HELP = (
-    "qwen25vl: the processor's max_pixels; boxes are pixels of the image resized within it "
-    "(default 12845056, Qwen2.5-VL's processor; LLaMA-Factory's image_max_pixels is 589824)."
-)
 
 
 class ValidationOptions(StageSettings):
