@@ -37,7 +37,7 @@ STAGES = (
     ("label parse", "rsgpt4v.converters.dota", "parse_dota_label"),
     ("image header", "rsgpt4v.converters.base", "describe_raster"),
     ("objects", "rsgpt4v.converters.dota", "DotaConverter._objects"),
-    ("serialise", "rsgpt4v.schema", "JsonlWriter.write"),
+    ("serialise", "rsgpt4v.convert", "json_line"),
 )
 
 

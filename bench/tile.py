@@ -119,7 +119,8 @@ def run_baseline(folder: Path, tile: int, gap: int) -> int:
             data = pixels[
                 :, window.y : window.y + window.height, window.x : window.x + window.width
             ]
-            writer.write(out / f"scene{window.suffix}.tif", data, window)
+            path = out / f"scene{window.suffix}.tif"
+            writer.write(path, data, window, path)  # written in place: no staging
             objects.in_window(window, "devkit", 0.7)
             count += 1
     return count

@@ -11,7 +11,6 @@ unit: correct for every registered converter, not faster.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +26,9 @@ from rsgpt4v.engines.stage import Counts, FanOut, Progress, Unit, UnitOutputs, U
 from rsgpt4v.errors import InputError
 from rsgpt4v.jsonfiles import load_json
 from rsgpt4v.problems import Problem, ProblemLog, write_rejects
-from rsgpt4v.schema import JsonlWriter, Record
+from rsgpt4v.schema import JsonlWriter, Record, json_line
 
 WHOLE = "(whole dataset)"
-_WRITE_BATCH = 4096
 
 
 @dataclass
@@ -134,7 +132,7 @@ class ConvertStage:
         counts = Counter[str]()
         categories = Counter[str]()
         for record in records:
-            yield record.model_dump_json(exclude_none=False) + "\n"
+            yield json_line(record)
             counts["records"] += 1
             counts["objects"] += len(record.objects)
             counts["unlabelled"] += not record.labelled
@@ -152,9 +150,8 @@ class ConvertStage:
     def finish(self, outputs: UnitOutputs) -> ConversionSummary:
         summary = ConversionSummary(output=self.output)
         with JsonlWriter(self.output) as writer:
-            rows = iter(outputs.rows())
-            while batch := list(itertools.islice(rows, _WRITE_BATCH)):
-                writer.write_lines(batch)
+            for row in outputs.rows():  # one at a time: a record's line can be megabytes
+                writer.write_line(row)
         for counts in outputs.counts:
             self._add(summary, counts)
         summary.rejects_file = write_rejects(self.output, summary.rejects)

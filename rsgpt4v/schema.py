@@ -282,6 +282,11 @@ def existing_file(path: str | Path) -> Path:
     return path
 
 
+def json_line(item: BaseModel) -> str:
+    """The JSON Lines line of a model, newline included: what every writer writes."""
+    return item.model_dump_json(exclude_none=False) + "\n"
+
+
 class JsonlWriter:
     """Write models one per line to a staged file, renamed into place on success.
 
@@ -299,7 +304,12 @@ class JsonlWriter:
         return self
 
     def write(self, item: BaseModel) -> None:
-        self._handle.write(item.model_dump_json(exclude_none=False) + "\n")
+        self._handle.write(json_line(item))
+        self.count += 1
+
+    def write_line(self, line: str) -> None:
+        """Write one item the caller serialised itself (newline included)."""
+        self._handle.write(line)
         self.count += 1
 
     def write_lines(self, lines: list[str]) -> None:

@@ -42,7 +42,6 @@ from rsgpt4v.schema import JsonlWriter, Record, count_lines
 # Records whose object facts are computed in one vectorised pass: enough to spread numpy's cost
 # per call thin; larger batches measured slower again (their arrays outgrow the CPU caches).
 FACTS_BATCH = 64
-_WRITE_BATCH = 4096
 
 
 @dataclass
@@ -137,9 +136,8 @@ class RulesStage:
         assert self.context is not None
         summary = InstructionSummary(self.output, model_input=self.context.model_input.describe())
         with JsonlWriter(self.output) as writer:
-            rows = iter(outputs.rows())
-            while batch := list(itertools.islice(rows, _WRITE_BATCH)):
-                writer.write_lines(batch)
+            for row in outputs.rows():  # one at a time: a record's line can be megabytes
+                writer.write_line(row)
         summary.instructions = writer.count
         for counts in outputs.counts:
             summary.records += counts["totals"].get("records", 0)

@@ -240,8 +240,8 @@ def _record_facts(
     if fresh and completeness is not None:
         fresh = _last_facts[1] is completeness  # type: ignore[index]
     if not fresh:
-        completeness = completeness or {}
-        labelling = completeness.get(record.dataset) or declared_completeness(record.dataset)
+        given = (completeness or {}).get(record.dataset)
+        labelling = given or declared_completeness(record.dataset)
         facts = (
             quoted_texts(record),
             LabelFacts.of(record, labelling),
