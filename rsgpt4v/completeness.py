@@ -17,7 +17,7 @@ per dataset with a YAML file (``instruct --completeness FILE``)::
 
 Datasets without a declaration (a user's own YOLO, VOC, COCO or GeoTIFF labels) are taken as
 exhaustive: their owner labelled them, and the override says otherwise. The table of a run is
-built in :mod:`rsgpt4v.instruct.vocabulary` (which knows the converters), beside each dataset's
+built in :mod:`rsgpt4v.vocabulary` (which knows the converters), beside each dataset's
 class vocabulary.
 """
 

@@ -55,6 +55,7 @@ LAYERS = (
         "rsgpt4v.exporters",
         "rsgpt4v.export",
         "rsgpt4v.export_settings",
+        "rsgpt4v.vocabulary",
     ),
     ("rsgpt4v.instruct",),
     ("rsgpt4v.validate", "rsgpt4v.report"),

@@ -247,7 +247,7 @@ def test_validate_rejects_malformed_refs(pipeline: dict, tmp_path: Path) -> None
 
 # -- the other readers: instruct, validate imports, converters, merge-shards, side files --------
 def test_instruct_on_records_not_utf8_is_one_line(pipeline: dict, tmp_path: Path) -> None:
-    """The class vocabulary pass reads the records first (rsgpt4v.instruct.vocabulary)."""
+    """The class vocabulary pass reads the records first (rsgpt4v.vocabulary)."""
     records = _latin1_line_2(pipeline["records"], tmp_path / "records.jsonl")
     result = runner.invoke(app, ["instruct", str(records), "-o", str(tmp_path / "out.jsonl")])
     _one_line_error(result, f"{records}:2:", "not UTF-8")

@@ -10,7 +10,7 @@ import pytest
 from rsgpt4v.errors import InputError
 from rsgpt4v.instruct import dataset_vocabulary, generate_instructions, parse_tasks
 from rsgpt4v.instruct.lines import RecordLines
-from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name, load_pool
+from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, load_pool
 from rsgpt4v.instruct.rules import (
     RULE_TASKS,
     RuleContext,
@@ -20,6 +20,7 @@ from rsgpt4v.instruct.rules import (
 )
 from rsgpt4v.instruct.rules.task_random import TaskRandom
 from rsgpt4v.schema import ImageInfo, Instruction, Object, Record, read_jsonl, write_jsonl
+from rsgpt4v.vocabulary import category_name
 from tests.rule_phrasings import renderings
 
 

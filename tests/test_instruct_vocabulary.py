@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rsgpt4v.errors import InputError
-from rsgpt4v.instruct.vocabulary import _RecordClasses, dataset_vocabulary
+from rsgpt4v.vocabulary import _RecordClasses, dataset_vocabulary
 
 
 def _line(dataset: str, classes: list[str], **extra: object) -> dict:

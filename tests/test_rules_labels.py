@@ -13,7 +13,7 @@ import re
 import pytest
 from pyproj import Transformer
 
-from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name, load_pool
+from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, load_pool
 from rsgpt4v.instruct.rules import RuleContext, rule_instructions
 from rsgpt4v.instruct.rules.geographic import (
     DIRECTIONS,
@@ -25,6 +25,7 @@ from rsgpt4v.instruct.rules.presence import MAX_FALSE_PREMISES, MAX_NEGATIVES
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.regions import MAX_REGION_QUESTIONS, indefinite_article
 from rsgpt4v.schema import QA, ImageInfo, Instruction, Object, Record
+from rsgpt4v.vocabulary import category_name
 from tests.rule_phrasings import matches, renderings
 
 VOCABULARY = ("harbor", "helicopter", "plane", "ship", "small-vehicle", "storage-tank")

@@ -19,9 +19,10 @@ import shapely
 import yaml
 
 from rsgpt4v.geometry import obb_to_polygon, polygon_to_obb
-from rsgpt4v.instruct.phrasing import MIN_PHRASINGS, category_name
+from rsgpt4v.instruct.phrasing import MIN_PHRASINGS
 from rsgpt4v.instruct.rules import RULE_TASKS, RuleContext, rule_instructions
 from rsgpt4v.schema import ImageInfo, Instruction, Object, Record
+from rsgpt4v.vocabulary import category_name
 from tests.rule_phrasings import read, renderings, sentences
 
 TASKS = ["local_attributes", "region_caption", "relations", "multi_turn", "detailed_description"]

@@ -9,10 +9,10 @@ from collections import Counter
 import shapely
 
 from rsgpt4v.instruct.answerability import ModelInput
-from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.instruct.rules import RuleContext, rule_instructions
 from rsgpt4v.report.stats import PhrasingVariety, answer_template
 from rsgpt4v.schema import ImageInfo, Instruction, Message, Record, Source
+from rsgpt4v.vocabulary import category_name
 from tests.test_rules_local import BY_ID, GSD, OBJECTS, SCENE, _about, _about_area, _obb
 
 SEEDS = range(40)

@@ -21,10 +21,10 @@ from rsgpt4v.geometry import box_fill, obb_to_polygon, polygon_bbox
 from rsgpt4v.instruct import generate_instructions
 from rsgpt4v.instruct.answerability import MAX_COUNT, MIN_VISIBLE_PX, ModelInput
 from rsgpt4v.instruct.rules import RuleContext, rule_instructions
-from rsgpt4v.instruct.vocabulary import dataset_completeness
 from rsgpt4v.schema import ImageInfo, Instruction, Object, Record, read_jsonl, write_jsonl
 from rsgpt4v.tile_windows import repeated_tiles
 from rsgpt4v.tiling import TileSettings, tile_records
+from rsgpt4v.vocabulary import dataset_completeness
 from tests.rule_phrasings import renderings
 
 OBJECT_TASKS = ("counting", "grounding", "presence", "region_identification", "relations")

@@ -21,7 +21,7 @@ _EXPORTS = {
     "parse_tasks": "rsgpt4v.instruct.settings",
     "rule_context": "rsgpt4v.instruct.stage",
     "rule_lines": "rsgpt4v.instruct.stage",
-    "dataset_vocabulary": "rsgpt4v.instruct.vocabulary",
+    "dataset_vocabulary": "rsgpt4v.vocabulary",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,4 +1,5 @@
-"""Phrasing pools and category names for rule-based instructions, read from ``rsgpt4v.prompts``.
+"""Phrasing pools for rule-based instructions, read from ``rsgpt4v.prompts`` (how classes are
+named: :func:`rsgpt4v.vocabulary.category_name`).
 
 Wording lives in YAML next to the LLM templates so it can be reviewed and extended without
 touching code; each pool carries a template id (``counting/v1``) recorded in every instruction.
@@ -6,7 +7,6 @@ touching code; each pool carries a template id (``counting/v1``) recorded in eve
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -42,37 +42,3 @@ def pool_file(task: str) -> dict:
     if not resource.is_file():
         raise RsgptError(f"no phrasing pool for task {task!r} (prompts/rules/{task}.yaml)")
     return yaml.safe_load(resource.read_text(encoding="utf-8"))
-
-
-@dataclass(frozen=True)
-class CategoryName:
-    singular: str
-    plural: str
-
-
-@cache
-def _overrides() -> dict[str, dict[str, str]]:
-    resource = files("rsgpt4v.prompts") / "categories.yaml"
-    return yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
-
-
-@cache
-def category_name(category: str) -> CategoryName:
-    """How a class string reads in a sentence: ``small-vehicle`` → small vehicle(s)."""
-    override = _overrides().get(category)
-    if override:
-        return CategoryName(override["singular"], override["plural"])
-    singular = re.sub(r"[-_\s]+", " ", category).strip().lower()
-    return CategoryName(singular, pluralise(singular))
-
-
-def pluralise(noun_phrase: str) -> str:
-    """Regular English plural of the last word (class names are regular nouns)."""
-    head, _, last = noun_phrase.rpartition(" ")
-    if re.search(r"(s|x|z|ch|sh)$", last):
-        last += "es"
-    elif re.search(r"[^aeiou]y$", last):
-        last = last[:-1] + "ies"
-    else:
-        last += "s"
-    return f"{head} {last}" if head else last

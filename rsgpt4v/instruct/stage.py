@@ -34,10 +34,10 @@ from rsgpt4v.instruct.rules import (
     rule_instructions,
 )
 from rsgpt4v.instruct.settings import RulesSettings
-from rsgpt4v.instruct.vocabulary import dataset_completeness, dataset_vocabulary
 from rsgpt4v.paths import ImageRoot
 from rsgpt4v.problems import at_line
 from rsgpt4v.schema import JsonlWriter, Record, count_lines
+from rsgpt4v.vocabulary import dataset_completeness, dataset_vocabulary
 
 # Records whose object facts are computed in one vectorised pass: enough to spread numpy's cost
 # per call thin; larger batches measured slower again (their arrays outgrow the CPU caches).

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.geometry import box_iou
-from rsgpt4v.instruct.vocabulary import declared_completeness
 from rsgpt4v.label_facts import LabelFacts
 from rsgpt4v.schema import REF, Instruction, Object, Record
 from rsgpt4v.validate.text_boxes import AUTO, BoxMatch, match_boxes, text_boxes
 from rsgpt4v.validate.vocabulary import Mention, Vocabulary
+from rsgpt4v.vocabulary import declared_completeness
 
 REASONS: dict[str, str] = {
     "schema": "the line or item is not a valid instruction (or LLaVA / ShareGPT conversation)",

@@ -19,9 +19,8 @@ from importlib.resources import files
 import yaml
 
 from rsgpt4v.errors import RsgptError
-from rsgpt4v.instruct.phrasing import category_name, pluralise
-from rsgpt4v.instruct.vocabulary import declared_classes
 from rsgpt4v.label_facts import lower_bound_before
+from rsgpt4v.vocabulary import category_name, declared_classes, pluralise
 
 _UNITS = [
     *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),

@@ -45,10 +45,9 @@ from rsgpt4v.instruct.llm.selection import (
     select,
     table_row,
 )
-from rsgpt4v.instruct.phrasing import category_name
-from rsgpt4v.instruct.vocabulary import declared_completeness
 from rsgpt4v.label_facts import labels_are_complete
 from rsgpt4v.schema import Record
+from rsgpt4v.vocabulary import category_name, declared_completeness
 
 MAX_REPLY_TOKENS = 8000
 _VERSION = re.compile(r"\{#-?\s*version:\s*(\S+)\s*-?#\}")

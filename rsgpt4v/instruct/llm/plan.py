@@ -39,8 +39,8 @@ from rsgpt4v.instruct.llm.record_runs import shard_records
 from rsgpt4v.instruct.llm.replies import LocalReply, ObjectNote, Relation
 from rsgpt4v.instruct.llm.selection import ObjectBudget, View
 from rsgpt4v.instruct.llm.settings import LlmSettings
-from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.schema import Record, read_jsonl
+from rsgpt4v.vocabulary import category_name
 
 PLACEHOLDER = "[placeholder]"  # marks every text of a placeholder reply
 PLACEHOLDER_RELATIONS = 5  # relations of the placeholder local reply

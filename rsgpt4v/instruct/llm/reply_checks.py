@@ -21,9 +21,9 @@ from pydantic import BaseModel
 from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.instruct.llm.passes import RecordContext
 from rsgpt4v.instruct.llm.replies import DialogueReply
-from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.label_facts import LabelFacts, lower_bound_before
 from rsgpt4v.schema import REF
+from rsgpt4v.vocabulary import category_name
 
 DIALOGUE_TURNS = (3, 5)
 # Any reference the model may have meant, whatever its case or spacing; only the exact form

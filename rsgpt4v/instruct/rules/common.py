@@ -11,9 +11,9 @@ from typing import NamedTuple
 from rsgpt4v.completeness import LabelCompleteness
 from rsgpt4v.instruct.answerability import MAX_COUNT, MIN_VISIBLE_PX, ModelInput, visible
 from rsgpt4v.instruct.rules.task_random import TaskRandom
-from rsgpt4v.instruct.vocabulary import declared_completeness
 from rsgpt4v.label_facts import labels_are_complete
 from rsgpt4v.schema import Instruction, Message, Object, Record, Region, Source, trusted
+from rsgpt4v.vocabulary import declared_completeness
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from rsgpt4v.instruct.layout import (
     largest,
     nearest,
 )
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import ClassFacts, Draft, Knowledge, RuleContext, knowledge
 from rsgpt4v.instruct.rules.fact_phrases import (
     AREA_STEPS,
@@ -56,6 +56,7 @@ from rsgpt4v.instruct.rules.fact_phrases import (
 )
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.schema import ImageInfo, Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_DESCRIBED_CLASSES = 4
 MAX_DESCRIBED_GROUPS = 3  # clusters, and rows, described per class

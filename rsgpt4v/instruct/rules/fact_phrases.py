@@ -17,11 +17,11 @@ import yaml
 
 from rsgpt4v.instruct.answerability import MAX_COUNT
 from rsgpt4v.instruct.attributes import ObjectFacts
-from rsgpt4v.instruct.phrasing import category_name
 from rsgpt4v.instruct.rules.common import Draft
 from rsgpt4v.instruct.rules.regions import indefinite_article
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import REF, Record
+from rsgpt4v.vocabulary import category_name
 
 # (values below this bound, are rounded to this step)
 METRE_STEPS = ((10.0, 0.1), (1000.0, 1.0), (math.inf, 10.0))

@@ -16,12 +16,13 @@ from pyproj import Geod, Transformer
 
 from rsgpt4v.geometry import box_iou
 from rsgpt4v.gsd import ground_sample_distance, lonlat_transformer
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Object, Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_LOCATIONS = 2  # latitude/longitude questions per image
 MAX_AREAS = 2  # area questions per image

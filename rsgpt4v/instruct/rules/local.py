@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from rsgpt4v.instruct.attributes import ObjectFacts, cached_object_facts, is_north_up
 from rsgpt4v.instruct.layout import nearest, neighbours, side_of
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Draft, Knowledge, RuleContext, knowledge
 from rsgpt4v.instruct.rules.fact_phrases import (
     AREA_STEPS,
@@ -39,6 +39,7 @@ from rsgpt4v.instruct.rules.regions import is_ambiguous
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_LOCAL_OBJECTS = 3  # objects asked about per image (sampled with the rule's rng)
 MAX_REGION_CAPTIONS = 3

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import ClassFacts, Draft, RuleContext, join_refs, knowledge
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_GROUNDING_BOXES = 20  # a longer answer is a list, not an instruction a model learns from
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import lru_cache
 
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.label_facts import NESTED_VOCABULARIES
 from rsgpt4v.schema import Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_NEGATIVES = 3  # "no" questions per image, about absent classes of its dataset
 MAX_FALSE_PREMISES = 1  # questions that presume an absent object, answered "there is none"

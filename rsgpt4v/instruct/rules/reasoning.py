@@ -42,7 +42,7 @@ from rsgpt4v.instruct.layout import (
     nearest,
     relation,
 )
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Knowledge
 from rsgpt4v.instruct.rules.fact_phrases import (
     AREA_STEPS,
@@ -60,6 +60,7 @@ from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_CHAIN_CANDIDATES = 12  # visible objects (sampled) searched for a spatial chain
 MAX_PYTHON_PAIRS = 256  # distance pairs computed in plain Python; numpy beyond

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from rsgpt4v.geometry import box_iou
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Object, Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_REGION_QUESTIONS = 5  # per image; objects beyond it are sampled with the rule's rng
 AMBIGUOUS_IOU = 0.9  # a box this close to a box of another class does not name one class

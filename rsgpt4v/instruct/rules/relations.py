@@ -19,7 +19,7 @@ from rsgpt4v.instruct.layout import (
     nearest,
     relation,
 )
-from rsgpt4v.instruct.phrasing import category_name, load_pool
+from rsgpt4v.instruct.phrasing import load_pool
 from rsgpt4v.instruct.rules.common import Draft, RuleContext, knowledge
 from rsgpt4v.instruct.rules.fact_phrases import (
     approx,
@@ -34,6 +34,7 @@ from rsgpt4v.instruct.rules.question_pools import load_questions
 from rsgpt4v.instruct.rules.task_random import TaskRandom, pick
 from rsgpt4v.instruct.templates import fill_template
 from rsgpt4v.schema import Record
+from rsgpt4v.vocabulary import category_name
 
 MAX_RELATION_QUESTIONS = 3  # per image
 MAX_PAIRS_TRIED = 12  # pairs looked at per image before giving up on finding more questions

@@ -1,4 +1,8 @@
-"""The class vocabulary of each dataset: a cheap first pass over the records file.
+"""What the datasets' classes are: the classes of each dataset (its converter's list and a cheap
+first pass over a records file), how completely each dataset labels them, and how a class string
+reads in a sentence. Below both instruct and validate, which judge text by the same facts.
+
+The class vocabulary of a records file is read in one cheap pass.
 
 Negative and multiple-choice questions name classes absent from an image but belonging to its
 dataset, so every class of the input must be known before the first record is phrased. Parsing
@@ -18,9 +22,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib.resources import files
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from rsgpt4v.completeness import EXHAUSTIVE, LabelCompleteness
@@ -103,3 +110,37 @@ def dataset_completeness(
 def declared_completeness(dataset: str) -> LabelCompleteness:
     """One dataset's completeness as its converter declares it (exhaustive when unknown)."""
     return dataset_completeness([dataset])[dataset]
+
+
+@dataclass(frozen=True)
+class CategoryName:
+    singular: str
+    plural: str
+
+
+@cache
+def _overrides() -> dict[str, dict[str, str]]:
+    resource = files("rsgpt4v.prompts") / "categories.yaml"
+    return yaml.safe_load(resource.read_text(encoding="utf-8")) or {}
+
+
+@cache
+def category_name(category: str) -> CategoryName:
+    """How a class string reads in a sentence: ``small-vehicle`` → small vehicle(s)."""
+    override = _overrides().get(category)
+    if override:
+        return CategoryName(override["singular"], override["plural"])
+    singular = re.sub(r"[-_\s]+", " ", category).strip().lower()
+    return CategoryName(singular, pluralise(singular))
+
+
+def pluralise(noun_phrase: str) -> str:
+    """Regular English plural of the last word (class names are regular nouns)."""
+    head, _, last = noun_phrase.rpartition(" ")
+    if re.search(r"(s|x|z|ch|sh)$", last):
+        last += "es"
+    elif re.search(r"[^aeiou]y$", last):
+        last = last[:-1] + "ies"
+    else:
+        last += "s"
+    return f"{head} {last}" if head else last
