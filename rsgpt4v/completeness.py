@@ -98,3 +98,11 @@ def load_completeness(path: str | Path) -> dict[str, LabelCompleteness]:
             raise InputError(f"{path}: entry {dataset!r} must be a mapping", value=entry)
         table[str(dataset)] = LabelCompleteness.from_mapping(entry, f"{path}: {dataset}")
     return table
+
+
+def completeness_table(value: object) -> object:
+    """A completeness file (as the command line gives it; None: not given) → its table; a table
+    is left as it is. Use as a ``field_validator(..., mode="before")``."""
+    if value is None:
+        return {}
+    return load_completeness(value) if isinstance(value, str | Path) else value

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import field_validator, model_validator
 
-from rsgpt4v.completeness import LabelCompleteness, load_completeness
+from rsgpt4v.completeness import LabelCompleteness, completeness_table
 from rsgpt4v.errors import InputError
 from rsgpt4v.export_settings import MAX_PIXELS_HELP
 from rsgpt4v.settings import StageSettings, option
@@ -95,11 +95,7 @@ class ValidationOptions(StageSettings):
             raise InputError(f"unknown format {value!r}; expected one of {', '.join(FORMATS)}")
         return value
 
-    @field_validator("completeness", mode="before")
-    @classmethod
-    def _load_completeness(cls, value: object) -> object:
-        """A completeness file (the command line) → its table."""
-        return load_completeness(value) if isinstance(value, str | Path) else value
+    _completeness = field_validator("completeness", mode="before")(completeness_table)
 
     @property
     def checks(self) -> CheckSettings:

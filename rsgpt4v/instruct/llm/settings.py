@@ -19,7 +19,7 @@ from annotated_types import Ge, Gt
 from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 from pydantic.fields import FieldInfo
 
-from rsgpt4v.completeness import LabelCompleteness, load_completeness
+from rsgpt4v.completeness import LabelCompleteness, completeness_table
 from rsgpt4v.errors import InputError, RsgptError
 from rsgpt4v.settings import StageSettings, flags_of, option
 
@@ -174,13 +174,7 @@ class LlmSettings(StageSettings):
             raise InputError(f"unknown image detail {value!r}; expected low or high")
         return value
 
-    @field_validator("completeness", mode="before")
-    @classmethod
-    def _load_completeness(cls, value: object) -> object:
-        """A completeness file (the command line; None: not given) → its table."""
-        if value is None:
-            return {}
-        return load_completeness(value) if isinstance(value, str | Path) else value
+    _completeness = field_validator("completeness", mode="before")(completeness_table)
 
     @field_validator("passes")
     @classmethod
