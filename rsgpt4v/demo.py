@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rsgpt4v.convert import ConversionSummary, convert_dataset
 from rsgpt4v.export import ExportSummary, export_instructions
-from rsgpt4v.instruct import InstructionSummary, generate_instructions
+from rsgpt4v.instruct.stage import InstructionSummary, generate_instructions
 from rsgpt4v.sample import make_sample
 from rsgpt4v.validate.run import ValidationOptions, ValidationSummary, validate_instructions
 

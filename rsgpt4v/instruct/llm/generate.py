@@ -33,10 +33,12 @@ from rsgpt4v.instruct.llm.record_runs import (
 )
 from rsgpt4v.instruct.llm.settings import LlmSettings, Redactor, read_api_key
 from rsgpt4v.instruct.llm.to_instructions import qa_pairs
+from rsgpt4v.instruct.stage import check_partial_classes
 from rsgpt4v.jsonfiles import decode_utf8
 from rsgpt4v.paths import ImageRoot
 from rsgpt4v.raster import gdal_env
 from rsgpt4v.schema import JsonlWriter, Record, read_jsonl
+from rsgpt4v.vocabulary import dataset_vocabulary
 
 DEFAULT_CACHE_DIR = ".rsgpt4v-llm-cache"
 
@@ -112,8 +114,6 @@ def generate_llm_instructions(
     ``ledger`` names the ledger that paid replies are charged to when the budget is shared
     (default: none; else the output's own).
     """
-    from rsgpt4v.instruct import check_partial_classes, dataset_vocabulary
-
     output = Path(output)
     _check(settings)
     prices = load_prices(settings.prices)

@@ -40,7 +40,7 @@ from rsgpt4v.instruct.llm.replies import LocalReply, ObjectNote, Relation
 from rsgpt4v.instruct.llm.selection import ObjectBudget, View
 from rsgpt4v.instruct.llm.settings import LlmSettings
 from rsgpt4v.schema import Record, read_jsonl
-from rsgpt4v.vocabulary import category_name
+from rsgpt4v.vocabulary import category_name, dataset_vocabulary
 
 PLACEHOLDER = "[placeholder]"  # marks every text of a placeholder reply
 PLACEHOLDER_RELATIONS = 5  # relations of the placeholder local reply
@@ -82,8 +82,6 @@ class Plan:
 
 
 def plan_run(records_path: str | Path, settings: LlmSettings) -> Plan:
-    from rsgpt4v.instruct import dataset_vocabulary
-
     prices = load_prices(settings.prices)
     price = prices.price_of(settings.model)
     side = render_side(settings.detail, settings.max_side)
